@@ -1,0 +1,29 @@
+# Two commands on a fresh machine:  make demo  (the offline demo, end to end)  and  make test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+
+.PHONY: setup demo test lint format clean-demo
+
+# torch first, pinned: an unpinned torch pulled in by another package is a multi-GB CUDA build.
+$(BIN)/snakemake: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/snakemake
+
+demo: setup
+	$(BIN)/snakemake --configfile demo/config.yaml --cores $(CORES)
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests workflow benchmarks
+	$(BIN)/ruff format --check src tests workflow benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --configfile demo/config.yaml

@@ -1,0 +1,72 @@
+# archive-encoders: find and fine-tune the best sentence encoder for search over archive.org texts.
+#
+#   archive.org ─► corpus ─► datasets ─► train ─► export ─► evaluate ─► report
+#
+# Each stage is a named target (`snakemake corpus`, ...); `snakemake` alone runs everything.
+# Paths are relative to the working directory (--directory); the config is validated before any job.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/archive.smk"
+include: "rules/corpus.smk"
+include: "rules/datasets.smk"
+include: "rules/train.smk"
+include: "rules/export.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    corpus,
+    datasets,
+    train,
+    export,
+    evaluate,
+    report,
+
+
+rule all:
+    default_target: True
+    input:
+        rules.summarize.output,
+
+
+rule corpus:
+    input:
+        rules.chunk_documents.output,
+
+
+rule datasets:
+    input:
+        rules.corpus.input,
+        rules.tsdae_pairs.output,
+        rules.mine_triplets.output,
+        rules.retrieval_set.output,
+
+
+rule train:
+    input:
+        trained_models(),
+
+
+rule export:
+    input:
+        onnx_exports(),
+
+
+rule evaluate:
+    input:
+        evaluations(),
+        latency_measurements(),
+
+
+rule report:
+    input:
+        rules.summarize.output,

@@ -1,0 +1,38 @@
+# Clean and chunk: OCR clean-up, language id, quality filter, dedupe -> documents -> token chunks.
+
+
+rule clean_documents:
+    input:
+        item_list=rules.search_archive.output.item_list,
+        downloads=rules.download_archive.output.downloads,
+    output:
+        documents=ensure("results/corpus/documents.parquet", non_empty=True),
+        rejected="results/corpus/rejected.parquet",
+    params:
+        clean=config["clean"],
+    log:
+        "logs/corpus/clean_documents.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../workflow/scripts/clean_documents.py"
+
+
+rule chunk_documents:
+    input:
+        documents=rules.clean_documents.output.documents,
+    output:
+        chunks=ensure("results/corpus/chunks.parquet", non_empty=True),
+    params:
+        chunk=config["chunk"],
+        tokenizer=reference_model_settings("chunk.tokenizer_model"),
+    log:
+        "logs/corpus/chunk_documents.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../workflow/scripts/chunk_documents.py"

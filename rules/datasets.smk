@@ -1,0 +1,84 @@
+# Training data: document-level splits, TSDAE pairs, triplets with hard negatives, a retrieval set.
+
+
+rule split_documents:
+    input:
+        documents=rules.clean_documents.output.documents,
+    output:
+        splits=ensure("results/datasets/splits.parquet", non_empty=True),
+    params:
+        split=config["datasets"]["split"],
+        seed=config["seed"],
+    log:
+        "logs/datasets/split_documents.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/split_documents.py"
+
+
+rule tsdae_pairs:
+    input:
+        chunks=rules.chunk_documents.output.chunks,
+        splits=rules.split_documents.output.splits,
+    output:
+        pairs=ensure("results/datasets/tsdae.parquet", non_empty=True),
+    params:
+        deletion_ratio=config["datasets"]["tsdae_deletion_ratio"],
+        max_pairs=config["datasets"]["max_pairs"],
+        seed=config["seed"],
+    log:
+        "logs/datasets/tsdae_pairs.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/tsdae_pairs.py"
+
+
+rule mine_triplets:
+    input:
+        chunks=rules.chunk_documents.output.chunks,
+        documents=rules.clean_documents.output.documents,
+        splits=rules.split_documents.output.splits,
+    output:
+        triplets=ensure("results/datasets/triplets.parquet", non_empty=True),
+    params:
+        miner=reference_model_settings("datasets.miner_model"),
+        hard_negatives=config["datasets"]["hard_negatives"],
+        max_pairs=config["datasets"]["max_pairs"],
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "logs/datasets/mine_triplets.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../workflow/scripts/mine_triplets.py"
+
+
+rule retrieval_set:
+    input:
+        chunks=rules.chunk_documents.output.chunks,
+        documents=rules.clean_documents.output.documents,
+        splits=rules.split_documents.output.splits,
+    output:
+        queries=ensure("results/datasets/retrieval/queries.parquet", non_empty=True),
+        corpus=ensure("results/datasets/retrieval/corpus.parquet", non_empty=True),
+        qrels=ensure("results/datasets/retrieval/qrels.parquet", non_empty=True),
+    params:
+        retrieval=config["datasets"]["retrieval"],
+        seed=config["seed"],
+    log:
+        "logs/datasets/retrieval_set.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/retrieval_set.py"

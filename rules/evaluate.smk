@@ -1,0 +1,48 @@
+# Evaluation: retrieval quality (with bootstrap CIs) and STS per variant; latency per model x method.
+
+
+rule evaluate_variant:
+    input:
+        model=evaluated_model,
+        queries=rules.retrieval_set.output.queries,
+        corpus=rules.retrieval_set.output.corpus,
+        qrels=rules.retrieval_set.output.qrels,
+        sts=[sts["path"] for sts in config["evaluate"]["sts"]],
+    output:
+        metrics="results/eval/{model}/{method}/{variant}.json",
+    params:
+        model=model_settings,
+        evaluate=config["evaluate"],
+        seed=config["seed"],
+    log:
+        "logs/evaluate/{model}/{method}/{variant}.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../workflow/scripts/evaluate_variant.py"
+
+
+rule measure_latency:
+    input:
+        model=rules.train_model.output.model,
+        onnx=rules.export_onnx.output.onnx,
+        queries=rules.retrieval_set.output.queries,
+        corpus=rules.retrieval_set.output.corpus,
+    output:
+        **{
+            variant: f"results/latency/{{model}}/{{method}}/{variant}.json"
+            for variant in VARIANTS
+        },
+    params:
+        model=model_settings,
+        latency=config["latency"],
+    log:
+        "logs/latency/{model}/{method}.log",
+    threads: config["latency"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../workflow/scripts/measure_latency.py"

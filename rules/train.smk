@@ -1,0 +1,44 @@
+# Fine-tuning matrix: every candidate model x method (minus `exclude`), with its cost recorded.
+
+
+rule teacher_embeddings:
+    input:
+        chunks=rules.chunk_documents.output.chunks,
+        splits=rules.split_documents.output.splits,
+    output:
+        embeddings=ensure("results/teachers/{teacher}/embeddings.parquet", non_empty=True),
+    params:
+        teacher=teacher_settings,
+        device=config["device"],
+    log:
+        "logs/train/teacher_embeddings/{teacher}.log",
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=training_gpus,
+    script:
+        "../workflow/scripts/teacher_embeddings.py"
+
+
+rule train_model:
+    input:
+        unpack(training_inputs),
+    output:
+        model=directory("results/models/{model}/{method}"),
+    params:
+        model=model_settings,
+        method=method_settings,
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "logs/train/{model}/{method}.log",
+    benchmark:
+        "logs/train/{model}/{method}.benchmark.tsv"
+    threads: 2
+    resources:
+        mem_mb=training_mem_mb,
+        runtime=720,
+        gpu=training_gpus,
+    script:
+        "../workflow/scripts/train_model.py"

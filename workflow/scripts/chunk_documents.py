@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule chunk_documents (not yet implemented)."""
+
+raise NotImplementedError("chunk_documents")

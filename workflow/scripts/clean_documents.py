@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule clean_documents (not yet implemented)."""
+
+raise NotImplementedError("clean_documents")

@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule download_archive (not yet implemented)."""
+
+raise NotImplementedError("download_archive")

@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule evaluate_variant (not yet implemented)."""
+
+raise NotImplementedError("evaluate_variant")

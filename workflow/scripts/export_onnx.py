@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule export_onnx (not yet implemented)."""
+
+raise NotImplementedError("export_onnx")

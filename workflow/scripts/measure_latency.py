@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule measure_latency (not yet implemented)."""
+
+raise NotImplementedError("measure_latency")

@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule mine_triplets (not yet implemented)."""
+
+raise NotImplementedError("mine_triplets")

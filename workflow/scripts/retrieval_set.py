@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule retrieval_set (not yet implemented)."""
+
+raise NotImplementedError("retrieval_set")

@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule search_archive (not yet implemented)."""
+
+raise NotImplementedError("search_archive")

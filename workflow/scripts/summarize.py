@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule summarize (not yet implemented)."""
+
+raise NotImplementedError("summarize")

@@ -1,0 +1,3 @@
+"""Snakemake adapter for rule teacher_embeddings (not yet implemented)."""
+
+raise NotImplementedError("teacher_embeddings")
