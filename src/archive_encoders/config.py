@@ -60,14 +60,25 @@ def is_local_path(path: str) -> bool:
 
 def validate(config: dict[str, Any], schema: Path = SCHEMA) -> dict[str, Any]:
     """Schema validation with defaults filled in (Snakemake's own validator), then `check`."""
+    import jsonschema
     from snakemake.utils import validate as snakemake_validate
 
-    try:
-        snakemake_validate(config, str(schema), set_default=True)
-    except Exception as err:  # snakemake wraps jsonschema's error in a WorkflowError
-        raise ConfigError(str(err)) from None
+    with open(schema, encoding="utf-8") as fh:
+        schema_doc = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema_doc).iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"config key {_dotted(error.absolute_path)}: {error.message}")
+    snakemake_validate(config, str(schema), set_default=True)  # valid now; this fills in the defaults
     check(config)
     return config
+
+
+def _dotted(path) -> str:
+    """['models', 0, 'path'] -> 'models[0].path' (the top level is '<root>')."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "<root>"
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -128,6 +139,11 @@ def check(config: dict[str, Any]) -> None:
     split = config.get("datasets", {}).get("split", {})
     if split.get("val", 0.1) + split.get("test", 0.2) >= 1:
         raise ConfigError("datasets.split: val + test must leave documents for training")
+    negatives = config.get("datasets", {}).get("hard_negatives", {})
+    if negatives.get("range_max", 50) - negatives.get("range_min", 2) < negatives.get("num_negatives", 1):
+        raise ConfigError(
+            "datasets.hard_negatives: range_max - range_min must leave room for num_negatives candidates"
+        )
 
 
 def matrix(config: dict[str, Any]) -> list[tuple[str, str]]:

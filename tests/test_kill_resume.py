@@ -1,0 +1,90 @@
+"""SIGKILL the workflow in the middle of a stage, rerun it, and get the same outputs as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import polars as pl
+import pytest
+
+from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
+from test_e2e_workflow import METHODS, prepare_workdir, tiny_config
+
+pytestmark = pytest.mark.e2e
+
+KILL_METHODS = {name: METHODS[name] for name in ("baseline", "lora", "distill")}
+DETERMINISTIC = [
+    "results/corpus/items.parquet",
+    "results/corpus/documents.parquet",
+    "results/corpus/rejected.parquet",
+    "results/corpus/chunks.parquet",
+    "results/datasets/splits.parquet",
+    "results/datasets/tsdae.parquet",
+    "results/datasets/triplets.parquet",
+    "results/datasets/retrieval/queries.parquet",
+    "results/datasets/retrieval/corpus.parquet",
+    "results/datasets/retrieval/qrels.parquet",
+]
+QUALITY = ["ndcg@10", "mrr@10", "recall@10"]
+
+
+def start(workdir, config_file):
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config_file),
+           "--cores", "2"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def kill_when_running(proc, rule: str, workdir, log_glob: str, timeout: float = 600) -> str:
+    """SIGKILL the whole process group once `rule`'s job has started writing its log."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(f"rule {rule}:" in line for line in lines) and list(workdir.glob(log_glob)):
+            time.sleep(0.5)  # inside the job: imports done, work under way
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"workflow ended before {rule} could be killed:\n{''.join(lines)[-3000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return "".join(lines)
+
+
+def assert_no_corrupt_outputs(workdir):
+    """Whatever carries a final name is complete: every Parquet file under results/ reads back."""
+    for path in (workdir / "results").rglob("*.parquet"):
+        if not path.name.startswith("."):
+            pl.read_parquet(path)
+
+
+def test_killed_workflow_resumes_to_identical_outputs(tmp_path, tiny_model):
+    config = tiny_config(KILL_METHODS)
+    reference = prepare_workdir(tmp_path / "reference", tiny_model)
+    run_snakemake(reference, config)
+
+    workdir = prepare_workdir(tmp_path / "killed", tiny_model)
+    config_file = write_config(workdir / "test-config.yaml", config)
+    for rule, log_glob in [
+        ("clean_documents", "logs/corpus/clean_documents.log"),
+        ("mine_triplets", "logs/datasets/mine_triplets.log"),
+        ("train_model", "logs/train/tiny/*.log"),
+        ("export_onnx", "logs/export/tiny/*.log"),
+    ]:
+        kill_when_running(start(workdir, config_file), rule, workdir, log_glob)
+        assert_no_corrupt_outputs(workdir)
+        run_snakemake(workdir, config, "--unlock")
+    run_snakemake(workdir, config)
+
+    for name in DETERMINISTIC:
+        expected, actual = pl.read_parquet(reference / name), pl.read_parquet(workdir / name)
+        assert actual.equals(expected), name
+    got = pl.read_parquet(workdir / "results/report/summary.parquet").sort("model", "method", "variant")
+    want = pl.read_parquet(reference / "results/report/summary.parquet").sort("model", "method", "variant")
+    for column in QUALITY:
+        assert got[column].to_list() == pytest.approx(want[column].to_list(), abs=1e-6), column
