@@ -21,7 +21,9 @@ rule summarize:
         ),
         summary_md="results/report/summary.md",
         cost=report(
-            "results/report/cost.csv", caption="../workflow/report/cost.rst", category="Cost"
+            "results/report/cost.csv",
+            caption="../workflow/report/cost.rst",
+            category="Cost",
         ),
         int8=report(
             "results/report/int8_vs_fp32.csv",
@@ -35,13 +37,13 @@ rule summarize:
         ),
         pareto_svg="results/report/pareto.svg",
         report_md="results/report/report.md",
-    params:
-        export=config["export"],
     log:
         "logs/report/summarize.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        export=config["export"],
     script:
         "../workflow/scripts/summarize.py"
