@@ -10,6 +10,7 @@ rule clean_documents:
         rejected="results/corpus/rejected.parquet",
     params:
         clean=config["clean"],
+        archive=archive_search_settings(),  # where downloads.parquet paths lie (local_dir's parent)
     log:
         "logs/corpus/clean_documents.log",
     threads: 1

@@ -1,3 +1,13 @@
-"""Snakemake adapter for rule chunk_documents (not yet implemented)."""
+"""Snakemake adapter: clean documents -> token-bounded chunks with overlap."""
+# ruff: noqa: F821 - `snakemake` is injected by Snakemake
 
-raise NotImplementedError("chunk_documents")
+from archive_encoders.chunk import chunk_documents
+from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])
+chunk_documents(
+    snakemake.input.documents,
+    snakemake.output.chunks,
+    snakemake.params.chunk,
+    snakemake.params.tokenizer,
+)
