@@ -63,12 +63,15 @@ def reference_model_settings(key):
 
 
 def training_inputs(wildcards):
-    """Training data a method reads; distill also reads its teacher's cached embeddings."""
+    """Only the data a method reads, so new TSDAE pairs do not retrain the MNRL methods (and vice versa)."""
     kind = aec.method_type(config, wildcards.method)
-    inputs = {
-        "triplets": rules.mine_triplets.output.triplets,
-        "tsdae": rules.tsdae_pairs.output.pairs,
-    }
+    inputs = {}
+    if kind in ("full", "lora", "qlora") or (
+        kind == "tsdae" and config["methods"][wildcards.method].get("then_mnrl")
+    ):
+        inputs["triplets"] = rules.mine_triplets.output.triplets
+    if kind == "tsdae":
+        inputs["tsdae"] = rules.tsdae_pairs.output.pairs
     if kind == "distill":
         teacher = config["methods"][wildcards.method]["teacher"]
         inputs["teacher"] = expand(rules.teacher_embeddings.output.embeddings, teacher=teacher)[0]

@@ -6,15 +6,15 @@ rule split_documents:
         documents=rules.clean_documents.output.documents,
     output:
         splits=ensure("results/datasets/splits.parquet", non_empty=True),
-    params:
-        split=config["datasets"]["split"],
-        seed=config["seed"],
     log:
         "logs/datasets/split_documents.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        split=config["datasets"]["split"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/split_documents.py"
 
@@ -25,16 +25,16 @@ rule tsdae_pairs:
         splits=rules.split_documents.output.splits,
     output:
         pairs=ensure("results/datasets/tsdae.parquet", non_empty=True),
-    params:
-        deletion_ratio=config["datasets"]["tsdae_deletion_ratio"],
-        max_pairs=config["datasets"]["max_pairs"],
-        seed=config["seed"],
     log:
         "logs/datasets/tsdae_pairs.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        deletion_ratio=config["datasets"]["tsdae_deletion_ratio"],
+        max_pairs=config["datasets"]["max_pairs"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/tsdae_pairs.py"
 
@@ -46,18 +46,18 @@ rule mine_triplets:
         splits=rules.split_documents.output.splits,
     output:
         triplets=ensure("results/datasets/triplets.parquet", non_empty=True),
-    params:
-        miner=reference_model_settings("datasets.miner_model"),
-        hard_negatives=config["datasets"]["hard_negatives"],
-        max_pairs=config["datasets"]["max_pairs"],
-        seed=config["seed"],
-        device=config["device"],
     log:
         "logs/datasets/mine_triplets.log",
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        miner=reference_model_settings("datasets.miner_model"),
+        hard_negatives=config["datasets"]["hard_negatives"],
+        max_pairs=config["datasets"]["max_pairs"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../workflow/scripts/mine_triplets.py"
 
@@ -71,14 +71,14 @@ rule retrieval_set:
         queries=ensure("results/datasets/retrieval/queries.parquet", non_empty=True),
         corpus=ensure("results/datasets/retrieval/corpus.parquet", non_empty=True),
         qrels=ensure("results/datasets/retrieval/qrels.parquet", non_empty=True),
-    params:
-        retrieval=config["datasets"]["retrieval"],
-        seed=config["seed"],
     log:
         "logs/datasets/retrieval_set.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        retrieval=config["datasets"]["retrieval"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/retrieval_set.py"

@@ -6,10 +6,9 @@ rule teacher_embeddings:
         chunks=rules.chunk_documents.output.chunks,
         splits=rules.split_documents.output.splits,
     output:
-        embeddings=ensure("results/teachers/{teacher}/embeddings.parquet", non_empty=True),
-    params:
-        teacher=teacher_settings,
-        device=config["device"],
+        embeddings=ensure(
+            "results/teachers/{teacher}/embeddings.parquet", non_empty=True
+        ),
     log:
         "logs/train/teacher_embeddings/{teacher}.log",
     threads: 2
@@ -17,6 +16,11 @@ rule teacher_embeddings:
         mem_mb=16000,
         runtime=240,
         gpu=training_gpus,
+    params:
+        teacher=teacher_settings,
+        max_pairs=config["datasets"]["max_pairs"],
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../workflow/scripts/teacher_embeddings.py"
 
@@ -26,11 +30,6 @@ rule train_model:
         unpack(training_inputs),
     output:
         model=directory("results/models/{model}/{method}"),
-    params:
-        model=model_settings,
-        method=method_settings,
-        seed=config["seed"],
-        device=config["device"],
     log:
         "logs/train/{model}/{method}.log",
     benchmark:
@@ -40,5 +39,10 @@ rule train_model:
         mem_mb=training_mem_mb,
         runtime=720,
         gpu=training_gpus,
+    params:
+        model=model_settings,
+        method=method_settings,
+        seed=config["seed"],
+        device=config["device"],
     script:
         "../workflow/scripts/train_model.py"

@@ -19,15 +19,18 @@ def pick_device(preference: str = "auto") -> str:
     return preference
 
 
-def load_sentence_transformer(spec: ModelSpec, device: str = "cpu"):
-    """A SentenceTransformer for `spec`: safetensors weights only, remote code only if the spec allows it."""
+def load_sentence_transformer(spec: ModelSpec, device: str = "cpu", model_kwargs: dict | None = None):
+    """A SentenceTransformer for `spec`: safetensors weights only, remote code only if the spec allows it.
+
+    model_kwargs go to the transformers `from_pretrained` (e.g. a 4-bit `quantization_config` for QLoRA).
+    """
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(
         resolve_model_path(spec.path),
         device=device,
         trust_remote_code=spec.trust_remote_code,
-        model_kwargs={"use_safetensors": True},
+        model_kwargs={**(model_kwargs or {}), "use_safetensors": True},
     )
     model.max_seq_length = spec.max_seq_length
     return model

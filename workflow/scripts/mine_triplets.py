@@ -1,3 +1,18 @@
-"""Snakemake adapter for rule mine_triplets (not yet implemented)."""
+"""Snakemake adapter: pseudo-query triplets with mined hard negatives from the train split."""
+# ruff: noqa: F821 - `snakemake` is injected by Snakemake
 
-raise NotImplementedError("mine_triplets")
+from archive_encoders.runlog import log_to
+from archive_encoders.training_data import mine_triplets
+
+log_to(snakemake.log[0])
+mine_triplets(
+    snakemake.input.chunks,
+    snakemake.input.documents,
+    snakemake.input.splits,
+    snakemake.output.triplets,
+    miner=snakemake.params.miner,
+    hard_negatives=snakemake.params.hard_negatives,
+    max_pairs=snakemake.params.max_pairs,
+    seed=snakemake.params.seed,
+    device=snakemake.params.device,
+)

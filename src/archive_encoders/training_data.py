@@ -1,0 +1,494 @@
+"""Training data: document splits, TSDAE pairs, mined triplets and the held-out retrieval set.
+
+Everything here is deterministic for a given seed. Splits are by near-duplicate cluster, so a second scan
+of a test book can never sit in the training data. Query/passage prefixes are NOT baked into any dataset:
+the training and evaluation code adds the prefixes of the model it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from .io import write_parquet
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+KINDS = ("inverse_cloze", "title", "neighbour")
+
+# Heuristics for pseudo-queries (not tuning knobs): an inverse-cloze query is one sentence a person could
+# type, and what is left of the chunk must still be a passage worth retrieving.
+MIN_QUERY_WORDS = 4
+MAX_QUERY_WORDS = 64
+MIN_PASSAGE_WORDS = 12
+MIN_TITLE_CHARS = 3
+# Anchors are scored against the corpus in slices of this many rows (bounds the score matrix).
+MINE_SLICE = 256
+DOC_SEP = "\x1f"  # joins the doc_ids of a title query (identifiers may hold commas)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_SPACE = re.compile(r"\s+")
+
+
+# --- splits ---
+
+
+def _stable_rank(key: str, seed: int) -> str:
+    """A seeded order of clusters that does not depend on the order of rows in documents.parquet."""
+    return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
+
+
+def assign_splits(documents: pl.DataFrame, val: float, test: float, seed: int) -> pl.DataFrame:
+    """doc_id, cluster_id, split: whole clusters go to one split, sizes close to the ratios (in documents)."""
+    docs = documents.select(
+        pl.col("doc_id").cast(pl.Utf8),
+        # a document without a cluster is its own cluster
+        pl.coalesce(pl.col("cluster_id").cast(pl.Utf8), pl.col("doc_id").cast(pl.Utf8)).alias("cluster_id"),
+    ).unique("doc_id", keep="first", maintain_order=True)
+    if docs.is_empty():
+        raise ValueError("split_documents: no documents to split")
+    sizes = docs.group_by("cluster_id").len()
+    sizes = sizes.with_columns(
+        pl.col("cluster_id").map_elements(lambda c: _stable_rank(c, seed), return_dtype=pl.Utf8).alias("rank")
+    ).sort("rank")
+
+    n_docs, n_clusters = docs.height, sizes.height
+    targets = {}
+    for name, ratio in (("test", test), ("val", val)):
+        want = round(n_docs * ratio)
+        # a small corpus still gets one held-out document when there are clusters to spare
+        targets[name] = max(want, 1) if ratio > 0 and n_clusters >= 3 else want
+    targets["train"] = n_docs - targets["test"] - targets["val"]
+
+    counts = dict.fromkeys(SPLITS, 0)
+    assignment = {}
+    for cluster, size in zip(sizes["cluster_id"], sizes["len"], strict=True):
+        # fill the split furthest below its target; ties go train, test, val
+        split = max(("train", "test", "val"), key=lambda s: targets[s] - counts[s])
+        assignment[cluster] = split
+        counts[split] += size
+    if counts["train"] == 0:
+        raise ValueError(f"split_documents: {n_clusters} cluster(s) leave no document for training")
+    log.info("splits (documents): %s; targets %s; %d clusters", counts, targets, n_clusters)
+    return docs.with_columns(pl.col("cluster_id").replace_strict(assignment).alias("split"))
+
+
+def split_documents(
+    documents: str | os.PathLike, splits_out: str | os.PathLike, split: dict, seed: int
+) -> None:
+    """Read documents.parquet, write splits.parquet (doc_id, cluster_id, split)."""
+    frame = pl.read_parquet(documents, columns=["doc_id", "cluster_id"])
+    splits = assign_splits(frame, val=split.get("val", 0.1), test=split.get("test", 0.2), seed=seed)
+    write_parquet(splits, splits_out)
+
+
+def chunks_in_split(chunks: pl.DataFrame, splits: pl.DataFrame, names: Iterable[str]) -> pl.DataFrame:
+    """Chunks of the documents in the given splits, with their cluster_id and split, in chunk order."""
+    chosen = splits.filter(pl.col("split").is_in(list(names))).select(
+        pl.col("doc_id").cast(pl.Utf8), "cluster_id", "split"
+    )
+    return (
+        chunks.with_columns(pl.col("doc_id").cast(pl.Utf8))
+        .join(chosen, on="doc_id", how="inner")
+        .sort("doc_id", "chunk_index")
+    )
+
+
+# --- TSDAE ---
+
+
+def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:
+    """TSDAE noise: drop each word with probability `ratio`, keeping at least one word."""
+    words = text.split()
+    if not words:
+        return text
+    kept = [w for w, r in zip(words, rng.random(len(words)), strict=True) if r >= ratio]
+    if not kept:
+        kept = [words[int(rng.integers(len(words)))]]
+    return " ".join(kept)
+
+
+def _sample(frame: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:
+    """Up to n rows, chosen by `rng`, kept in their original order."""
+    if frame.height <= n:
+        return frame
+    rows = np.sort(rng.choice(frame.height, size=n, replace=False))
+    return frame[rows.tolist()]
+
+
+def tsdae_pairs(
+    chunks: str | os.PathLike,
+    splits: str | os.PathLike,
+    pairs_out: str | os.PathLike,
+    deletion_ratio: float,
+    max_pairs: int,
+    seed: int,
+) -> None:
+    """(noisy, text) pairs from train-split chunks: word deletion at `deletion_ratio`."""
+    rng = np.random.default_rng(seed)
+    train = chunks_in_split(pl.read_parquet(chunks), pl.read_parquet(splits), ["train"])
+    train = _sample(train.filter(pl.col("text").str.strip_chars() != ""), max_pairs, rng)
+    noisy = [delete_words(t, deletion_ratio, rng) for t in train["text"]]
+    write_parquet(
+        pl.DataFrame({"noisy": noisy, "text": train["text"]}, schema={"noisy": pl.Utf8, "text": pl.Utf8}),
+        pairs_out,
+    )
+    log.info("tsdae: %d pairs, deletion ratio %.2f", len(noisy), deletion_ratio)
+
+
+# --- pseudo-queries (shared by the triplets and the retrieval set) ---
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def inverse_cloze(text: str, rng: np.random.Generator) -> tuple[str, str] | None:
+    """(one sentence, the rest of the chunk), or None when the chunk has no usable sentence."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    if len(sentences) < 2:
+        return None
+    usable = [i for i, s in enumerate(sentences) if MIN_QUERY_WORDS <= _words(s) <= MAX_QUERY_WORDS]
+    if not usable:
+        return None
+    i = usable[int(rng.integers(len(usable)))]
+    rest = " ".join(sentences[:i] + sentences[i + 1 :])
+    if _words(rest) < MIN_PASSAGE_WORDS:
+        return None
+    return sentences[i], rest
+
+
+def _titles(documents: pl.DataFrame) -> dict[str, str]:
+    """doc_id -> title, for titles long enough to be a query (whitespace collapsed)."""
+    titles = {}
+    for doc_id, title in documents.select(pl.col("doc_id").cast(pl.Utf8), "title").iter_rows():
+        title = _SPACE.sub(" ", title or "").strip()
+        if len(title) >= MIN_TITLE_CHARS:
+            titles[doc_id] = title
+    return titles
+
+
+def pseudo_queries(chunks: pl.DataFrame, titles: dict[str, str], rng: np.random.Generator) -> pl.DataFrame:
+    """anchor, positive, kind, doc_id, cluster_id, chunk_id for one split's chunks (sorted by doc, index).
+
+    inverse_cloze: a sentence of a chunk -> the rest of it; title: the document title -> one of its chunks;
+    neighbour: a chunk -> the next chunk, with the overlap they share cut off the positive.
+    """
+    rows: list[tuple] = []
+    for (doc_id,), doc in chunks.group_by("doc_id", maintain_order=True):
+        doc = doc.sort("chunk_index")
+        cluster = doc["cluster_id"][0]
+        records = doc.select("chunk_id", "chunk_index", "text", "char_start", "char_end").rows()
+        for chunk_id, _, text, _, _ in records:
+            pair = inverse_cloze(text, rng)
+            if pair:
+                rows.append((pair[0], pair[1], "inverse_cloze", doc_id, cluster, chunk_id))
+        if doc_id in titles:
+            chunk_id, _, text, _, _ = records[int(rng.integers(len(records)))]
+            rows.append((titles[doc_id], text, "title", doc_id, cluster, chunk_id))
+        for (cid, idx, text, _, end), (_, nidx, ntext, nstart, _) in zip(records, records[1:], strict=False):
+            if nidx != idx + 1:
+                continue
+            positive = ntext[max(0, end - nstart) :].strip()
+            if _words(positive) >= MIN_PASSAGE_WORDS and _words(text) >= MIN_QUERY_WORDS:
+                rows.append((text, positive, "neighbour", doc_id, cluster, cid))
+    schema = {k: pl.Utf8 for k in ("anchor", "positive", "kind", "doc_id", "cluster_id", "chunk_id")}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def balanced_take(frame: pl.DataFrame, n: int, rng: np.random.Generator, by: str = "kind") -> pl.DataFrame:
+    """Up to n rows, round-robin over the values of `by` (each shuffled): no kind crowds out the rest."""
+    order = np.empty(frame.height, dtype=np.int64)
+    for value in sorted(frame[by].unique().to_list()):
+        idx = np.flatnonzero((frame[by] == value).to_numpy())
+        order[idx] = rng.permutation(len(idx))
+    kind_pos = frame[by].replace_strict(
+        {k: i for i, k in enumerate(KINDS)}, default=len(KINDS), return_dtype=pl.Int64
+    )
+    return (
+        frame.with_columns(pl.Series("_turn", order), kind_pos.alias("_kind"))
+        .sort("_turn", "_kind")
+        .head(n)
+        .drop("_turn", "_kind")
+    )
+
+
+# --- triplets ---
+
+
+def mine_negatives(
+    anchors: list[str],
+    positives: list[str],
+    groups: list[str],
+    corpus: list[str],
+    corpus_groups: list[set[str]],
+    model,
+    hard_negatives: dict[str, Any],
+    query_prefix: str = "",
+    passage_prefix: str = "",
+    batch_size: int = 64,
+) -> list[list[str]]:
+    """Hard negatives for each (anchor, positive, group), hardest first, never from the anchor's group.
+
+    The selection of sentence-transformers' `mine_hard_negatives` (sampling "top"): rank the corpus by cosine
+    to the anchor, drop the positive and every candidate within `relative_margin` of the positive's score
+    (likely false negatives), skip the `range_min` best of the top `range_max`, take `num_negatives`. One
+    change: the anchor's own document/cluster is masked out before ranking. Filtering afterwards is not
+    enough, because a book's other chunks fill the top of the ranking (tests/test_training_data.py checks
+    that without groups this returns what `mine_hard_negatives` does).
+    """
+    import torch
+
+    num_negatives = hard_negatives.get("num_negatives", 1)
+    range_min = hard_negatives.get("range_min", 0)
+    range_max = hard_negatives.get("range_max", 50)
+    margin = hard_negatives.get("relative_margin")
+    encode = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_tensor": True}
+    queries = model.encode_query(anchors, prompt=query_prefix or None, **encode)
+    docs = model.encode_document(corpus, prompt=passage_prefix or None, **encode)
+    index = {text: j for j, text in enumerate(corpus)}  # every positive is in the corpus
+    positive_idx = torch.tensor([index[p] for p in positives], device=docs.device)
+    positive_scores = (queries * docs[positive_idx]).sum(-1)
+    members: dict[str, list[int]] = {}
+    for j, owners in enumerate(corpus_groups):
+        for group in owners:
+            members.setdefault(group, []).append(j)
+    masks = {g: torch.tensor(js, device=docs.device) for g, js in members.items()}
+
+    negatives: list[list[str]] = []
+    k = min(range_max, len(corpus))
+    for start in range(0, len(anchors), MINE_SLICE):
+        stop = min(start + MINE_SLICE, len(anchors))
+        scores = queries[start:stop] @ docs.T  # a slice at a time bounds the (queries x corpus) matrix
+        for row, i in enumerate(range(start, stop)):
+            scores[row, positive_idx[i]] = -torch.inf
+            if groups[i] in masks:
+                scores[row, masks[groups[i]]] = -torch.inf
+        top, idx = scores.topk(k, dim=1)
+        if margin is not None:
+            pos = positive_scores[start:stop, None]
+            top = top.masked_fill(top > pos - pos.abs() * margin, -torch.inf)
+            top, order = top.sort(dim=1, descending=True, stable=True)
+            idx = idx.gather(1, order)
+        for row_scores, row_idx in zip(top[:, range_min:].tolist(), idx[:, range_min:].tolist(), strict=True):
+            kept = [corpus[j] for score, j in zip(row_scores, row_idx, strict=True) if score != -np.inf]
+            negatives.append(kept[:num_negatives])
+    return negatives
+
+
+def mine_triplets(
+    chunks: str | os.PathLike,
+    documents: str | os.PathLike,
+    splits: str | os.PathLike,
+    triplets_out: str | os.PathLike,
+    miner: dict[str, Any],
+    hard_negatives: dict[str, Any],
+    max_pairs: int,
+    seed: int,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> pl.DataFrame:
+    """anchor, positive, negative, kind, doc_id from the train split, with mined hard negatives.
+
+    A negative never comes from the anchor's own document or near-duplicate cluster. When the miner's window
+    holds fewer candidates than num_negatives, the rest are random chunks from other clusters (logged).
+    """
+    from .config import ModelSpec
+    from .models import load_sentence_transformer, pick_device
+
+    rng = np.random.default_rng(seed)
+    train = chunks_in_split(pl.read_parquet(chunks), pl.read_parquet(splits), ["train"])
+    if train["cluster_id"].n_unique() < 2:
+        raise ValueError("mine_triplets: the train split needs documents from at least 2 clusters")
+    titles = _titles(pl.read_parquet(documents, columns=["doc_id", "title"]))
+    pairs = pseudo_queries(train, titles, rng).unique(
+        ["anchor", "positive"], keep="first", maintain_order=True
+    )
+    pairs = balanced_take(pairs, max_pairs, rng)
+    if pairs.is_empty():
+        raise ValueError("mine_triplets: no pseudo-queries could be built from the train split")
+
+    # 1. the candidate pool: train chunks (capped like the pairs) plus every positive
+    pool = _sample(train, max_pairs, rng)
+    clusters_of: dict[str, set[str]] = {}
+    for text, cluster in [
+        *pool.select("text", "cluster_id").rows(),
+        *pairs.select("positive", "cluster_id").rows(),
+    ]:
+        clusters_of.setdefault(text, set()).add(cluster)
+    corpus = list(clusters_of)
+
+    # 2. mine with the configured model and its prefixes, the anchor's own cluster masked out
+    spec = ModelSpec.from_config(miner)
+    model = load_sentence_transformer(spec, device=pick_device(device))
+    mined = mine_negatives(
+        pairs["anchor"].to_list(),
+        pairs["positive"].to_list(),
+        pairs["cluster_id"].to_list(),
+        corpus,
+        [clusters_of[t] for t in corpus],
+        model,
+        hard_negatives,
+        query_prefix=spec.query_prefix,
+        passage_prefix=spec.passage_prefix,
+        batch_size=batch_size,
+    )
+
+    # 3. where the window held fewer than num_negatives, top up with random chunks from other clusters
+    num_negatives = hard_negatives.get("num_negatives", 1)
+    train_texts = train["text"].to_list()
+    train_clusters = train["cluster_id"].to_list()
+    rows, topped_up, dropped = [], 0, 0
+    for (anchor, positive, kind, doc_id, cluster, _), chosen in zip(pairs.iter_rows(), mined, strict=True):
+        for _ in range(100 * num_negatives):  # rejection sampling; bounded for clusters that fill the split
+            if len(chosen) >= num_negatives:
+                break
+            j = int(rng.integers(len(train_texts)))
+            if train_clusters[j] != cluster and train_texts[j] not in chosen:
+                chosen.append(train_texts[j])
+                topped_up += 1
+        dropped += not chosen
+        rows.extend((anchor, positive, negative, kind, doc_id) for negative in chosen)
+    schema = {k: pl.Utf8 for k in ("anchor", "positive", "negative", "kind", "doc_id")}
+    triplets = pl.DataFrame(rows, schema=schema, orient="row")
+    write_parquet(triplets, triplets_out)
+    log.info(
+        "triplets: %d from %d pairs %s; %d negatives random (window empty); %d pairs without negative",
+        triplets.height,
+        pairs.height,
+        dict(pairs["kind"].value_counts().iter_rows()),
+        topped_up,
+        dropped,
+    )
+    return triplets
+
+
+# --- retrieval set ---
+
+
+def _query_id(kind: str, key: str) -> str:
+    return f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+def build_retrieval_set(
+    chunks: pl.DataFrame,
+    documents: pl.DataFrame,
+    splits: pl.DataFrame,
+    max_queries: int,
+    distractors: int,
+    seed: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(queries, corpus, qrels): inverse-cloze and title queries over test chunks + distractor chunks.
+
+    An inverse-cloze query's sentence is cut out of its chunk in the corpus, as in training, so the answer is
+    not a verbatim copy. Neighbour pairs are left out here: a chunk-long query would find its own chunk.
+    """
+    rng = np.random.default_rng(seed)
+    test = chunks_in_split(chunks, splits, ["test"])
+    if test.is_empty():
+        raise ValueError("retrieval_set: the test split has no chunks")
+    titles = _titles(documents)
+
+    candidates = []
+    for chunk_id, text, doc_id in test.select("chunk_id", "text", "doc_id").iter_rows():
+        pair = inverse_cloze(text, rng)
+        if pair:
+            candidates.append(
+                ("inverse_cloze", _query_id("ict", chunk_id), pair[0], chunk_id, pair[1], doc_id)
+            )
+    by_title: dict[str, list[str]] = {}
+    for doc_id in test["doc_id"].unique(maintain_order=True):
+        if doc_id in titles:  # two scans with one title share one query
+            by_title.setdefault(titles[doc_id].casefold(), []).append(doc_id)
+    for key, doc_ids in by_title.items():
+        candidates.append(
+            ("title", _query_id("title", key), titles[doc_ids[0]], None, None, DOC_SEP.join(doc_ids))
+        )
+    schema = {k: pl.Utf8 for k in ("kind", "query_id", "text", "chunk_id", "rest", "doc_id")}
+    chosen = balanced_take(pl.DataFrame(candidates, schema=schema, orient="row"), max_queries, rng)
+    if chosen.is_empty():
+        raise ValueError("retrieval_set: no queries could be built from the test split")
+
+    ict = chosen.filter(pl.col("kind") == "inverse_cloze")
+    rest_of = dict(zip(ict["chunk_id"], ict["rest"], strict=True))
+    test_corpus = test.select(
+        pl.col("chunk_id").alias("corpus_id"),
+        pl.col("chunk_id")
+        .replace_strict(rest_of, default=pl.col("text"), return_dtype=pl.Utf8)
+        .alias("text"),
+        "doc_id",
+    )
+    others = _sample(chunks_in_split(chunks, splits, ["train", "val"]), distractors, rng)
+    corpus = pl.concat([test_corpus, others.select(pl.col("chunk_id").alias("corpus_id"), "text", "doc_id")])
+    corpus = corpus.with_columns(
+        pl.col("doc_id").replace_strict(titles, default=None, return_dtype=pl.Utf8).alias("title")
+    )
+
+    qrels = [(qid, cid, 1) for qid, cid in ict.select("query_id", "chunk_id").iter_rows()]
+    title_queries = chosen.filter(pl.col("kind") == "title")
+    for qid, doc_ids in title_queries.select("query_id", "doc_id").iter_rows():
+        ids = test.filter(pl.col("doc_id").is_in(doc_ids.split(DOC_SEP)))["chunk_id"]
+        qrels.extend((qid, cid, 1) for cid in ids)
+    qrels_frame = pl.DataFrame(
+        qrels, schema={"query_id": pl.Utf8, "corpus_id": pl.Utf8, "score": pl.Int32}, orient="row"
+    )
+    log.info(
+        "retrieval set: %d queries %s, %d corpus (%d distractors), %d qrels",
+        chosen.height,
+        dict(chosen["kind"].value_counts().iter_rows()),
+        corpus.height,
+        others.height,
+        qrels_frame.height,
+    )
+    return chosen.select("query_id", "text"), corpus, qrels_frame
+
+
+def retrieval_set(
+    chunks: str | os.PathLike,
+    documents: str | os.PathLike,
+    splits: str | os.PathLike,
+    queries_out: str | os.PathLike,
+    corpus_out: str | os.PathLike,
+    qrels_out: str | os.PathLike,
+    retrieval: dict[str, Any],
+    seed: int,
+) -> None:
+    """Write the retrieval set: queries (query_id, text), corpus (corpus_id, text, doc_id, title), qrels."""
+    queries, corpus, qrels = build_retrieval_set(
+        pl.read_parquet(chunks),
+        pl.read_parquet(documents, columns=["doc_id", "title"]),
+        pl.read_parquet(splits),
+        max_queries=retrieval.get("max_queries", 1000),
+        distractors=retrieval.get("distractors", 2000),
+        seed=seed,
+    )
+    write_parquet(queries, queries_out)
+    write_parquet(corpus, corpus_out)
+    write_parquet(qrels, qrels_out)
+
+
+def ir_evaluator_inputs(
+    queries: pl.DataFrame,
+    corpus: pl.DataFrame,
+    qrels: pl.DataFrame,
+    query_prefix: str = "",
+    passage_prefix: str = "",
+) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
+    """The (queries, corpus, relevant_docs) dicts `InformationRetrievalEvaluator` takes, prefixes added."""
+    relevant: dict[str, set[str]] = {}
+    for qid, cid, score in qrels.select("query_id", "corpus_id", "score").iter_rows():
+        if score > 0:
+            relevant.setdefault(qid, set()).add(cid)
+    return (
+        {qid: query_prefix + text for qid, text in queries.select("query_id", "text").iter_rows()},
+        {cid: passage_prefix + text for cid, text in corpus.select("corpus_id", "text").iter_rows()},
+        relevant,
+    )
