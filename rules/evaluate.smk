@@ -10,16 +10,16 @@ rule evaluate_variant:
         sts=[sts["path"] for sts in config["evaluate"]["sts"]],
     output:
         metrics="results/eval/{model}/{method}/{variant}.json",
-    params:
-        model=model_settings,
-        evaluate=config["evaluate"],
-        seed=config["seed"],
     log:
         "logs/evaluate/{model}/{method}/{variant}.log",
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        model=model_settings,
+        evaluate=config["evaluate"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/evaluate_variant.py"
 
@@ -35,14 +35,16 @@ rule measure_latency:
             variant: f"results/latency/{{model}}/{{method}}/{variant}.json"
             for variant in VARIANTS
         },
-    params:
-        model=model_settings,
-        latency=config["latency"],
     log:
         "logs/latency/{model}/{method}.log",
     threads: config["latency"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        model=model_settings,
+        latency=config["latency"],
+        device=config["device"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/measure_latency.py"

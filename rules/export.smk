@@ -7,15 +7,15 @@ rule export_onnx:
         chunks=rules.chunk_documents.output.chunks,
     output:
         onnx=directory("results/onnx/{model}/{method}"),
-    params:
-        model=model_settings,
-        export=config["export"],
-        seed=config["seed"],
     log:
         "logs/export/{model}/{method}.log",
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        model=model_settings,
+        export=config["export"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/export_onnx.py"

@@ -1,0 +1,116 @@
+"""ONNX export on the tiny model: FP32 equals torch, INT8 passes the gate, the folder is complete."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_helpers import cls_copy, exported_tiny, random_texts, tiny_spec
+
+from archive_encoders.export import FidelityError, export
+from archive_encoders.io import read_json
+from archive_encoders.onnx_encoder import OnnxEncoder
+
+
+def torch_embeddings(model_dir: Path, texts: list[str], spec: dict) -> np.ndarray:
+    from archive_encoders.config import ModelSpec
+    from archive_encoders.models import load_sentence_transformer
+
+    model = load_sentence_transformer(ModelSpec.from_config({**spec, "path": str(model_dir)}))
+    return model.encode(texts, prompt="", normalize_embeddings=True, convert_to_numpy=True)
+
+
+@pytest.fixture(scope="module")
+def cls_export(tiny_model, tmp_path_factory):
+    model = cls_copy(tiny_model, tmp_path_factory.mktemp("cls") / "tiny-cls")
+    out = tmp_path_factory.mktemp("cls-onnx") / "onnx"
+    report = export(
+        model, out, tiny_spec("cls"), {"fidelity_samples": 12}, sample_texts=random_texts(30, seed=2)
+    )
+    return model, out, report
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_fp32_equals_torch_on_random_texts(pooling, tiny_model, cls_export):
+    model, folder = (tiny_model, exported_tiny(tiny_model)) if pooling == "mean" else cls_export[:2]
+    texts = random_texts(20, seed=11)
+    expected = torch_embeddings(model, texts, tiny_spec(pooling))
+    got = OnnxEncoder(folder, variant="fp32", threads=1).encode(texts)
+    cosine = (expected * got).sum(axis=1)
+    assert got.shape == expected.shape
+    assert cosine.min() >= 0.9999
+
+
+def test_fidelity_report_and_int8_gate(tiny_model, cls_export):
+    for folder in (exported_tiny(tiny_model), cls_export[1]):
+        report = read_json(folder / "fidelity.json")
+        assert report["threshold"] == 0.99 and report["samples"] > 0
+        fp32, int8 = report["variants"]["onnx-fp32"], report["variants"]["onnx-int8"]
+        # Spearman is loose: a random tiny model's similarities are near-ties that FP32 noise reorders.
+        assert fp32["passed"] and fp32["min_cosine"] >= 0.9999 and fp32["spearman"] > 0.99
+        assert int8["passed"] and int8["mean_cosine"] >= 0.99 and -1 <= int8["spearman"] <= 1
+        assert 0 < int8["size_mb"] < fp32["size_mb"]
+
+
+def test_folder_contents(tiny_model):
+    folder = exported_tiny(tiny_model)
+    names = {p.name for p in folder.iterdir()}
+    assert {
+        "model.onnx",
+        "model_int8.onnx",
+        "tokenizer.json",
+        "encoder_config.json",
+        "fidelity.json",
+    } <= names
+    assert not [n for n in names if n.startswith(".")], "work files left in the export"
+    config = read_json(folder / "encoder_config.json")
+    assert config["pooling"] == "mean" and config["max_seq_length"] == 64
+    assert (config["query_prefix"], config["passage_prefix"]) == ("query: ", "passage: ")
+    assert config["files"] == {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+    # the fixed-padding trap: the shipped tokenizer.json pads to 128; the exported one must not pad
+    tokenizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    assert tokenizer["padding"] is None and tokenizer["truncation"]["max_length"] == 64
+
+
+def test_reads_chunks_and_leaves_no_temp_files(tiny_model, tmp_path, monkeypatch):
+    import polars as pl
+
+    chunks = tmp_path / "chunks.parquet"
+    pl.DataFrame({"chunk_id": ["a", "b"] * 10, "text": random_texts(20, seed=5)}).write_parquet(chunks)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "out" / "onnx"
+    settings = {"fidelity_samples": 8, "int8_mode": "static", "optimize": True}
+    # a relative out_dir, as Snakemake passes it
+    report = export(tiny_model, "../out/onnx", tiny_spec(), settings, chunks_path=chunks, seed=1)
+    assert report["variants"]["onnx-int8"]["passed"]
+    assert read_json(out / "encoder_config.json")["int8"]["mode"] == "static"
+    assert list(cwd.iterdir()) == [], "ORT tools wrote into the working directory"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["onnx"]
+
+
+def test_broken_fp32_fails_and_writes_nothing(tiny_model, tmp_path):
+    out = tmp_path / "onnx"
+    # CLS pooling in the graph against a mean-pooling torch model: the gate must catch the mismatch.
+    with pytest.raises(FidelityError, match="onnx-fp32"):
+        export(tiny_model, out, tiny_spec("cls"), {"fidelity_samples": 6}, sample_texts=random_texts(12))
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_low_int8_fidelity_is_flagged_or_fails(tiny_model, tmp_path):
+    strict = {"fidelity_samples": 6, "min_mean_cosine": 1.0, "outlier_ratio": 0, "optimize": False}
+    report = export(tiny_model, tmp_path / "flagged", tiny_spec(), strict, sample_texts=random_texts(12))
+    assert report["variants"]["onnx-int8"]["passed"] is False  # recorded, the export still succeeds
+    with pytest.raises(FidelityError, match="fail_on_low_fidelity"):
+        export(
+            tiny_model,
+            tmp_path / "failed",
+            tiny_spec(),
+            {**strict, "fail_on_low_fidelity": True},
+            sample_texts=random_texts(12),
+        )
+    assert not (tmp_path / "failed").exists()

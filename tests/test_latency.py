@@ -1,0 +1,48 @@
+"""Latency measurement on the tiny model: every variant timed in one interleaved job, sane JSON."""
+
+from __future__ import annotations
+
+import polars as pl
+from onnx_helpers import exported_tiny, random_texts, tiny_spec
+
+from archive_encoders.io import read_json
+from archive_encoders.latency import measure
+
+VARIANTS = ("torch", "onnx-fp32", "onnx-int8")
+
+
+def test_measure_writes_sane_json(tiny_model, tmp_path):
+    queries = tmp_path / "queries.parquet"
+    corpus = tmp_path / "corpus.parquet"
+    pl.DataFrame(
+        {"query_id": [f"q{i}" for i in range(12)], "text": random_texts(12, 1, 2, 10)}
+    ).write_parquet(queries)
+    pl.DataFrame(
+        {"corpus_id": [f"c{i}" for i in range(12)], "text": random_texts(12, 2, 40, 90)}
+    ).write_parquet(corpus)
+    outputs = {v: tmp_path / "latency" / f"{v}.json" for v in VARIANTS}
+    settings = {"threads": 1, "warmup": 1, "repeats": 6, "throughput_batch": 4}
+    measure(
+        tiny_model,
+        exported_tiny(tiny_model),
+        queries,
+        corpus,
+        outputs,
+        tiny_spec(),
+        settings,
+        method="baseline",
+    )
+
+    sizes = {}
+    for variant, path in outputs.items():
+        result = read_json(path)
+        assert (result["model"], result["method"], result["variant"]) == ("tiny", "baseline", variant)
+        assert result["device"] == "cpu" and result["cpu"] and result["threads"] == 1
+        for key in ("batch1_ms", "batch1_query_ms", "batch1_passage_ms"):
+            p = result[key]
+            assert 0 < p["p50"] <= p["p95"] <= p["p99"]
+        assert result["n_queries"] == 6 and result["n_passages"] == 6
+        assert result["throughput_batch"] == 4 and result["throughput_texts_per_s"] > 0
+        assert result["load_time_s"] >= 0 and result["peak_rss_mb"] > 0
+        sizes[variant] = result["size_mb"]
+    assert 0 < sizes["onnx-int8"] < sizes["onnx-fp32"]
