@@ -2,7 +2,7 @@
 #
 #   archive.org ─► corpus ─► datasets ─► train ─► export ─► evaluate ─► report
 #
-# Each stage is a named target (`snakemake corpus`, ...); `snakemake` alone runs everything.
+# Each stage is a named target (`snakemake --cores N corpus`, ...); with no target it runs everything.
 # Paths are relative to the working directory (--directory); the config is validated before any job.
 from snakemake.utils import min_version
 

@@ -10,14 +10,16 @@ localrules:
 rule search_archive:
     output:
         item_list=ensure("results/corpus/items.parquet", non_empty=True),
-    params:
-        archive=archive_search_settings(),
     log:
         "logs/corpus/search_archive.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        archive=archive_search_settings(),
     script:
         "../workflow/scripts/search_archive.py"
 
@@ -27,14 +29,16 @@ rule download_archive:
         item_list=rules.search_archive.output.item_list,
     output:
         downloads=ensure("results/corpus/downloads.parquet", non_empty=True),
-    params:
-        max_file_mb=config["archive"]["max_file_mb"],
-        cache_dir="resources/archive",
     log:
         "logs/corpus/download_archive.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=240,
+    params:
+        max_file_mb=config["archive"]["max_file_mb"],
+        cache_dir="resources/archive",
     script:
         "../workflow/scripts/download_archive.py"

@@ -3,7 +3,9 @@ import re
 
 from archive_encoders import config as aec
 
-aec.validate(config)  # schema (fills defaults) + cross-key checks; fails before any job runs
+aec.validate(
+    config
+)  # schema (fills defaults) + cross-key checks; fails before any job runs
 
 MATRIX = aec.matrix(config)
 MODELS = sorted({model for model, _ in MATRIX})
@@ -33,7 +35,15 @@ wildcard_constraints:
 
 
 def archive_search_settings():
-    keys = ("source", "base_url", "query", "sort", "max_items", "local_dir", "file_preference")
+    keys = (
+        "source",
+        "base_url",
+        "query",
+        "sort",
+        "max_items",
+        "local_dir",
+        "file_preference",
+    )
     return {k: config["archive"].get(k) for k in keys}
 
 
@@ -74,7 +84,9 @@ def training_inputs(wildcards):
         inputs["tsdae"] = rules.tsdae_pairs.output.pairs
     if kind == "distill":
         teacher = config["methods"][wildcards.method]["teacher"]
-        inputs["teacher"] = expand(rules.teacher_embeddings.output.embeddings, teacher=teacher)[0]
+        inputs["teacher"] = expand(
+            rules.teacher_embeddings.output.embeddings, teacher=teacher
+        )[0]
     return inputs
 
 

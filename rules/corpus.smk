@@ -8,15 +8,17 @@ rule clean_documents:
     output:
         documents=ensure("results/corpus/documents.parquet", non_empty=True),
         rejected="results/corpus/rejected.parquet",
-    params:
-        clean=config["clean"],
-        archive=archive_search_settings(),  # where downloads.parquet paths lie (local_dir's parent)
     log:
         "logs/corpus/clean_documents.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        clean=config["clean"],
+        archive=archive_search_settings(),  # where downloads.parquet paths lie (local_dir's parent)
     script:
         "../workflow/scripts/clean_documents.py"
 
@@ -26,14 +28,16 @@ rule chunk_documents:
         documents=rules.clean_documents.output.documents,
     output:
         chunks=ensure("results/corpus/chunks.parquet", non_empty=True),
-    params:
-        chunk=config["chunk"],
-        tokenizer=reference_model_settings("chunk.tokenizer_model"),
     log:
         "logs/corpus/chunk_documents.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        chunk=config["chunk"],
+        tokenizer=reference_model_settings("chunk.tokenizer_model"),
     script:
         "../workflow/scripts/chunk_documents.py"

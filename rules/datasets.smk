@@ -8,6 +8,8 @@ rule split_documents:
         splits=ensure("results/datasets/splits.parquet", non_empty=True),
     log:
         "logs/datasets/split_documents.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -27,6 +29,8 @@ rule tsdae_pairs:
         pairs=ensure("results/datasets/tsdae.parquet", non_empty=True),
     log:
         "logs/datasets/tsdae_pairs.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -48,6 +52,8 @@ rule mine_triplets:
         triplets=ensure("results/datasets/triplets.parquet", non_empty=True),
     log:
         "logs/datasets/mine_triplets.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -73,6 +79,8 @@ rule retrieval_set:
         qrels=ensure("results/datasets/retrieval/qrels.parquet", non_empty=True),
     log:
         "logs/datasets/retrieval_set.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -12,6 +12,8 @@ rule evaluate_variant:
         metrics="results/eval/{model}/{method}/{variant}.json",
     log:
         "logs/evaluate/{model}/{method}/{variant}.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -37,6 +39,8 @@ rule measure_latency:
         },
     log:
         "logs/latency/{model}/{method}.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: config["latency"]["threads"]
     resources:
         mem_mb=8000,

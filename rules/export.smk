@@ -9,6 +9,8 @@ rule export_onnx:
         onnx=directory("results/onnx/{model}/{method}"),
     log:
         "logs/export/{model}/{method}.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 2
     resources:
         mem_mb=8000,

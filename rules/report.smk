@@ -39,6 +39,8 @@ rule summarize:
         report_md="results/report/report.md",
     log:
         "logs/report/summarize.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -11,6 +11,8 @@ rule teacher_embeddings:
         ),
     log:
         "logs/train/teacher_embeddings/{teacher}.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 2
     resources:
         mem_mb=16000,
@@ -34,6 +36,8 @@ rule train_model:
         "logs/train/{model}/{method}.log",
     benchmark:
         "logs/train/{model}/{method}.benchmark.tsv"
+    conda:
+        "../envs/workflow.yaml"
     threads: 2
     resources:
         mem_mb=training_mem_mb,

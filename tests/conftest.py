@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +52,14 @@ def run_snakemake(
     config_file = write_config(workdir / "test-config.yaml", config)
     cmd = [
         str(SNAKEMAKE),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(config_file),
-        "--cores", "2",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+        "--cores",
+        "2",
         *args,
     ]
     result = subprocess.run(
@@ -66,3 +71,56 @@ def run_snakemake(
             f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
         )
     return result
+
+
+# --- the tiny end-to-end workflow, shared by the e2e and kill-and-resume tests ---
+
+METHODS = {
+    "baseline": {},
+    "full": {"max_steps": 3, "batch_size": 8, "learning_rate": 1.0e-3},
+    "lora": {"max_steps": 3, "batch_size": 8, "learning_rate": 1.0e-3, "lora_r": 4, "lora_alpha": 8},
+    "qlora": {"max_steps": 2, "batch_size": 4, "learning_rate": 1.0e-3, "lora_r": 4, "lora_alpha": 8},
+    "tsdae": {"max_steps": 2, "batch_size": 4, "then_mnrl": True},
+    "distill": {"max_steps": 3, "batch_size": 8, "teacher": "tiny", "student_layers": 1},
+}
+
+
+def tiny_config(methods=None) -> dict:
+    """The smallest config that exercises every stage: demo corpus, tiny model, a few steps per method."""
+    return {
+        "device": "cpu",
+        "archive": {"source": "local", "local_dir": "archive"},
+        "clean": {"languages": ["ru", "en"], "min_chars": 300},
+        "chunk": {"max_tokens": 64, "overlap_tokens": 8},
+        "datasets": {
+            "split": {"val": 0.15, "test": 0.25},
+            "max_pairs": 300,
+            "hard_negatives": {"range_min": 0, "range_max": 10},
+            "retrieval": {"max_queries": 40, "distractors": 100},
+        },
+        "models": [{"name": "tiny", "path": "./models/tiny", "max_seq_length": 64}],
+        "methods": methods or METHODS,
+        "export": {"fidelity_samples": 8},
+        "evaluate": {"bootstrap_samples": 50, "sts": [{"name": "small", "path": "sts_small.csv"}]},
+        "latency": {"warmup": 1, "repeats": 5, "throughput_batch": 8},
+    }
+
+
+def prepare_workdir(workdir, model_path):
+    """A working directory holding its own copy of the demo archive, the tiny model and the STS fixture.
+
+    Everything is addressed by relative paths, so no absolute path has a reason to reach the outputs.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(DEMO_ARCHIVE, workdir / "archive", dirs_exist_ok=True)
+    shutil.copytree(model_path, workdir / "models" / "tiny", dirs_exist_ok=True)
+    shutil.copy(REPO / "tests" / "fixtures" / "sts_small.csv", workdir / "sts_small.csv")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory, tiny_model):
+    workdir = prepare_workdir(tmp_path_factory.mktemp("e2e"), tiny_model)
+    config = tiny_config()
+    run_snakemake(workdir, config)
+    return workdir, config

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO, run_snakemake
 
 from archive_encoders import config as aec
-from conftest import REPO, run_snakemake
 
 BASE = {
     "archive": {"source": "local", "local_dir": "demo/archive"},

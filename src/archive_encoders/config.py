@@ -133,12 +133,15 @@ def check(config: dict[str, Any]) -> None:
         kind = params.get("type", name)
         if kind not in METHOD_TYPES:
             raise ConfigError(
-                f"methods.{name}: unknown method {kind!r}; set methods.{name}.type to one of {list(METHOD_TYPES)}"
+                f"methods.{name}: unknown method {kind!r}; "
+                f"set methods.{name}.type to one of {list(METHOD_TYPES)}"
             )
         if kind == "distill":
             teacher = params.get("teacher")
             if not teacher:
-                raise ConfigError(f"methods.{name}.teacher: distill needs a teacher (a name from teachers/models)")
+                raise ConfigError(
+                    f"methods.{name}.teacher: distill needs a teacher (a name from teachers/models)"
+                )
             if teacher not in teacher_names + names:
                 raise ConfigError(f"methods.{name}.teacher: {teacher!r} is not in teachers or models")
 

@@ -61,7 +61,7 @@ def build_tiny_model(out_dir: str | os.PathLike, hidden: int = 32, layers: int =
     BertModel(bert_config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
     tokenizer.save_pretrained(hf_dir)
     transformer = modules.Transformer(str(hf_dir), max_seq_length=128)
-    pooling = modules.Pooling(transformer.get_word_embedding_dimension(), "mean")
+    pooling = modules.Pooling(transformer.get_embedding_dimension(), "mean")
     SentenceTransformer(modules=[transformer, pooling, modules.Normalize()], device="cpu").save(str(out_dir))
     import shutil
 
