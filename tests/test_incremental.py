@@ -129,7 +129,7 @@ def finished_run(tmp_path_factory) -> Path:
     copy_dir = root / "workflow-copy"
     copy_dir.mkdir()
     shutil.copy2(REPO / "Snakefile", copy_dir / "Snakefile")
-    for sub in ("rules", "workflow", "profiles"):
+    for sub in ("rules", "workflow", "profiles", "envs"):
         shutil.copytree(REPO / sub, copy_dir / sub, ignore=shutil.ignore_patterns("__pycache__"))
     for path in (copy_dir / "workflow" / "scripts").iterdir():
         os.utime(path, (OLD, OLD))

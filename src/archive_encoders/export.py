@@ -386,7 +386,7 @@ def split_outlier_channels(model_path: Path, out_path: Path, feeds: Sequence[dic
         for offset, new in enumerate(new_nodes):
             graph.node.insert(position + offset, new)
     save_onnx(proto, out_path)
-    stats["split_nodes"] = [name for node, new in inserts for name in [new[0].name]]
+    stats["split_nodes"] = [new[0].name for _, new in inserts]
     return stats
 
 
@@ -411,7 +411,7 @@ def quantize_int8(
         prepared = work / "split.onnx"
         info["outlier_split"] = split_outlier_channels(source, prepared, feeds, ratio)
     weight_type = QuantType.QUInt8 if settings["weight_type"] == "uint8" else QuantType.QInt8
-    large = onnx.load(str(prepared), load_external_data=False).ByteSize() > EXTERNAL_DATA_BYTES
+    large = file_size_mb(prepared) * 2**20 > EXTERNAL_DATA_BYTES
     # The split's Gathers move activations; they are not embedding tables to quantize.
     exclude = list(info.get("outlier_split", {}).pop("split_nodes", []))
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # fused contrib ops lack shape inference
@@ -425,6 +425,7 @@ def quantize_int8(
         )
         prepared = work / "typed.onnx"
         save_onnx(inferred, prepared)
+        info.update(weight_type="int8", reduce_range=True)
         quantize_static(
             str(prepared),
             str(out_path),
