@@ -1,6 +1,6 @@
 """Incremental rebuilds: what a rerun redoes after each kind of change.
 
-The policy is in profiles/default (rerun-triggers) and docs/cluster.md ("When does a job rerun?").
+The policy is in profiles/default (rerun-triggers) and README.md ("When does a job rerun?").
 
 A faked finished run (tests/fake_outputs.py: placeholders + `snakemake --touch`, which records the same
 params/input metadata as real jobs) of a 2 models x 3 methods config, then dry-runs after one change each.
@@ -262,7 +262,7 @@ def test_touched_input_reruns_downstream_by_mtime(wf):
     strict=True,
     reason="snakemake 9.27.1: --list-changes params lists the last output of every job with recorded params, "
     "changed or not (ParamsChange.__or__ keeps the files of an empty change). Use --summary (status column). "
-    "When this passes, snakemake was fixed: drop the xfail and the note in docs/cluster.md.",
+    "When this passes, snakemake was fixed: drop the xfail and the note in README.md.",
 )
 def test_list_changes_params_lists_only_changed_outputs(wf):
     config = changed(evaluate={"bootstrap_samples": 500})
