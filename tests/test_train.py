@@ -36,6 +36,8 @@ METRIC_FIELDS = (
     "peak_ram_mb", "peak_gpu_mb", "trainable_params", "total_params", "loss_curve", "hyperparameters", "data",
 )  # fmt: skip
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _distinct_rows(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     """The first n rows with all texts different (so the no-duplicates sampler keeps them in one batch)."""
@@ -48,15 +50,6 @@ def _distinct_rows(frame: pl.DataFrame, n: int) -> pl.DataFrame:
         if len(keep) == n:
             break
     return frame[keep]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

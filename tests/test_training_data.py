@@ -9,16 +9,7 @@ from synthetic_corpus import HARD_NEGATIVES, SEED, SPLIT, build_datasets, tiny_s
 
 from archive_encoders import training_data as td
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation on a shared 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
