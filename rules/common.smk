@@ -2,6 +2,7 @@
 import re
 
 from archive_encoders import config as aec
+from archive_encoders import variants as aec_variants
 
 aec.validate(
     config
@@ -17,7 +18,7 @@ TEACHERS = sorted(
         if aec.method_type(config, method) == "distill"
     }
 )
-VARIANTS = list(aec.VARIANTS)
+VARIANTS = list(aec_variants.NAMES)
 
 
 def _one_of(names):

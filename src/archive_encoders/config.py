@@ -1,23 +1,28 @@
-"""The workflow's configuration: schema validation, the model x method matrix and lookups.
+"""The workflow's configuration: schema validation, defaults, the model x method matrix and lookups.
 
-The Snakefile validates against workflow/schemas/config.schema.yaml (which also fills defaults), then
-calls `check` for the rules a JSON schema cannot express. Both fail before any job runs, naming the key.
+The JSON schema (`schema/config.schema.yaml`, package data) is the only place a default is written:
+`validate` fills them into a config, and library code called without a config reads them through
+`defaults(section)` / `with_defaults(section, given)`. `check` adds the rules a JSON schema cannot
+express. Both fail before any job runs, naming the key.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.resources
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-METHOD_TYPES = ("baseline", "full", "lora", "qlora", "tsdae", "distill")
-VARIANTS = ("torch", "onnx-fp32", "onnx-int8")
+from .methods import METHOD_TYPES
+
+SCHEMA_RESOURCE = "schema/config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -59,17 +64,90 @@ def is_local_path(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~", "package://")) or os.path.exists(path)
 
 
-def validate(config: dict[str, Any], schema: Path = SCHEMA) -> dict[str, Any]:
+@functools.cache
+def _schema_text() -> str:
+    return importlib.resources.files(__package__).joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+
+
+def schema() -> dict[str, Any]:
+    """The config schema (a fresh copy: callers may not change the cached one)."""
+    return copy.deepcopy(_parsed_schema())
+
+
+@functools.cache
+def _parsed_schema() -> dict[str, Any]:
+    # the C loader: Snakemake's reader costs 0.15 s of CPU at every workflow start, and every cluster
+    # job parses the workflow twice
+    return yaml.load(_schema_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = node.get("$ref")
+    if ref:  # only local refs: "#/definitions/<name>"; the node's own keys override the target's
+        target = _parsed_schema()
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _default_of(node: Mapping[str, Any]) -> Any:
+    """A property's default: its own `default`, merged over the defaults of its sub-properties."""
+    node = _resolve(node)
+    nested = {
+        name: _default_of(sub)
+        for name, sub in node.get("properties", {}).items()
+        if "default" in _resolve(sub) or "properties" in _resolve(sub)
+    }
+    if "default" not in node:
+        return nested
+    value = copy.deepcopy(node["default"])
+    if isinstance(value, dict):
+        return {**nested, **value}
+    return value
+
+
+def defaults(section: str = "") -> Any:
+    """The schema's defaults under a dotted section: `defaults("export")`, `defaults("datasets.split")`.
+
+    `methods.*` (or any `name.*`) is the entry schema of a mapping: `defaults("methods.*")` gives every
+    method hyperparameter's default. An empty section gives the defaults of the whole config.
+    """
+    node: Mapping[str, Any] = _parsed_schema()
+    for part in filter(None, section.split(".")):
+        node = _resolve(node)
+        if part == "*":
+            node = node["additionalProperties"]
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        else:
+            raise KeyError(f"the config schema has no section {section!r}")
+    return _default_of(node)
+
+
+def with_defaults(section: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`given` (a config section, possibly partial) over the schema's defaults, merged key by key."""
+    return _merge(defaults(section), given or {})
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, Mapping):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(over)
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Schema validation with defaults filled in, then `check`.
 
     The defaults are filled as `snakemake.utils.validate(..., set_default=True)` does (jsonschema's
-    documented extension), from the schema read once with the C YAML loader: Snakemake's reader costs
-    0.15 s of CPU at every workflow start, and every cluster job parses the workflow twice.
+    documented extension).
     """
     import jsonschema
 
-    with open(schema, encoding="utf-8") as fh:
-        schema_doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    schema_doc = _parsed_schema()
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema_doc).iter_errors(config))
     if error is not None:
         raise ConfigError(f"config key {_dotted(error.absolute_path)}: {error.message}")
@@ -108,21 +186,23 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def method_type(config: dict[str, Any], method: str) -> str:
-    return config["methods"][method].get("type", method)
+    """The type of a configured method (`type`, by default the method's own name)."""
+    return config["methods"][method].get("type") or method
 
 
 def check(config: dict[str, Any]) -> None:
-    """Cross-key rules: unique names, known methods, existing local paths, a teacher for distill."""
+    """Cross-key rules on a config whose defaults are filled in: unique names, known method types,
+    existing local paths, a teacher for distill, exclusions that name something, sizes that fit."""
     names = [m["name"] for m in config["models"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"models: duplicate model name(s) {duplicates}")
-    teacher_names = [t["name"] for t in config.get("teachers", [])]
+    teacher_names = [t["name"] for t in config["teachers"]]
     clash = sorted(set(teacher_names) & set(names) | {n for n in teacher_names if teacher_names.count(n) > 1})
     if clash:
         raise ConfigError(f"teachers: name(s) {clash} used twice (teachers and models share one namespace)")
 
-    for key, entries in (("models", config["models"]), ("teachers", config.get("teachers", []))):
+    for key, entries in (("models", config["models"]), ("teachers", config["teachers"])):
         for i, entry in enumerate(entries):
             path = entry["path"]
             local = resolve_model_path(path)
@@ -130,7 +210,7 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{key}[{i}].path: model folder {path!r} does not exist")
 
     for name, params in config["methods"].items():
-        kind = params.get("type", name)
+        kind = params.get("type") or name
         if kind not in METHOD_TYPES:
             raise ConfigError(
                 f"methods.{name}: unknown method {kind!r}; "
@@ -145,26 +225,26 @@ def check(config: dict[str, Any]) -> None:
             if teacher not in teacher_names + names:
                 raise ConfigError(f"methods.{name}.teacher: {teacher!r} is not in teachers or models")
 
-    for i, pair in enumerate(config.get("exclude", [])):
+    for i, pair in enumerate(config["exclude"]):
         if pair["model"] not in names:
             raise ConfigError(f"exclude[{i}].model: {pair['model']!r} is not a configured model")
         if pair["method"] not in config["methods"]:
             raise ConfigError(f"exclude[{i}].method: {pair['method']!r} is not a configured method")
 
     archive = config["archive"]
-    if archive.get("source", "remote") == "remote" and not archive.get("query"):
+    if archive["source"] == "remote" and not archive.get("query"):
         raise ConfigError("archive.query: required when archive.source is remote")
-    if archive.get("source") == "local" and not archive.get("local_dir"):
+    if archive["source"] == "local" and not archive["local_dir"]:
         raise ConfigError("archive.local_dir: required when archive.source is local")
 
-    chunk = config.get("chunk", {})
-    if chunk.get("overlap_tokens", 0) >= chunk.get("max_tokens", 256):
+    chunk = config["chunk"]
+    if chunk["overlap_tokens"] >= chunk["max_tokens"]:
         raise ConfigError("chunk.overlap_tokens: must be smaller than chunk.max_tokens")
-    split = config.get("datasets", {}).get("split", {})
-    if split.get("val", 0.1) + split.get("test", 0.2) >= 1:
+    split = config["datasets"]["split"]
+    if split["val"] + split["test"] >= 1:
         raise ConfigError("datasets.split: val + test must leave documents for training")
-    negatives = config.get("datasets", {}).get("hard_negatives", {})
-    if negatives.get("range_max", 50) - negatives.get("range_min", 2) < negatives.get("num_negatives", 1):
+    negatives = config["datasets"]["hard_negatives"]
+    if negatives["range_max"] - negatives["range_min"] < negatives["num_negatives"]:
         raise ConfigError(
             "datasets.hard_negatives: range_max - range_min must leave room for num_negatives candidates"
         )
@@ -172,7 +252,7 @@ def check(config: dict[str, Any]) -> None:
 
 def matrix(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (model, method) pair to train, in config order, minus `exclude`."""
-    excluded = {(e["model"], e["method"]) for e in config.get("exclude", [])}
+    excluded = {(e["model"], e["method"]) for e in config["exclude"]}
     return [
         (m["name"], method)
         for m in config["models"]
@@ -183,7 +263,7 @@ def matrix(config: dict[str, Any]) -> list[tuple[str, str]]:
 
 def model_spec(config: dict[str, Any], name: str) -> ModelSpec:
     """A candidate or teacher by name; an unknown name is taken as a path (for miner/tokenizer keys)."""
-    for entry in [*config["models"], *config.get("teachers", [])]:
+    for entry in [*config["models"], *config["teachers"]]:
         if entry["name"] == name:
             return ModelSpec.from_config(entry)
     return ModelSpec(name=Path(name).name or name, path=name)

@@ -17,7 +17,6 @@ model card recording what was done.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -31,8 +30,9 @@ import numpy as np
 import polars as pl
 import yaml
 
-from .config import METHOD_TYPES, SCHEMA, ConfigError, ModelSpec
+from .config import ConfigError, ModelSpec, defaults
 from .io import atomic_dir, write_json, write_parquet, write_text
+from .methods import METHOD_TYPES
 from .models import load_sentence_transformer, pick_device
 from .training_data import chunks_in_split
 
@@ -53,12 +53,9 @@ DATA_NAMES = {"mnrl": "triplets", "tsdae": "tsdae_pairs", "distill": "teacher_em
 PROBE_TEXTS = 16  # texts encoded before and after a LoRA merge to check the export matches what was trained
 
 
-@functools.cache
 def method_defaults() -> dict[str, Any]:
     """Defaults of a method's hyperparameters, read from the config schema (one source of truth)."""
-    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
-    props = schema["properties"]["methods"]["additionalProperties"]["properties"]
-    return {k: v["default"] for k, v in props.items() if "default" in v}
+    return defaults("methods.*")
 
 
 # --- 1. model ---

@@ -1,0 +1,63 @@
+"""Every path template of the workflow, written once.
+
+Paths are relative to the working directory (`snakemake --directory`). The rules fill the templates
+with wildcards; the library never parses a path back into a model, method or variant: every JSON a stage
+writes names its own.
+"""
+
+from __future__ import annotations
+
+RESULTS = "results"
+LOGS = "logs"
+ARCHIVE_CACHE = "resources/archive"
+
+# corpus
+ITEMS = "results/corpus/items.parquet"
+DOWNLOADS = "results/corpus/downloads.parquet"
+DOCUMENTS = "results/corpus/documents.parquet"
+REJECTED = "results/corpus/rejected.parquet"
+CHUNKS = "results/corpus/chunks.parquet"
+
+# training data
+SPLITS = "results/datasets/splits.parquet"
+TSDAE_PAIRS = "results/datasets/tsdae.parquet"
+TRIPLETS = "results/datasets/triplets.parquet"
+RETRIEVAL_DIR = "results/datasets/retrieval"
+RETRIEVAL_QUERIES = f"{RETRIEVAL_DIR}/queries.parquet"
+RETRIEVAL_CORPUS = f"{RETRIEVAL_DIR}/corpus.parquet"
+RETRIEVAL_QRELS = f"{RETRIEVAL_DIR}/qrels.parquet"
+TEACHER_EMBEDDINGS = "results/teachers/{teacher}/embeddings.parquet"
+
+# what a method type reads (methods.MethodType.needs), by name
+DATASETS = {
+    "triplets": TRIPLETS,
+    "tsdae_pairs": TSDAE_PAIRS,
+    "teacher_embeddings": TEACHER_EMBEDDINGS,
+}
+
+# trained models and their exports: the artefacts a variant is served from (variants.Variant.artefact)
+MODEL = "results/models/{model}/{method}"
+ONNX = "results/onnx/{model}/{method}"
+ARTEFACTS = {"model": MODEL, "onnx": ONNX}
+
+# measurements
+EVAL = "results/eval/{model}/{method}/{variant}.json"
+LATENCY = "results/latency/{model}/{method}/{variant}.json"
+
+# the report
+REPORT_DIR = "results/report"
+REPORT_FILES = {
+    "summary_parquet": f"{REPORT_DIR}/summary.parquet",
+    "summary_csv": f"{REPORT_DIR}/summary.csv",
+    "summary_md": f"{REPORT_DIR}/summary.md",
+    "cost": f"{REPORT_DIR}/cost.csv",
+    "int8": f"{REPORT_DIR}/int8_vs_fp32.csv",
+    "pareto_png": f"{REPORT_DIR}/pareto.png",
+    "pareto_svg": f"{REPORT_DIR}/pareto.svg",
+    "report_md": f"{REPORT_DIR}/report.md",
+}
+
+
+def log(stage: str, name: str) -> str:
+    """logs/<stage>/<name>.log, mirroring the results tree."""
+    return f"{LOGS}/{stage}/{name}.log"
