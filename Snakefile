@@ -35,7 +35,7 @@ localrules:
 rule all:
     default_target: True
     input:
-        rules.summarize.output,
+        rules.build_report.output,
 
 
 rule corpus:
@@ -69,4 +69,4 @@ rule evaluate:
 
 rule report:
     input:
-        rules.summarize.output,
+        rules.build_report.output,

@@ -36,8 +36,9 @@ import numpy as np
 
 from archive_encoders.config import ModelSpec, resolve_model_path
 from archive_encoders.export import export
-from archive_encoders.latency import cpu_model, run_interleaved
+from archive_encoders.latency import run_interleaved, worker_spec
 from archive_encoders.onnx_encoder import OnnxEncoder
+from archive_encoders.system import cpu_model
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 TARGETS = {"batch1": 8.0, "batch32": 2.5, "mean_cosine": 0.995, "ndcg_kept_pct": 99.5}
@@ -75,11 +76,14 @@ def retrieval_pairs(n: int, seed: int, languages: tuple[str, ...] = ("en", "ru")
 
 
 def ndcg_at_10(queries: np.ndarray, passages: np.ndarray) -> float:
-    """Query i's one relevant passage is passage i: NDCG@10 = mean of 1/log2(rank + 1) for rank <= 10."""
-    scores = queries @ passages.T
-    relevant = scores[np.arange(len(scores)), np.arange(len(scores))]
-    rank = 1 + (scores > relevant[:, None]).sum(axis=1)
-    return float(np.where(rank <= 10, 1.0 / np.log2(rank + 1), 0.0).mean())
+    """NDCG@10 (the workflow's metric code) where query i's one relevant passage is passage i."""
+    from archive_encoders.evaluate import build_run, top_k
+    from archive_encoders.metrics import per_query_scores
+
+    ids = [str(i) for i in range(len(queries))]
+    run = build_run(ids, ids, top_k(queries, passages, 10)[0])
+    _, scores = per_query_scores({i: {i: 1} for i in ids}, run, ["ndcg@10"])
+    return float(scores["ndcg@10"].mean())
 
 
 def quality(model_dir: str, onnx_dir: Path, spec: ModelSpec, pairs) -> dict:
@@ -117,12 +121,11 @@ def replace_path(spec: ModelSpec, path: str) -> ModelSpec:
 def speed(model_dir: str, onnx_dir: Path, spec: ModelSpec, pairs, args) -> list[dict]:
     queries = [spec.query_prefix + q for q, _ in pairs][: args.repeats]
     passages = [spec.passage_prefix + p for _, p in pairs][: args.repeats]
-    workers = {
-        "torch": {"kind": "torch", "path": model_dir, "spec": spec.as_dict(), "threads": args.threads},
-        "onnx-fp32": {"kind": "onnx", "path": str(onnx_dir), "variant": "fp32", "threads": args.threads},
-        "onnx-int8": {"kind": "onnx", "path": str(onnx_dir), "variant": "int8", "threads": args.threads},
-    }
     settings = {"threads": args.threads, "warmup": 10, "throughput_batch": 32}
+    workers = {
+        variant: worker_spec(variant, model_dir, onnx_dir, spec.as_dict(), settings)
+        for variant in ("torch", "onnx-fp32", "onnx-int8")
+    }
     runs = []
     for run in range(args.runs):
         load = os.getloadavg()[0]

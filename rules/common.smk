@@ -2,7 +2,9 @@
 import re
 
 from archive_encoders import config as aec
-from archive_encoders import variants as aec_variants
+from archive_encoders import paths
+from archive_encoders.methods import METHOD_TYPES
+from archive_encoders.variants import VARIANTS as VARIANT_REGISTRY
 
 aec.validate(
     config
@@ -18,7 +20,7 @@ TEACHERS = sorted(
         if aec.method_type(config, method) == "distill"
     }
 )
-VARIANTS = list(aec_variants.NAMES)
+VARIANTS = list(VARIANT_REGISTRY)
 
 
 def _one_of(names):
@@ -73,35 +75,30 @@ def reference_model_settings(key):
 # --- input functions ---
 
 
+def method_type(wildcards):
+    return METHOD_TYPES[aec.method_type(config, wildcards.method)]
+
+
 def training_inputs(wildcards):
-    """Only the data a method reads, so new TSDAE pairs do not retrain the MNRL methods (and vice versa)."""
-    kind = aec.method_type(config, wildcards.method)
+    """Only the datasets a method reads (methods.py), so new TSDAE pairs do not retrain the MNRL methods."""
+    params = config["methods"][wildcards.method]
     inputs = {}
-    if kind in ("full", "lora", "qlora") or (
-        kind == "tsdae" and config["methods"][wildcards.method].get("then_mnrl")
-    ):
-        inputs["triplets"] = rules.mine_triplets.output.triplets
-    if kind == "tsdae":
-        inputs["tsdae"] = rules.tsdae_pairs.output.pairs
-    if kind == "distill":
-        teacher = config["methods"][wildcards.method]["teacher"]
-        inputs["teacher"] = expand(
-            rules.teacher_embeddings.output.embeddings, teacher=teacher
-        )[0]
+    for name in method_type(wildcards).needs_for(params):
+        inputs[name] = paths.DATASETS[name].format(teacher=params.get("teacher"))
     return inputs
 
 
 def trained_models():
-    return [f"results/models/{model}/{method}" for model, method in MATRIX]
+    return [paths.MODEL.format(model=model, method=method) for model, method in MATRIX]
 
 
 def onnx_exports():
-    return [f"results/onnx/{model}/{method}" for model, method in MATRIX]
+    return [paths.ONNX.format(model=model, method=method) for model, method in MATRIX]
 
 
 def evaluations():
     return [
-        f"results/eval/{model}/{method}/{variant}.json"
+        paths.EVAL.format(model=model, method=method, variant=variant)
         for model, method in MATRIX
         for variant in VARIANTS
     ]
@@ -109,17 +106,18 @@ def evaluations():
 
 def latency_measurements():
     return [
-        f"results/latency/{model}/{method}/{variant}.json"
+        paths.LATENCY.format(model=model, method=method, variant=variant)
         for model, method in MATRIX
         for variant in VARIANTS
     ]
 
 
 def evaluated_model(wildcards):
-    """The torch folder for the torch variant, the ONNX folder for the others."""
-    if wildcards.variant == "torch":
-        return f"results/models/{wildcards.model}/{wildcards.method}"
-    return f"results/onnx/{wildcards.model}/{wildcards.method}"
+    """The folder that holds the variant: the trained model or its export (variants.py)."""
+    artefact = VARIANT_REGISTRY[wildcards.variant].artefact
+    return paths.ARTEFACTS[artefact].format(
+        model=wildcards.model, method=wildcards.method
+    )
 
 
 # --- resources: sized per job so a cluster profile can place it ---
@@ -131,5 +129,4 @@ def training_gpus(wildcards):
 
 
 def training_mem_mb(wildcards):
-    kind = aec.method_type(config, wildcards.method)
-    return {"baseline": 4000, "qlora": 12000, "lora": 12000}.get(kind, 16000)
+    return method_type(wildcards).mem_mb

@@ -9,7 +9,7 @@ rule evaluate_variant:
         qrels=rules.retrieval_set.output.qrels,
         sts=[sts["path"] for sts in config["evaluate"]["sts"]],
     output:
-        metrics="results/eval/{model}/{method}/{variant}.json",
+        metrics=paths.EVAL,
     log:
         "logs/evaluate/{model}/{method}/{variant}.log",
     conda:
@@ -33,10 +33,7 @@ rule measure_latency:
         queries=rules.retrieval_set.output.queries,
         corpus=rules.retrieval_set.output.corpus,
     output:
-        **{
-            variant: f"results/latency/{{model}}/{{method}}/{variant}.json"
-            for variant in VARIANTS
-        },
+        **{variant: paths.LATENCY.replace("{variant}", variant) for variant in VARIANTS},
     log:
         "logs/latency/{model}/{method}.log",
     conda:

@@ -6,7 +6,7 @@ rule export_onnx:
         model=rules.train_model.output.model,
         chunks=rules.chunk_documents.output.chunks,
     output:
-        onnx=directory("results/onnx/{model}/{method}"),
+        onnx=directory(paths.ONNX),
     log:
         "logs/export/{model}/{method}.log",
     conda:

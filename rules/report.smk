@@ -2,10 +2,10 @@
 
 
 localrules:
-    summarize,
+    build_report,
 
 
-rule summarize:
+rule build_report:
     input:
         models=trained_models(),
         onnx=onnx_exports(),
@@ -38,7 +38,7 @@ rule summarize:
         pareto_svg="results/report/pareto.svg",
         report_md="results/report/report.md",
     log:
-        "logs/report/summarize.log",
+        "logs/report/build_report.log",
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -48,4 +48,4 @@ rule summarize:
     params:
         export=config["export"],
     script:
-        "../workflow/scripts/summarize.py"
+        "../workflow/scripts/build_report.py"

@@ -6,9 +6,7 @@ rule teacher_embeddings:
         chunks=rules.chunk_documents.output.chunks,
         splits=rules.split_documents.output.splits,
     output:
-        embeddings=ensure(
-            "results/teachers/{teacher}/embeddings.parquet", non_empty=True
-        ),
+        embeddings=ensure(paths.TEACHER_EMBEDDINGS, non_empty=True),
     log:
         "logs/train/teacher_embeddings/{teacher}.log",
     conda:
@@ -31,7 +29,7 @@ rule train_model:
     input:
         unpack(training_inputs),
     output:
-        model=directory("results/models/{model}/{method}"),
+        model=directory(paths.MODEL),
     log:
         "logs/train/{model}/{method}.log",
     benchmark:

@@ -43,5 +43,13 @@ def exported_tiny(tiny_model: Path) -> Path:
 
     out = Path(tempfile.mkdtemp(prefix="tiny-onnx.")) / "onnx"
     spec = tiny_spec(query_prefix="query: ", passage_prefix="passage: ")
-    export(tiny_model, out, spec, {"fidelity_samples": 16}, sample_texts=random_texts(48, seed=1), seed=3)
+    export(
+        tiny_model,
+        out,
+        spec,
+        {"fidelity_samples": 16},
+        sample_texts=random_texts(48, seed=1),
+        seed=3,
+        method="baseline",
+    )
     return out

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from archive_encoders.evaluate import evaluate, evaluate_encoder, load_encoder, read_qrels, read_sts, top_k
+from archive_encoders.encoders import load_encoder
+from archive_encoders.evaluate import evaluate, evaluate_encoder, read_qrels, read_sts, top_k
 from archive_encoders.metrics import RETRIEVAL_METRICS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -160,7 +161,7 @@ def test_qrels_naming_unknown_queries_fail_loudly():
 
 def test_unknown_variant_is_refused(tiny_model):
     with pytest.raises(ValueError, match="variant"):
-        load_encoder(tiny_model, "onnx-fp16", {"name": "tiny", "path": str(tiny_model)})
+        load_encoder("onnx-fp16", tiny_model, {"name": "tiny", "path": str(tiny_model)})
 
 
 def test_torch_variant_writes_the_eval_json_and_agrees_with_sentence_transformers(tiny_model, tmp_path):
@@ -183,7 +184,17 @@ def test_torch_variant_writes_the_eval_json_and_agrees_with_sentence_transformer
     out = tmp_path / "results/eval/tiny/lora/torch.json"
     sts = [{"name": "small", "path": str(STS_SMALL), "max_score": 5}]
     evaluate(
-        tiny_model, "torch", paths["queries"], paths["corpus"], paths["qrels"], sts, out, spec, SETTINGS, 13
+        tiny_model,
+        "torch",
+        paths["queries"],
+        paths["corpus"],
+        paths["qrels"],
+        sts,
+        out,
+        spec,
+        SETTINGS,
+        13,
+        method="lora",
     )
 
     result = json.loads(out.read_text(encoding="utf-8"))
@@ -240,11 +251,11 @@ def test_onnx_variants_load_through_onnx_encoder(monkeypatch, tmp_path):
     calls = []
 
     class RecordingEncoder:
-        def __init__(self, folder, variant="int8", threads=None):
+        def __init__(self, folder, variant="int8", threads=None, device="cpu"):
             calls.append((folder, variant, threads))
 
     monkeypatch.setattr(onnx_encoder, "OnnxEncoder", RecordingEncoder)
     spec = {"name": "tiny", "path": "x"}
-    assert isinstance(load_encoder(tmp_path, "onnx-fp32", spec, threads=2), RecordingEncoder)
-    load_encoder(tmp_path, "onnx-int8", spec, threads=3)
+    assert isinstance(load_encoder("onnx-fp32", tmp_path, spec, threads=2), RecordingEncoder)
+    load_encoder("onnx-int8", tmp_path, spec, threads=3)
     assert calls == [(tmp_path, "fp32", 2), (tmp_path, "int8", 3)]

@@ -28,7 +28,12 @@ def cls_export(tiny_model, tmp_path_factory):
     model = cls_copy(tiny_model, tmp_path_factory.mktemp("cls") / "tiny-cls")
     out = tmp_path_factory.mktemp("cls-onnx") / "onnx"
     report = export(
-        model, out, tiny_spec("cls"), {"fidelity_samples": 12}, sample_texts=random_texts(30, seed=2)
+        model,
+        out,
+        tiny_spec("cls"),
+        {"fidelity_samples": 12},
+        sample_texts=random_texts(30, seed=2),
+        method="baseline",
     )
     return model, out, report
 
@@ -86,7 +91,9 @@ def test_reads_chunks_and_leaves_no_temp_files(tiny_model, tmp_path, monkeypatch
     out = tmp_path / "out" / "onnx"
     settings = {"fidelity_samples": 8, "int8_mode": "static", "optimize": True}
     # a relative out_dir, as Snakemake passes it
-    report = export(tiny_model, "../out/onnx", tiny_spec(), settings, chunks_path=chunks, seed=1)
+    report = export(
+        tiny_model, "../out/onnx", tiny_spec(), settings, chunks_path=chunks, seed=1, method="baseline"
+    )
     assert report["variants"]["onnx-int8"]["passed"]
     assert read_json(out / "encoder_config.json")["int8"]["mode"] == "static"
     assert list(cwd.iterdir()) == [], "ORT tools wrote into the working directory"
@@ -97,13 +104,27 @@ def test_broken_fp32_fails_and_writes_nothing(tiny_model, tmp_path):
     out = tmp_path / "onnx"
     # CLS pooling in the graph against a mean-pooling torch model: the gate must catch the mismatch.
     with pytest.raises(FidelityError, match="onnx-fp32"):
-        export(tiny_model, out, tiny_spec("cls"), {"fidelity_samples": 6}, sample_texts=random_texts(12))
+        export(
+            tiny_model,
+            out,
+            tiny_spec("cls"),
+            {"fidelity_samples": 6},
+            sample_texts=random_texts(12),
+            method="baseline",
+        )
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
 def test_low_int8_fidelity_is_flagged_or_fails(tiny_model, tmp_path):
     strict = {"fidelity_samples": 6, "min_mean_cosine": 1.0, "outlier_ratio": 0, "optimize": False}
-    report = export(tiny_model, tmp_path / "flagged", tiny_spec(), strict, sample_texts=random_texts(12))
+    report = export(
+        tiny_model,
+        tmp_path / "flagged",
+        tiny_spec(),
+        strict,
+        sample_texts=random_texts(12),
+        method="baseline",
+    )
     assert report["variants"]["onnx-int8"]["passed"] is False  # recorded, the export still succeeds
     with pytest.raises(FidelityError, match="fail_on_low_fidelity"):
         export(
@@ -112,5 +133,6 @@ def test_low_int8_fidelity_is_flagged_or_fails(tiny_model, tmp_path):
             tiny_spec(),
             {**strict, "fail_on_low_fidelity": True},
             sample_texts=random_texts(12),
+            method="baseline",
         )
     assert not (tmp_path / "failed").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from archive_encoders.io import write_json, write_parquet
 from archive_encoders.metrics import RETRIEVAL_METRICS
-from archive_encoders.report import pareto_front, summarize
+from archive_encoders.report import pareto_front, write_report
 
 MODELS = ("alpha", "beta")
 METHODS = ("baseline", "lora")
@@ -51,7 +51,7 @@ FIDELITY = {
 
 
 def write_inputs(root, order=None):
-    """The files of the earlier stages, in the layout of docs/ARCHITECTURE.md; returns summarize's inputs."""
+    """The files of the earlier stages (docs/ARCHITECTURE.md); returns write_report's inputs."""
     inputs = {"models": [], "onnx": [], "evaluations": [], "latency": []}
     for model in MODELS:
         for method in METHODS:
@@ -92,7 +92,14 @@ def write_inputs(root, order=None):
                     "size_mb": size,
                     "passed": passed,
                 }
-            write_json(onnx / "fidelity.json", {"threshold": 0.99, "samples": 64, "variants": variants})
+            fidelity = {
+                "model": model,
+                "method": method,
+                "threshold": 0.99,
+                "samples": 64,
+                "variants": variants,
+            }
+            write_json(onnx / "fidelity.json", fidelity)
             inputs["onnx"].append(str(onnx))
 
             for variant in VARIANTS:
@@ -164,7 +171,7 @@ def outputs(root):
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     files = outputs(root)
-    summarize(**write_inputs(root), **files, export_settings={"min_mean_cosine": 0.99})
+    write_report(**write_inputs(root), **files, export_settings={"min_mean_cosine": 0.99})
     return files
 
 
@@ -283,7 +290,7 @@ def test_report_names_the_best_choices_and_the_cost_unit(report):
 def test_row_order_does_not_depend_on_input_order(tmp_path, report):
     files = outputs(tmp_path)
     inputs = write_inputs(tmp_path, order=lambda n: list(reversed(range(n))))
-    summarize(**inputs, **files, export_settings={"min_mean_cosine": 0.99})
+    write_report(**inputs, **files, export_settings={"min_mean_cosine": 0.99})
     for name in ("summary_csv", "cost", "int8", "summary_md", "report_md"):
         assert files[name].read_bytes() == report[name].read_bytes(), name
 
@@ -292,7 +299,7 @@ def test_missing_latency_fails_loudly(tmp_path):
     inputs = write_inputs(tmp_path)
     inputs["latency"] = inputs["latency"][:-1]
     with pytest.raises(ValueError, match="differ"):
-        summarize(**inputs, **outputs(tmp_path), export_settings={})
+        write_report(**inputs, **outputs(tmp_path), export_settings={})
     assert not (tmp_path / "results/report").exists()  # nothing half-written
 
 

@@ -59,8 +59,8 @@ def planned_jobs(tmp_path: Path, *targets: str) -> dict[str, int]:
         ("train", {**CORPUS, **TRAIN, "train": 1}),
         ("export", {**CORPUS, **TRAIN, "export_onnx": PAIRS, "export": 1}),
         ("evaluate", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "evaluate": 1}),
-        ("report", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "summarize": 1, "report": 1}),
-        ("all", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "summarize": 1, "all": 1}),
+        ("report", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "build_report": 1, "report": 1}),
+        ("all", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "build_report": 1, "all": 1}),
     ],
 )
 def test_named_target_plans_its_stage_and_what_it_needs(tmp_path, target, expected):

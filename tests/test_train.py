@@ -18,6 +18,7 @@ from archive_encoders import config as aec
 from archive_encoders import train as tr
 from archive_encoders.config import ModelSpec
 from archive_encoders.models import load_sentence_transformer
+from archive_encoders.vectors import cosines
 
 BATCH = 8
 # A high learning rate and one fixed batch (dataset == batch), so a few steps must lower the loss.
@@ -81,8 +82,8 @@ def inputs(tmp_path_factory, tiny_model, minilm_path):
     )
     return {
         "triplets": out / "triplets.parquet",
-        "tsdae": out / "tsdae.parquet",
-        "teacher": out / "teacher.parquet",
+        "tsdae_pairs": out / "tsdae.parquet",
+        "teacher_embeddings": out / "teacher.parquet",
     }
 
 
@@ -183,8 +184,8 @@ def test_merged_lora_gives_the_adapter_models_embeddings(model_dir):
     adapter = model.encode(texts)
     merged = tr.merge_lora(model, ModelSpec.from_config(tiny_spec(model_dir)), "lora", "cpu").encode(texts)
     changed = _load(model_dir).encode(texts)
-    assert tr._cosines(adapter, merged).min() >= 0.9999
-    assert tr._cosines(adapter, changed).min() < 0.9999  # the adapter did change the embeddings
+    assert cosines(adapter, merged).min() >= 0.9999
+    assert cosines(adapter, changed).min() < 0.9999  # the adapter did change the embeddings
 
 
 def test_qlora_survives_train_encode_train(model_dir, inputs):
@@ -216,13 +217,13 @@ def test_distilled_student_moves_towards_its_teacher(trained, model_dir, inputs)
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     student = _load(model_dir)
     tr.keep_layers(student, 1)
-    targets = tr.distill_dataset(inputs["teacher"], spec, student)  # MiniLM's 384-d -> 32-d by PCA
+    targets = tr.distill_dataset(inputs["teacher_embeddings"], spec, student)  # MiniLM's 384-d -> 32-d by PCA
     texts, labels = targets["text"], np.asarray(targets["label"])
     assert labels.shape == (64, 32)
-    before = tr._cosines(student.encode(texts), labels).mean()
+    before = cosines(student.encode(texts), labels).mean()
     trained_student = _load(out)
     assert trained_student[0].model.config.num_hidden_layers == 1
-    after = tr._cosines(trained_student.encode(texts), labels).mean()
+    after = cosines(trained_student.encode(texts), labels).mean()
     assert after > before
     assert metrics["hyperparameters"]["student_layers"] == 1 and metrics["data"] == {"teacher_embeddings": 64}
 
@@ -268,7 +269,7 @@ def test_project_teacher_keeps_the_main_directions():
 
 
 def aec_defaults() -> dict:
-    return dict(tr.method_defaults())
+    return aec.defaults("methods.*")
 
 
 BASE_CONFIG = {
@@ -317,6 +318,6 @@ def test_train_refuses_an_unknown_type_or_missing_input_and_writes_nothing(tmp_p
         tr.train(tiny_spec(model_dir), {"type": "magic"}, {}, tmp_path / "m", device="cpu")
     with pytest.raises(ValueError, match="'triplets' input"):
         tr.train(tiny_spec(model_dir), {"type": "full"}, {}, tmp_path / "m", device="cpu")
-    with pytest.raises(ValueError, match="'teacher' input"):
+    with pytest.raises(ValueError, match="'teacher_embeddings' input"):
         tr.train(tiny_spec(model_dir), {"type": "distill"}, {}, tmp_path / "m", device="cpu")
     assert not (tmp_path / "m").exists()

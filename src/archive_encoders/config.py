@@ -110,14 +110,15 @@ def _default_of(node: Mapping[str, Any]) -> Any:
 def defaults(section: str = "") -> Any:
     """The schema's defaults under a dotted section: `defaults("export")`, `defaults("datasets.split")`.
 
-    `methods.*` (or any `name.*`) is the entry schema of a mapping: `defaults("methods.*")` gives every
-    method hyperparameter's default. An empty section gives the defaults of the whole config.
+    `name.*` is the entry schema of a mapping or a list: `defaults("methods.*")` gives every method
+    hyperparameter's default, `defaults("evaluate.sts.*")` an STS entry's. An empty section gives the
+    defaults of the whole config.
     """
     node: Mapping[str, Any] = _parsed_schema()
     for part in filter(None, section.split(".")):
         node = _resolve(node)
-        if part == "*":
-            node = node["additionalProperties"]
+        if part == "*":  # the entries of a mapping (methods) or of a list (evaluate.sts)
+            node = node["additionalProperties"] if "additionalProperties" in node else node["items"]
         elif part in node.get("properties", {}):
             node = node["properties"][part]
         else:

@@ -13,77 +13,21 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from .config import ModelSpec
+from .config import with_defaults
+from .encoders import Encoder, load_encoder
 from .io import write_json
 from .metrics import mean_random_pair_cosine, retrieval_metrics, sts_spearman
+from .vectors import unit
 
 log = logging.getLogger(__name__)
 
 TOP_K = 100  # the deepest cut-off of the metrics (recall@100, map@100)
-ONNX_VARIANTS = {"onnx-fp32": "fp32", "onnx-int8": "int8"}
-
-
-class Encoder(Protocol):
-    """What evaluation needs from a model: L2-normalised embeddings, prefixes applied by the encoder."""
-
-    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
-
-    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
-
-
-class TorchEncoder:
-    """A SentenceTransformer behind the OnnxEncoder interface, with the prefixes of the model's spec."""
-
-    def __init__(self, model, query_prefix: str = "", passage_prefix: str = "") -> None:
-        self.model = model
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
-
-    def _encode(self, texts: Sequence[str], batch_size: int, prefix: str) -> np.ndarray:
-        # prompt="" (not None) when there is no prefix, so a default prompt saved in the folder is not
-        # added on top: the spec is the one source of prefixes, as it is for the ONNX export.
-        return self.model.encode(
-            list(texts),
-            prompt=prefix,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        ).astype(np.float32, copy=False)
-
-    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, self.query_prefix)
-
-    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, self.passage_prefix)
-
-
-def load_encoder(
-    model_path: str | os.PathLike, variant: str, model_spec: Mapping[str, Any], threads: int | None = None
-) -> Encoder:
-    """torch: the trained sentence-transformers folder; onnx-*: the exported folder via OnnxEncoder."""
-    if variant == "torch":
-        import torch
-
-        from .models import load_sentence_transformer
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        spec = replace(ModelSpec.from_config(dict(model_spec)), path=str(model_path))
-        model = load_sentence_transformer(spec, device="cpu")
-        return TorchEncoder(model, spec.query_prefix, spec.passage_prefix)
-    if variant in ONNX_VARIANTS:
-        from .onnx_encoder import OnnxEncoder
-
-        return OnnxEncoder(model_path, variant=ONNX_VARIANTS[variant], threads=threads)
-    raise ValueError(f"variant {variant!r}: expected torch or one of {sorted(ONNX_VARIANTS)}")
 
 
 # --- retrieval ---
@@ -95,8 +39,8 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int = TOP_K, chunk_size: i
     Ties are broken by corpus position so a rerun ranks identically. Queries are scored in chunks that
     keep the similarity block near 64 MB whatever the corpus size.
     """
-    q = _unit(queries)
-    c = _unit(corpus)
+    q = unit(queries)
+    c = unit(corpus)
     k = min(k, len(c))
     chunk_size = chunk_size or max(1, 16_000_000 // max(1, len(c)))
     indices = np.empty((len(q), k), dtype=np.int64)
@@ -118,11 +62,6 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int = TOP_K, chunk_size: i
         indices[start : start + len(sims)] = np.take_along_axis(candidates, order, axis=1)
         scores[start : start + len(sims)] = np.take_along_axis(cand_scores, order, axis=1)
     return indices, scores
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def build_run(query_ids: Sequence[str], corpus_ids: Sequence[str], indices: np.ndarray) -> dict:
@@ -258,8 +197,9 @@ def score_sts(encoder: Encoder, sts_sets: Iterable[Mapping[str, Any]], batch_siz
     """{name: {"spearman", "n"}}. STS is symmetric, so both sides get the query prefix (e5's convention)."""
     out = {}
     for entry in sts_sets:
-        name = entry.get("name") or Path(entry["path"]).stem
-        pairs = read_sts(entry["path"], float(entry.get("max_score", 5)))
+        entry = with_defaults("evaluate.sts.*", entry)
+        pairs = read_sts(entry["path"], float(entry["max_score"]))
+        name = entry["name"]
         emb1 = encoder.encode_queries(pairs["s1"].to_list(), batch_size=batch_size)
         emb2 = encoder.encode_queries(pairs["s2"].to_list(), batch_size=batch_size)
         out[name] = {"spearman": sts_spearman(emb1, emb2, pairs["score"].to_numpy()), "n": pairs.height}
@@ -284,14 +224,15 @@ def evaluate_encoder(
     seed: int,
 ) -> dict:
     """The eval JSON's measurement part (retrieval, sts, diagnostics, sizes) for any encoder."""
-    batch_size = int(evaluate_settings.get("batch_size", 32))
+    evaluate_settings = with_defaults("evaluate", evaluate_settings)
+    batch_size = int(evaluate_settings["batch_size"])
     retrieval, corpus_emb, n_queries = score_retrieval(
         encoder,
         queries,
         corpus,
         qrels,
         batch_size,
-        int(evaluate_settings.get("bootstrap_samples", 1000)),
+        int(evaluate_settings["bootstrap_samples"]),
         seed,
     )
     return {
@@ -314,18 +255,17 @@ def evaluate(
     model_spec: Mapping[str, Any],
     evaluate_settings: Mapping[str, Any],
     seed: int,
-    method: str | None = None,
+    method: str,
     threads: int | None = None,
 ) -> dict:
-    """Evaluate one variant and write results/eval/{model}/{method}/{variant}.json atomically.
+    """Evaluate one variant of `method` and write its eval JSON (paths.EVAL) atomically.
 
-    sts_sets: entries of config evaluate.sts ({name, path, max_score}). method defaults to the name of
-    the output's folder (the path is results/eval/{model}/{method}/{variant}.json).
+    sts_sets: entries of config evaluate.sts ({name, path, max_score}).
     """
-    encoder = load_encoder(model_path, variant, model_spec, threads)
+    encoder = load_encoder(variant, model_path, model_spec, threads)
     result = {
         "model": model_spec["name"],
-        "method": method or Path(out_path).parent.name,
+        "method": method,
         "variant": variant,
         **evaluate_encoder(
             encoder,

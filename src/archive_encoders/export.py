@@ -34,9 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from .config import ModelSpec
+from .config import ModelSpec, with_defaults
 from .io import atomic_dir, write_json
+from .metrics import spearman
 from .onnx_encoder import CONFIG_FILE, DEFAULT_FILES, OnnxEncoder
+from .system import size_mb
+from .vectors import cosines, unit
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +48,6 @@ OUTPUT_NAME = "sentence_embedding"
 INPUT_NAMES = ["input_ids", "attention_mask"]
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room to spare
 
-# Defaults for the keys of config `export`; the schema fills them in a workflow run, these serve
-# library callers (tests, the benchmark).
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "opset": 17,
-    "int8_mode": "dynamic",
-    "per_channel": True,
-    "weight_type": "uint8",
-    "outlier_ratio": 4.0,
-    "optimize": True,
-    "fp16": False,
-    "fidelity_samples": 64,
-    "min_mean_cosine": 0.99,
-    "fail_on_low_fidelity": False,
-}
 MAX_EXTRA_CHANNELS = 0.25  # outlier splitting may widen an input by at most this fraction
 
 
@@ -75,13 +64,15 @@ def export(
     seed: int = 13,
     sample_texts: Sequence[str] | None = None,
     threads: int | None = None,
+    *,
+    method: str,
 ) -> dict:
     """Export the sentence-transformers folder `model_dir` into `out_dir`; return the fidelity report.
 
     Sample texts (for calibration and the gate) are drawn, seeded, from the `text` column of
     `chunks_path`, or given directly as `sample_texts`.
     """
-    settings = {**DEFAULT_SETTINGS, **(export_settings or {})}
+    settings = with_defaults("export", export_settings)
     out_dir = Path(out_dir).resolve()  # absolute: the ORT tools run with the scratch folder as cwd
     spec = replace(ModelSpec.from_config(dict(model_spec)), path=str(model_dir))
     texts = list(sample_texts) if sample_texts is not None else read_sample_chunks(chunks_path)
@@ -106,12 +97,16 @@ def export(
                 files["fp16"] = DEFAULT_FILES["fp16"]
                 convert_fp16(optimized, tmp / files["fp16"])
         save_tokenizer(model, tmp, spec.max_seq_length)
-        write_json(tmp / CONFIG_FILE, encoder_config(model, spec, files, settings, fusion, int8_info))
+        write_json(tmp / CONFIG_FILE, encoder_config(model, spec, method, files, settings, fusion, int8_info))
         log.info(
             "exported %s in %.1f s; fused operators %s", model_dir, time.perf_counter() - started, fusion
         )
 
-        report = fidelity_report(model, spec, tmp, files, fidelity_texts, settings, threads)
+        report = {
+            "model": spec.name,
+            "method": method,
+            **fidelity_report(model, spec, tmp, files, fidelity_texts, settings, threads),
+        }
         write_json(tmp / "fidelity.json", report)
         for variant, entry in report["variants"].items():
             log.info("fidelity %s vs torch: %s", variant, entry)
@@ -198,11 +193,6 @@ def save_onnx(proto, path: Path) -> None:
         onnx.save_model(proto, str(path), save_as_external_data=True, location=path.name + ".data")
     else:
         onnx.save_model(proto, str(path))
-
-
-def file_size_mb(path: Path) -> float:
-    extra = Path(str(path) + ".data")
-    return (path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)) / 2**20
 
 
 def save_tokenizer(model, folder: Path, max_seq_length: int) -> None:
@@ -411,7 +401,7 @@ def quantize_int8(
         prepared = work / "split.onnx"
         info["outlier_split"] = split_outlier_channels(source, prepared, feeds, ratio)
     weight_type = QuantType.QUInt8 if settings["weight_type"] == "uint8" else QuantType.QInt8
-    large = file_size_mb(prepared) * 2**20 > EXTERNAL_DATA_BYTES
+    large = size_mb(prepared) * 2**20 > EXTERNAL_DATA_BYTES
     # The split's Gathers move activations; they are not embedding tables to quantize.
     exclude = list(info.get("outlier_split", {}).pop("split_nodes", []))
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # fused contrib ops lack shape inference
@@ -510,7 +500,7 @@ def fidelity_report(
     }
     for key in files:
         variant = f"onnx-{key}"
-        size = round(file_size_mb(folder / files[key]), 2)
+        size = round(size_mb(folder / files[key]), 2)
         try:
             encoder = OnnxEncoder(folder, variant=key, threads=threads)
             got = np.concatenate([encoder.encode(passages), encoder.encode(queries)])
@@ -548,25 +538,16 @@ def _torch_embed(model, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(emb, dtype=np.float32)
 
 
-def compare(reference: np.ndarray, got: np.ndarray) -> dict[str, float]:
+def compare(reference: np.ndarray, got: np.ndarray) -> dict[str, float | None]:
     """Mean/min cosine per text, and Spearman between the two pairwise-similarity matrices."""
-    ref = reference / np.linalg.norm(reference, axis=1, keepdims=True)
-    out = got / np.linalg.norm(got, axis=1, keepdims=True)
-    cosine = (ref * out).sum(axis=1)
+    ref, out = unit(reference), unit(got)
+    cosine = cosines(ref, out)
     upper = np.triu_indices(len(ref), k=1)
     return {
         "mean_cosine": float(cosine.mean()),
         "min_cosine": float(cosine.min()),
         "spearman": spearman((ref @ ref.T)[upper], (out @ out.T)[upper]),
     }
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2:
-        return 1.0
-    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
-    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable").astype(np.float64)
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def check_fidelity(report: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
@@ -590,10 +571,11 @@ def check_fidelity(report: Mapping[str, Any], settings: Mapping[str, Any]) -> No
 # --- helpers ---
 
 
-def encoder_config(model, spec: ModelSpec, files, settings, fusion, int8_info) -> dict:
+def encoder_config(model, spec: ModelSpec, method: str, files, settings, fusion, int8_info) -> dict:
     transformer = model[0].auto_model
     return {
         "model": spec.name,
+        "method": method,
         "pooling": spec.pooling,
         "query_prefix": spec.query_prefix,
         "passage_prefix": spec.passage_prefix,

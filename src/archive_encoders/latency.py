@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -28,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from .config import with_defaults
 from .io import write_json
+from .system import cpu_flags, cpu_model, peak_rss_mb, pick_device, size_mb
+from .variants import variant as variant_entry
 
 log = logging.getLogger(__name__)
 
-ONNX_FILES = {"onnx-fp32": "fp32", "onnx-int8": "int8", "onnx-fp16": "fp16"}
-DEFAULT_SETTINGS = {"threads": 2, "warmup": 10, "repeats": 100, "throughput_batch": 32}
 ROUNDS = 5  # blocks per variant; more rounds interleave finer but pay more warm-up calls
 THROUGHPUT_BATCHES = 2  # batches per throughput block
 BLOCK_WARMUP = 2  # untimed calls at the start of each block: caches went cold while the others ran
@@ -52,15 +52,16 @@ def measure(
     seed: int = 13,
 ) -> dict[str, dict]:
     """Measure every variant named in `outputs` ({variant: json path}) and write one JSON per variant."""
-    settings = {**DEFAULT_SETTINGS, **(latency_settings or {})}
+    settings = with_defaults("latency", latency_settings)
     queries, passages = sample_texts(queries_path, corpus_path, int(settings["repeats"]), seed)
-    queries = [model_spec.get("query_prefix", "") + q for q in queries]
-    passages = [model_spec.get("passage_prefix", "") + p for p in passages]
+    spec = with_defaults("models.*", model_spec)
+    queries = [spec["query_prefix"] + q for q in queries]
+    passages = [spec["passage_prefix"] + p for p in passages]
     workers = {
         variant: worker_spec(variant, model_dir, onnx_dir, model_spec, settings) for variant in outputs
     }
     results = run_interleaved(workers, queries, passages, settings)
-    if resolve_device(device) == "cuda":
+    if pick_device(device) == "cuda":
         import onnxruntime as ort
 
         # INT8 from quantize_dynamic is a CPU format; on a GPU, torch against ORT's CUDA provider (FP32).
@@ -70,14 +71,15 @@ def measure(
         gpu_workers = {v: {**w, "device": "cuda"} for v, w in workers.items() if v in on_gpu}
         for variant, gpu in run_interleaved(gpu_workers, queries, passages, settings).items():
             results[variant]["gpu"] = gpu
-    cpu = cpu_model()
+    cpu, flags = cpu_model(), cpu_flags()
     for variant, path in outputs.items():
         results[variant] = {
-            "model": model_spec.get("name"),
+            "model": spec["name"],
             "method": method,
             "variant": variant,
             "device": "cpu",
             "cpu": cpu,
+            "cpu_flags": flags,
             "threads": int(settings["threads"]),
             **results[variant],
         }
@@ -86,19 +88,12 @@ def measure(
 
 
 def worker_spec(variant: str, model_dir, onnx_dir, model_spec: Mapping[str, Any], settings) -> dict:
-    if variant == "torch":
-        return {
-            "kind": "torch",
-            "path": str(model_dir),
-            "spec": dict(model_spec),
-            "threads": settings["threads"],
-        }
-    if variant not in ONNX_FILES:
-        raise ValueError(f"variant {variant!r}: expected torch or one of {sorted(ONNX_FILES)}")
+    """What a worker process loads: the variant, the folder that holds it, the model's spec."""
+    folders = {"model": str(model_dir), "onnx": str(onnx_dir)}
     return {
-        "kind": "onnx",
-        "path": str(onnx_dir),
-        "variant": ONNX_FILES[variant],
+        "variant": variant,
+        "path": folders[variant_entry(variant).artefact],
+        "spec": dict(model_spec),
         "threads": settings["threads"],
     }
 
@@ -127,7 +122,7 @@ def run_interleaved(
     settings: Mapping[str, Any],
 ) -> dict[str, dict]:
     """Start one worker per variant, then alternate their timing blocks round by round."""
-    settings = {**DEFAULT_SETTINGS, **settings}
+    settings = with_defaults("latency", settings)
     batch = int(settings["throughput_batch"])
     throughput_texts = [passages[i % len(passages)] for i in range(batch * THROUGHPUT_BATCHES)]
     rounds = max(1, min(ROUNDS, len(queries), len(passages)))
@@ -145,7 +140,7 @@ def run_interleaved(
                 procs[name] = _Worker(
                     name, {**spec, "texts": str(texts_file), "warmup": int(settings["warmup"])}
                 )
-                procs[name].request({"cmd": "load"})
+                procs[name].request({"cmd": "load", "batch": batch})
             timings: dict[str, dict[str, list]] = {
                 n: {"query": [], "passage": [], "throughput": []} for n in procs
             }
@@ -155,7 +150,7 @@ def run_interleaved(
                     for key in timings[name]:
                         timings[name][key].extend(block[key])
             return {
-                name: summarize(proc.request({"cmd": "finish"}), timings[name], batch)
+                name: timing_summary(proc.request({"cmd": "finish"}), timings[name], batch)
                 for name, proc in procs.items()
             }
         finally:
@@ -163,7 +158,7 @@ def run_interleaved(
                 proc.close()
 
 
-def summarize(final: Mapping[str, Any], timings: Mapping[str, list], batch: int) -> dict:
+def timing_summary(final: Mapping[str, Any], timings: Mapping[str, list], batch: int) -> dict:
     ms = {k: np.asarray(v, dtype=np.float64) * 1000 for k, v in timings.items() if k != "throughput"}
     return {
         "batch1_ms": percentiles(np.concatenate([ms["query"], ms["passage"]])),
@@ -232,34 +227,19 @@ class _Worker:
 
 
 def _load(spec: Mapping[str, Any]):
-    """(encode(texts, batch_size), size_mb, providers) for a torch or ONNX variant."""
+    """(encode(texts, batch_size), size_mb, providers) of the worker's variant."""
+    from .encoders import load_encoder
+
     device = spec.get("device", "cpu")
-    if spec["kind"] == "torch":
-        import torch
+    encoder = load_encoder(spec["variant"], spec["path"], spec["spec"], int(spec["threads"]), device)
 
-        from .config import ModelSpec
-        from .models import load_sentence_transformer
+    def encode(texts, batch_size):  # the texts arrive prefixed: the same strings for every variant
+        return encoder.encode(texts, batch_size=batch_size)
 
-        torch.set_num_threads(int(spec["threads"]))
-        model_spec = ModelSpec.from_config({**spec["spec"], "path": spec["path"]})
-        model = load_sentence_transformer(model_spec, device=device)
-
-        def encode(texts, batch_size):
-            return model.encode(
-                texts, batch_size=batch_size, prompt="", normalize_embeddings=True, show_progress_bar=False
-            )
-
-        size = sum(
-            f.stat().st_size for f in Path(spec["path"]).rglob("*") if f.suffix in (".safetensors", ".bin")
-        )
-        return encode, size / 2**20, [f"torch-{device}"]
-
-    from .onnx_encoder import OnnxEncoder
-
-    encoder = OnnxEncoder(spec["path"], variant=spec["variant"], threads=int(spec["threads"]), device=device)
-    data = Path(str(encoder.model_path) + ".data")
-    size = encoder.model_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-    return encoder.encode, size / 2**20, encoder.providers
+    if variant_entry(spec["variant"]).runtime == "torch":
+        size = size_mb(spec["path"], suffixes=(".safetensors", ".bin"))
+        return encode, size, [f"torch-{device}"]
+    return encode, size_mb(encoder.model_path), encoder.providers
 
 
 def _worker(spec: Mapping[str, Any]) -> None:
@@ -280,13 +260,13 @@ def _worker(spec: Mapping[str, Any]) -> None:
                 for i in range(int(spec["warmup"])):
                     encode([queries[i % len(queries)]], 1)
                     encode([passages[i % len(passages)]], 1)
-                encode(bulk[: message.get("batch", 32)], message.get("batch", 32))
+                encode(bulk[: message["batch"]], message["batch"])
                 reply: dict[str, Any] = {"ok": True}
             elif message["cmd"] == "block":
                 reply = _block(state["encode"], queries, passages, bulk, message)
             elif message["cmd"] == "finish":
                 reply = {k: state[k] for k in ("load_time_s", "size_mb", "providers")}
-                reply["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+                reply["peak_rss_mb"] = round(peak_rss_mb(), 1)
             else:
                 reply = {"error": f"unknown command {message['cmd']!r}"}
         except Exception as err:  # reported to the parent, which raises with the variant's name
@@ -311,45 +291,6 @@ def _timed(encode, texts, batch_size) -> float:
     started = time.perf_counter()
     encode(texts, batch_size)
     return time.perf_counter() - started
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-# --- machine description ---
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux) and the cores this process may use."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name} ({cores} cores)"
-
-
-def resolve_device(device: str) -> str:
-    """`auto` is cuda when torch sees a GPU; the workers then also time torch and ORT's CUDA provider."""
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise RuntimeError("latency: device cuda was asked for but no GPU is visible")
-    return "cpu"
 
 
 if __name__ == "__main__":

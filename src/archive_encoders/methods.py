@@ -114,4 +114,4 @@ def method_type(name: str) -> MethodType:
     try:
         return METHOD_TYPES[name]
     except KeyError:
-        raise KeyError(f"unknown method type {name!r}; expected one of {list(METHOD_TYPES)}") from None
+        raise ValueError(f"unknown method type {name!r}; expected one of {list(METHOD_TYPES)}") from None

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .vectors import cosines, unit
+
 log = logging.getLogger(__name__)
 
 # The metrics of the eval JSON, in ranx's names (which are also the JSON keys).
@@ -108,24 +110,20 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties get average ranks); None where it is undefined (fewer than two
+    values, or one side constant), so a JSON never holds a NaN."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return _finite(spearmanr(a, b).statistic)
 
 
 def sts_spearman(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> float | None:
-    """Spearman correlation between the cosine of each pair and its gold score (the STS-B convention).
-
-    None where it is undefined (constant cosines or gold scores), so the JSON never holds a NaN.
-    """
-    from scipy.stats import spearmanr
-
-    cosines = np.sum(_unit(emb1) * _unit(emb2), axis=1)
-    gold = np.asarray(gold, dtype=np.float64)
-    if len(gold) < 2 or np.ptp(cosines) == 0 or np.ptp(gold) == 0:
-        return None
-    return _finite(spearmanr(cosines, gold).statistic)
+    """Spearman correlation between the cosine of each pair and its gold score (the STS-B convention)."""
+    return spearman(cosines(emb1, emb2), gold)
 
 
 def mean_random_pair_cosine(embeddings: np.ndarray, seed: int, pairs: int = 1000) -> float | None:
@@ -140,5 +138,5 @@ def mean_random_pair_cosine(embeddings: np.ndarray, seed: int, pairs: int = 1000
     rng = np.random.default_rng(seed)
     i = rng.integers(0, n, size=pairs)
     j = (i + rng.integers(1, n, size=pairs)) % n  # j != i without rejection sampling
-    unit = _unit(embeddings)
-    return float(np.mean(np.sum(unit[i] * unit[j], axis=1)))
+    rows = unit(embeddings)
+    return float(np.mean(np.sum(rows[i] * rows[j], axis=1)))

@@ -1,4 +1,4 @@
-"""Loading encoders safely, choosing the device, and building the tiny test model."""
+"""Loading sentence-transformers models safely, and building the tiny test model."""
 
 from __future__ import annotations
 
@@ -6,17 +6,6 @@ import os
 from pathlib import Path
 
 from .config import ModelSpec, resolve_model_path
-
-
-def pick_device(preference: str = "auto") -> str:
-    """`auto` gives cuda when a GPU is visible, else cpu."""
-    import torch
-
-    if preference == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but no GPU is visible")
-    return preference
 
 
 def load_sentence_transformer(spec: ModelSpec, device: str = "cpu", model_kwargs: dict | None = None):

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .config import VARIANTS
 from .io import atomic_path, read_json, write_parquet, write_text
 from .metrics import RETRIEVAL_METRICS
+from .variants import NAMES as VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,9 @@ def read_train_metrics(models: Iterable[str | os.PathLike]) -> list[dict]:
 
 
 def read_fidelity(onnx: Iterable[str | os.PathLike]) -> dict[tuple[str, str], dict]:
-    """fidelity.json of each results/onnx/{model}/{method}/ folder, keyed by (model, method) from the path
-    (the file itself does not name them)."""
-    return {
-        (Path(folder).parent.name, Path(folder).name): read_json(Path(folder) / "fidelity.json")
-        for folder in onnx
-    }
+    """fidelity.json of each export folder, keyed by the (model, method) it names."""
+    reports = [read_json(Path(folder) / "fidelity.json") for folder in onnx]
+    return {(r["model"], r["method"]): r for r in reports}
 
 
 def corpus_size(chunks: str | os.PathLike) -> int:
@@ -605,7 +602,7 @@ def report_markdown(
 # --- the rule's entry point ---
 
 
-def summarize(
+def write_report(
     models: Sequence[str | os.PathLike],
     onnx: Sequence[str | os.PathLike],
     evaluations: Sequence[str | os.PathLike],

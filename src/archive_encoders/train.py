@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -30,32 +29,19 @@ import numpy as np
 import polars as pl
 import yaml
 
-from .config import ConfigError, ModelSpec, defaults
+from .config import ConfigError, ModelSpec, with_defaults
 from .io import atomic_dir, write_json, write_parquet, write_text
 from .methods import METHOD_TYPES
-from .models import load_sentence_transformer, pick_device
+from .models import load_sentence_transformer
+from .system import peak_rss_mb, pick_device
 from .training_data import chunks_in_split
+from .vectors import cosines, unit
 
 log = logging.getLogger(__name__)
 
-MNRL_TYPES = ("full", "lora", "qlora")
-# Keys of a method that matter for each type (the rest of the schema's defaults are noise in a model card).
-COMMON_KEYS = ("epochs", "max_steps", "batch_size", "learning_rate", "warmup_ratio", "weight_decay")
-TYPE_KEYS = {
-    "baseline": (),
-    "full": COMMON_KEYS,
-    "lora": (*COMMON_KEYS, "lora_r", "lora_alpha", "lora_dropout", "target_modules"),
-    "qlora": (*COMMON_KEYS, "lora_r", "lora_alpha", "lora_dropout", "target_modules"),
-    "tsdae": (*COMMON_KEYS, "then_mnrl"),
-    "distill": (*COMMON_KEYS, "teacher", "student_layers"),
-}
-DATA_NAMES = {"mnrl": "triplets", "tsdae": "tsdae_pairs", "distill": "teacher_embeddings"}
+# What each training phase reads (a paths.DATASETS name); phases are listed per method type in methods.py.
+PHASE_DATA = {"mnrl": "triplets", "tsdae": "tsdae_pairs", "distill": "teacher_embeddings"}
 PROBE_TEXTS = 16  # texts encoded before and after a LoRA merge to check the export matches what was trained
-
-
-def method_defaults() -> dict[str, Any]:
-    """Defaults of a method's hyperparameters, read from the config schema (one source of truth)."""
-    return defaults("methods.*")
 
 
 # --- 1. model ---
@@ -225,7 +211,7 @@ def distill_dataset(path, spec: ModelSpec, model):
     if labels.shape[1] > student_dim:
         labels = project_teacher(labels, student_dim)
         if _normalizes(model):  # a unit-length student cannot match non-unit targets
-            labels /= np.linalg.norm(labels, axis=1, keepdims=True).clip(min=1e-12)
+            labels = unit(labels)
         log.info("teacher embeddings projected by PCA to %d dims", student_dim)
     return Dataset.from_dict(
         {
@@ -235,28 +221,27 @@ def distill_dataset(path, spec: ModelSpec, model):
     )
 
 
-def _need(inputs: dict[str, Any], key: str, kind: str) -> str:
-    if not inputs.get(key):
-        raise ValueError(f"method type {kind!r} needs the {key!r} input")
-    return str(inputs[key])
+def _phase_dataset(phase: str, path: str, spec: ModelSpec, model):
+    if phase == "mnrl":
+        return triplet_dataset(path, spec)
+    if phase == "tsdae":
+        return tsdae_dataset(path, spec)
+    if phase == "distill":
+        return distill_dataset(path, spec, model)
+    raise ValueError(f"unknown training phase {phase!r}")
 
 
 def load_data(
     kind: str, params: dict[str, Any], inputs: dict[str, Any], spec: ModelSpec, model
 ) -> dict[str, Any]:
-    """Training phases in order, name -> dataset."""
-    if kind == "baseline":
-        return {}
-    if kind in MNRL_TYPES:
-        return {"mnrl": triplet_dataset(_need(inputs, "triplets", kind), spec)}
-    if kind == "tsdae":
-        phases = {"tsdae": tsdae_dataset(_need(inputs, "tsdae", kind), spec)}
-        if params.get("then_mnrl"):
-            phases["mnrl"] = triplet_dataset(_need(inputs, "triplets", kind), spec)
-        return phases
-    if kind == "distill":
-        return {"distill": distill_dataset(_need(inputs, "teacher", kind), spec, model)}
-    raise ConfigError(f"unknown method type {kind!r}; expected one of {list(METHOD_TYPES)}")
+    """Training phases in order (methods.METHOD_TYPES), name -> dataset, from the `inputs` paths."""
+    datasets = {}
+    for phase in METHOD_TYPES[kind].phases_for(params):
+        name = PHASE_DATA[phase]
+        if not inputs.get(name):
+            raise ValueError(f"method type {kind!r} needs the {name!r} input")
+        datasets[phase] = _phase_dataset(phase, str(inputs[name]), spec, model)
+    return datasets
 
 
 # --- 3. loss ---
@@ -369,12 +354,6 @@ def run_phase(model, phase: str, dataset, params: dict[str, Any], seed: int, dev
 # --- 7. evaluate: the exported weights must give the embeddings of the model that was trained ---
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(min=1e-12)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(min=1e-12)
-    return (a * b).sum(axis=1)
-
-
 def merge_lora(model, spec: ModelSpec, kind: str, device: str):
     """Fold the LoRA adapter into plain weights: in place for lora, onto a fresh fp32 base for qlora."""
     from peft import PeftModel
@@ -389,14 +368,14 @@ def merge_lora(model, spec: ModelSpec, kind: str, device: str):
     return base
 
 
-def finish(model, spec: ModelSpec, kind: str, probe: list[str], device: str):
+def merge_adapter(model, spec: ModelSpec, kind: str, probe: list[str], device: str):
     """(exportable model, merge check): LoRA merged, with the cosine of merged vs adapter embeddings."""
-    if kind not in ("lora", "qlora"):
+    if METHOD_TYPES[kind].trains != "adapters":
         return model, None
     before = model.encode(probe, convert_to_numpy=True)
     model = merge_lora(model, spec, kind, device)
     after = model.encode(probe, convert_to_numpy=True)
-    cos = _cosines(before, after)
+    cos = cosines(before, after)
     check = {"texts": len(probe), "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
     log.info("merged %s vs adapter model: %s", kind, check)
     return model, check
@@ -453,7 +432,7 @@ Training cost and the loss curve are in `train_metrics.json`.
 """
 
 
-def summarize(
+def train_record(
     spec: ModelSpec,
     method: str,
     kind: str,
@@ -464,7 +443,7 @@ def summarize(
     total: int,
 ) -> dict[str, Any]:
     """train_metrics.json without the figures known only at the end (wall time, peaks, exported size)."""
-    hyper = {k: params[k] for k in TYPE_KEYS[kind] if k in params}
+    hyper = {k: params[k] for k in METHOD_TYPES[kind].keys if k in params}
     if kind == "distill":
         hyper["teacher_path"] = params.get("teacher_model", {}).get("path")
     hyper["seed"] = seed
@@ -490,13 +469,8 @@ def summarize(
         "loss_curve": curve,
         "phases": [{k: v for k, v in r.items() if k != "loss_curve"} for r in results],
         "hyperparameters": hyper,
-        "data": {DATA_NAMES[r["phase"]]: r["rows"] for r in results},
+        "data": {PHASE_DATA[r["phase"]]: r["rows"] for r in results},
     }
-
-
-def _peak_ram_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the peak of this process, model loading included
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train(
@@ -518,7 +492,7 @@ def train(
     from transformers import set_seed
 
     spec = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_config(model_spec)
-    params = {**method_defaults(), **method_params}
+    params = with_defaults("methods.*", method_params)
     kind = params.get("type") or method_name
     if kind not in METHOD_TYPES:
         raise ConfigError(
@@ -547,16 +521,16 @@ def train(
 
     # 7. evaluate the export: merged LoRA weights must give the adapter model's embeddings
     model.eval()
-    model, merge_check = finish(model, spec, kind, probe, device)
+    model, merge_check = merge_adapter(model, spec, kind, probe, device)
 
     # 8. save
-    metrics = summarize(spec, method_name, kind, params, seed, device, results, base_total)
+    metrics = train_record(spec, method_name, kind, params, seed, device, results, base_total)
     metrics["merge_check"] = merge_check
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
         metrics["exported_params"] = count_params(model)[1]
         metrics["wall_time_s"] = round(time.perf_counter() - started, 3)
-        metrics["peak_ram_mb"] = round(_peak_ram_mb(), 1)
+        metrics["peak_ram_mb"] = round(peak_rss_mb(), 1)
         metrics["peak_gpu_mb"] = (
             round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
         )

@@ -302,7 +302,8 @@ def mine_triplets(
     holds fewer candidates than num_negatives, the rest are random chunks from other clusters (logged).
     """
     from .config import ModelSpec
-    from .models import load_sentence_transformer, pick_device
+    from .models import load_sentence_transformer
+    from .system import pick_device
 
     rng = np.random.default_rng(seed)
     train = chunks_in_split(pl.read_parquet(chunks), pl.read_parquet(splits), ["train"])

@@ -38,7 +38,7 @@ def variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise KeyError(f"unknown variant {name!r}; expected one of {list(VARIANTS)}") from None
+        raise ValueError(f"unknown variant {name!r}; expected one of {list(VARIANTS)}") from None
 
 
 def order(name: str) -> int:

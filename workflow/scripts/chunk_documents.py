@@ -1,10 +1,11 @@
 """Snakemake adapter: clean documents -> token-bounded chunks with overlap."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
-from archive_encoders.chunk import chunk_documents
 from archive_encoders.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
+from archive_encoders.chunk import chunk_documents
+
 chunk_documents(
     snakemake.input.documents,
     snakemake.output.chunks,

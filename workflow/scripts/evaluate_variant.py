@@ -1,10 +1,11 @@
 """Snakemake adapter: retrieval metrics with CIs, STS and the anisotropy diagnostic of one variant."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
-from archive_encoders.evaluate import evaluate
 from archive_encoders.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
+from archive_encoders.evaluate import evaluate
+
 evaluate(
     model_path=snakemake.input.model,
     variant=snakemake.wildcards.variant,

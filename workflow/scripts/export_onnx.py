@@ -1,14 +1,16 @@
 """Snakemake adapter: export one trained model to results/onnx/{model}/{method}/ (FP32, INT8, fidelity)."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
-from archive_encoders.export import export
 from archive_encoders.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
+from archive_encoders.export import export
+
 export(
     model_dir=snakemake.input.model,
     out_dir=snakemake.output.onnx,
     model_spec=snakemake.params.model,
+    method=snakemake.wildcards.method,
     export_settings=snakemake.params.export,
     chunks_path=snakemake.input.chunks,
     seed=snakemake.params.seed,

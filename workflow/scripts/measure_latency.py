@@ -1,10 +1,11 @@
 """Snakemake adapter: time torch, onnx-fp32 and onnx-int8 of one model x method, interleaved, in one job."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
-from archive_encoders.latency import measure
 from archive_encoders.runlog import log_to
 
-log_to(snakemake.log[0])
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
+from archive_encoders.latency import measure
+
 measure(
     model_dir=snakemake.input.model,
     onnx_dir=snakemake.input.onnx,

@@ -1,10 +1,11 @@
 """Snakemake adapter: pseudo-query triplets with mined hard negatives from the train split."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
 from archive_encoders.training_data import mine_triplets
 
-log_to(snakemake.log[0])
 mine_triplets(
     snakemake.input.chunks,
     snakemake.input.documents,

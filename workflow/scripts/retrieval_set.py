@@ -1,10 +1,11 @@
 """Snakemake adapter: the held-out retrieval set (queries, corpus, qrels) from the test split."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
 from archive_encoders.training_data import retrieval_set
 
-log_to(snakemake.log[0])
 retrieval_set(
     snakemake.input.chunks,
     snakemake.input.documents,

@@ -1,10 +1,11 @@
 """Snakemake adapter: train one model x method into results/models/{model}/{method}/."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
 from archive_encoders.train import train
 
-log_to(snakemake.log[0])
 train(
     model_spec=snakemake.params.model,
     method_params=snakemake.params.method,

@@ -1,10 +1,11 @@
 """Snakemake adapter: (noisy, text) TSDAE pairs from train-split chunks."""
-# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
 from archive_encoders.training_data import tsdae_pairs
 
-log_to(snakemake.log[0])
 tsdae_pairs(
     snakemake.input.chunks,
     snakemake.input.splits,

@@ -1,0 +1,75 @@
+"""What a job runs on and what it used: device choice, peak memory, CPU model and instruction sets,
+size on disk. One implementation of each for training, export, evaluation and latency."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from functools import cache
+from pathlib import Path
+
+# The instruction sets that decide INT8/BF16 speed on x86 (VNNI and AMX make ONNX Runtime's and
+# OpenVINO's INT8 GEMMs several times faster than AVX2 alone), as /proc/cpuinfo names them.
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon")
+
+
+def pick_device(preference: str = "auto") -> str:
+    """`auto`: cuda when torch sees a GPU, else cpu (also when torch is not installed); `cuda` without a
+    GPU is an error, so a job that was promised one fails at once instead of crawling on the CPU."""
+    if preference == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        available = False
+    else:
+        available = torch.cuda.is_available()
+    if preference == "cuda" and not available:
+        raise RuntimeError("device: cuda was asked for but no GPU is visible")
+    if preference not in ("auto", "cuda"):
+        raise ValueError(f"device {preference!r}: expected auto, cpu or cuda")
+    return "cuda" if available else "cpu"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (model loading included)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@cache
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the cores this process may use, e.g. 'Intel Xeon ... (2 cores)'."""
+    name = _cpuinfo().get("model name") or platform.processor() or platform.machine()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name} ({cores} cores)"
+
+
+def cpu_flags() -> list[str]:
+    """Which of SIMD_FLAGS this CPU has (recorded with every latency figure)."""
+    flags = set((_cpuinfo().get("flags") or _cpuinfo().get("Features") or "").split())
+    return [f for f in SIMD_FLAGS if f in flags]
+
+
+def size_mb(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None) -> float:
+    """Size on disk in MiB: a file with its external-data sibling (`<file>.data`, ONNX over 2 GB), or
+    the files of a folder (only those with one of `suffixes`, e.g. weights, when given)."""
+    path = Path(path)
+    if path.is_dir():
+        files = [f for f in path.rglob("*") if f.is_file() and (suffixes is None or f.suffix in suffixes)]
+        return sum(f.stat().st_size for f in files) / 2**20
+    extra = Path(str(path) + ".data")
+    return (path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)) / 2**20
