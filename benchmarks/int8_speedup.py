@@ -123,7 +123,7 @@ def speed(model_dir: str, onnx_dir: Path, spec: ModelSpec, pairs, args) -> list[
     passages = [spec.passage_prefix + p for _, p in pairs][: args.repeats]
     settings = {"threads": args.threads, "warmup": 10, "throughput_batch": 32}
     workers = {
-        variant: worker_spec(variant, model_dir, onnx_dir, spec.as_dict(), settings)
+        variant: worker_spec(variant, {"model": model_dir, "onnx": onnx_dir}, spec.as_dict(), settings)
         for variant in ("torch", "onnx-fp32", "onnx-int8")
     }
     runs = []
@@ -167,7 +167,9 @@ def bench_model(name: str, model_dir: str, spec: ModelSpec, languages, args, wor
     sample = sample[: args.pairs]
     onnx_dir = workdir / name
     started = time.perf_counter()
-    fidelity = export(model_dir, onnx_dir, spec.as_dict(), args.export, sample_texts=sample, seed=13)
+    fidelity = export(
+        model_dir, onnx_dir, spec.as_dict(), args.export, sample_texts=sample, seed=13, method="baseline"
+    )
     config = json.loads((onnx_dir / "encoder_config.json").read_text(encoding="utf-8"))
     print(f"  export {time.perf_counter() - started:.0f} s; int8 route {json.dumps(config['int8'])}")
     print(f"  fidelity gate: {json.dumps(fidelity['variants']['onnx-int8'])}")

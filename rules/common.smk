@@ -21,6 +21,8 @@ TEACHERS = sorted(
     }
 )
 VARIANTS = list(VARIANT_REGISTRY)
+# the folders the variants are served from (variants.py: artefact), e.g. the trained model and its ONNX export
+ARTEFACT_KINDS = sorted({VARIANT_REGISTRY[v].artefact for v in VARIANTS})
 
 
 def _one_of(names):

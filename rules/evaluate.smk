@@ -28,8 +28,7 @@ rule evaluate_variant:
 
 rule measure_latency:
     input:
-        model=rules.train_model.output.model,
-        onnx=rules.export_onnx.output.onnx,
+        **{kind: paths.ARTEFACTS[kind] for kind in ARTEFACT_KINDS},
         queries=rules.retrieval_set.output.queries,
         corpus=rules.retrieval_set.output.corpus,
     output:
@@ -44,6 +43,7 @@ rule measure_latency:
         runtime=60,
     params:
         model=model_settings,
+        artefacts=ARTEFACT_KINDS,
         latency=config["latency"],
         device=config["device"],
         seed=config["seed"],

@@ -37,6 +37,7 @@ rule build_report:
         ),
         pareto_svg="results/report/pareto.svg",
         report_md="results/report/report.md",
+        recommendation="results/report/recommendation.json",
     log:
         "logs/report/build_report.log",
     conda:

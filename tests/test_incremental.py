@@ -24,24 +24,14 @@ import pytest
 import yaml
 from fake_outputs import fake_run
 
+from archive_encoders import paths
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 VARIANTS = ("torch", "onnx-fp32", "onnx-int8")
 MODELS = ("m1", "m2")
 METHODS = ("baseline", "lora", "full")
-REPORT = {
-    f"results/report/{name}"
-    for name in (
-        "summary.parquet",
-        "summary.csv",
-        "summary.md",
-        "cost.csv",
-        "int8_vs_fp32.csv",
-        "pareto.png",
-        "pareto.svg",
-        "report.md",
-    )
-}
+REPORT = set(paths.REPORT_FILES.values())
 OLD = 1_600_000_000  # 2020-09-13: "before any edit" for script and output mtimes
 
 pytestmark = pytest.mark.e2e

@@ -23,8 +23,7 @@ def test_measure_writes_sane_json(tiny_model, tmp_path):
     outputs = {v: tmp_path / "latency" / f"{v}.json" for v in VARIANTS}
     settings = {"threads": 1, "warmup": 1, "repeats": 6, "throughput_batch": 4}
     measure(
-        tiny_model,
-        exported_tiny(tiny_model),
+        {"model": tiny_model, "onnx": exported_tiny(tiny_model)},
         queries,
         corpus,
         outputs,

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from archive_encoders import paths
 from archive_encoders.io import write_json, write_parquet
 from archive_encoders.metrics import RETRIEVAL_METRICS
 from archive_encoders.report import pareto_front, write_report
@@ -154,17 +155,7 @@ def write_inputs(root, order=None):
 
 
 def outputs(root):
-    out = root / "results/report"
-    return {
-        "summary_parquet": out / "summary.parquet",
-        "summary_csv": out / "summary.csv",
-        "summary_md": out / "summary.md",
-        "cost": out / "cost.csv",
-        "int8": out / "int8_vs_fp32.csv",
-        "pareto_png": out / "pareto.png",
-        "pareto_svg": out / "pareto.svg",
-        "report_md": out / "report.md",
-    }
+    return {name: root / path for name, path in paths.REPORT_FILES.items()}
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,7 @@ BLOCK_WARMUP = 2  # untimed calls at the start of each block: caches went cold w
 
 
 def measure(
-    model_dir: str | os.PathLike,
-    onnx_dir: str | os.PathLike,
+    artefacts: Mapping[str, str | os.PathLike],
     queries_path: str | os.PathLike,
     corpus_path: str | os.PathLike,
     outputs: Mapping[str, str | os.PathLike],
@@ -57,9 +56,7 @@ def measure(
     spec = with_defaults("models.*", model_spec)
     queries = [spec["query_prefix"] + q for q in queries]
     passages = [spec["passage_prefix"] + p for p in passages]
-    workers = {
-        variant: worker_spec(variant, model_dir, onnx_dir, model_spec, settings) for variant in outputs
-    }
+    workers = {variant: worker_spec(variant, artefacts, model_spec, settings) for variant in outputs}
     results = run_interleaved(workers, queries, passages, settings)
     if pick_device(device) == "cuda":
         import onnxruntime as ort
@@ -87,12 +84,12 @@ def measure(
     return results
 
 
-def worker_spec(variant: str, model_dir, onnx_dir, model_spec: Mapping[str, Any], settings) -> dict:
-    """What a worker process loads: the variant, the folder that holds it, the model's spec."""
-    folders = {"model": str(model_dir), "onnx": str(onnx_dir)}
+def worker_spec(variant: str, artefacts: Mapping[str, Any], model_spec: Mapping[str, Any], settings) -> dict:
+    """What a worker process loads: the variant, the folder that holds it (artefacts: {artefact kind:
+    folder}, paths.ARTEFACTS), the model's spec."""
     return {
         "variant": variant,
-        "path": folders[variant_entry(variant).artefact],
+        "path": str(artefacts[variant_entry(variant).artefact]),
         "spec": dict(model_spec),
         "threads": settings["threads"],
     }

@@ -55,7 +55,9 @@ REPORT_FILES = {
     "pareto_png": f"{REPORT_DIR}/pareto.png",
     "pareto_svg": f"{REPORT_DIR}/pareto.svg",
     "report_md": f"{REPORT_DIR}/report.md",
+    "recommendation": f"{REPORT_DIR}/recommendation.json",
 }
+RECOMMENDATION = REPORT_FILES["recommendation"]
 
 
 def log(stage: str, name: str) -> str:

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .io import atomic_path, read_json, write_parquet, write_text
+from . import paths
+from .io import atomic_path, read_json, write_json, write_parquet, write_text
 from .metrics import RETRIEVAL_METRICS
 from .variants import NAMES as VARIANTS
+from .variants import variant as variant_entry
 
 log = logging.getLogger(__name__)
 
@@ -448,6 +450,21 @@ def best_choices(summary: pl.DataFrame) -> dict[str, dict | None]:
     return {"best_quality": best, "recommended": _fastest(close), "fastest": _fastest(usable)}
 
 
+def recommendation_record(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """recommendation.json: the variant to deploy and the folder it is served from (what `index` builds)."""
+    if row is None:
+        return {"model": None, "method": None, "variant": None, "artefact": None}
+    kind = variant_entry(row["variant"]).artefact
+    return {
+        "model": row["model"],
+        "method": row["method"],
+        "variant": row["variant"],
+        "artefact": paths.ARTEFACTS[kind].format(model=row["model"], method=row["method"]),
+        QUALITY: row[QUALITY],
+        LATENCY: row[LATENCY],
+    }
+
+
 def _fastest(frame: pl.DataFrame) -> dict | None:
     """The lowest batch-1 p50; at equal latency the better NDCG@10."""
     if frame.is_empty():
@@ -616,6 +633,7 @@ def write_report(
     pareto_png: str | os.PathLike,
     pareto_svg: str | os.PathLike,
     report_md: str | os.PathLike,
+    recommendation: str | os.PathLike,
     export_settings: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Read every stage's JSON and write the report files (each atomically). Returns the summary."""
@@ -635,6 +653,7 @@ def write_report(
     _write_csv(int8_frame, int8)
     plot_pareto(summary, pareto_png, pareto_svg)
     write_text(report_md, report_markdown(summary, costs, int8_frame, min_mean_cosine))
+    write_json(recommendation, recommendation_record(best_choices(summary)["recommended"]))
     log.info("summarized %d rows (%d Pareto-optimal)", summary.height, int(summary["pareto_optimal"].sum()))
     return summary
 

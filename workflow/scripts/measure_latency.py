@@ -7,8 +7,7 @@ log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's lo
 from archive_encoders.latency import measure
 
 measure(
-    model_dir=snakemake.input.model,
-    onnx_dir=snakemake.input.onnx,
+    artefacts={kind: snakemake.input[kind] for kind in snakemake.params.artefacts},
     queries_path=snakemake.input.queries,
     corpus_path=snakemake.input.corpus,
     outputs=dict(snakemake.output.items()),
