@@ -90,3 +90,26 @@ rule retrieval_set:
         seed=config["seed"],
     script:
         "../workflow/scripts/retrieval_set.py"
+
+
+rule build_query_sets:
+    input:
+        chunks=rules.chunk_documents.output.chunks,
+        documents=rules.clean_documents.output.documents,
+        splits=rules.split_documents.output.splits,
+    output:
+        query_sets=directory(paths.QUERY_SETS),
+    log:
+        "logs/datasets/build_query_sets.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        retrieval=config["datasets"]["retrieval"],
+        languages=config["clean"]["languages"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/build_query_sets.py"

@@ -516,6 +516,24 @@ def modernize_spelling(text: str) -> tuple[str, int]:
     return text, changed
 
 
+def original_offsets(original: str, modern: str):
+    """For `modern` == modernize_spelling(original): an int array mapping every offset of `modern`
+    (0..len) to the offset of the same character in `original`, or None when they do not align.
+
+    Letters are replaced one for one and only word-final ъ is dropped, so the dropped signs are all
+    the difference; offset len(modern) maps to len(original)."""
+    import numpy as np
+
+    dropped = np.array([m.start() for m in _FINAL_HARD_SIGN.finditer(original)], dtype=np.int64)
+    kept = np.setdiff1d(np.arange(len(original), dtype=np.int64), dropped, assume_unique=True)
+    if kept.size != len(modern):
+        return None
+    letters = np.frombuffer(original.encode("utf-32-le"), dtype=np.uint32)[kept].tobytes().decode("utf-32-le")
+    if modernize_spelling(letters)[0] != modern:
+        return None
+    return np.append(kept, len(original))
+
+
 # --- the pipeline ----------------------------------------------------------------------------------
 
 

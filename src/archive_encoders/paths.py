@@ -27,6 +27,9 @@ RETRIEVAL_QUERIES = f"{RETRIEVAL_DIR}/queries.parquet"
 RETRIEVAL_CORPUS = f"{RETRIEVAL_DIR}/corpus.parquet"
 RETRIEVAL_QRELS = f"{RETRIEVAL_DIR}/qrels.parquet"
 TEACHER_EMBEDDINGS = "results/teachers/{teacher}/embeddings.parquet"
+# held-out query sets (querysets.py): <split>/corpus.parquet, <split>/<set>/{queries,qrels,overrides}.parquet
+QUERY_SETS = "results/datasets/querysets"
+USER_QUERY_SET = "results/datasets/user_sets/{retrieval_set}"
 
 # what a method type reads (methods.MethodType.needs), by name
 DATASETS = {
