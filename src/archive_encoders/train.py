@@ -384,6 +384,13 @@ def merge_adapter(model, spec: ModelSpec, kind: str, probe: list[str], device: s
 # --- 8. save ---
 
 
+def pair_kinds(inputs: dict[str, Any]) -> dict[str, int]:
+    """Rows per pseudo-query kind in the triplets a method trained on (the report marks the query sets
+    made by the same generators as in-distribution for it)."""
+    kinds = pl.read_parquet(inputs["triplets"], columns=["kind"])["kind"].value_counts()
+    return {kind: int(n) for kind, n in kinds.rows()}
+
+
 def model_card(metrics: dict[str, Any], spec: ModelSpec) -> str:
     """README.md: what the folder is, where it came from, how it was trained and on how much data."""
     front = {
@@ -526,6 +533,7 @@ def train(
     # 8. save
     metrics = train_record(spec, method_name, kind, params, seed, device, results, base_total)
     metrics["merge_check"] = merge_check
+    metrics["pair_kinds"] = pair_kinds(inputs) if "mnrl" in phases else {}
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
         metrics["exported_params"] = count_params(model)[1]
