@@ -1,10 +1,12 @@
 """Snakemake adapter: download (or, for a local source, verify) each item's text file."""
 # ruff: noqa: F821 - `snakemake` is injected by Snakemake
 
-from archive_encoders.archive import download
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])
+
+from archive_encoders.archive import download  # noqa: E402 - after logging, so import errors are logged
+
 # source/base_url/local_dir are also the search rule's params: changing them reruns the search and so
 # this rule. The runtime-only knobs come from the same config section and never rerun anything.
 download(
@@ -13,4 +15,5 @@ download(
     snakemake.params.cache_dir,
     snakemake.params.max_file_mb,
     settings=snakemake.config["archive"],
+    max_total_gb=snakemake.params.max_total_gb,
 )
