@@ -124,7 +124,7 @@ def _fetch_all(
     results keep the items' order."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     in_flight: dict[Future, int] = {}
-    unlimited = FileLimits(max_file_bytes)
+    per_file = FileLimits(max_file_bytes)
     # The bar goes to stderr, which log_to points at the rule's log; few updates keep the log short.
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
@@ -141,10 +141,12 @@ def _fetch_all(
                 bar.update()
 
         def wait_for_one() -> None:
+            if not in_flight:  # the budget holds bytes only for files in flight; never spin
+                raise RuntimeError("the download budget waited on files, but none is in flight")
             settle(wait(list(in_flight), return_when=FIRST_COMPLETED).done)
 
         for index, item in enumerate(items):
-            problem = _size_problem(item, unlimited)
+            problem = _size_problem(item, per_file)
             if problem:
                 results[index] = skipped(item["identifier"], problem)
             else:
