@@ -19,7 +19,14 @@ from archive_encoders.archive import DOWNLOAD_SCHEMA, ITEM_SCHEMA, ArchiveError,
 from archive_encoders.archive.files import file_md5
 from archive_encoders.archive.metadata import as_list, as_text, pick_file
 from archive_encoders.archive.redact import RedactFilter
-from archive_encoders.archive.retry import MAX_BACKOFF_S, MAX_RETRY_AFTER_S, HTTPStatusError, retry_after_s
+from archive_encoders.archive.retry import (
+    MAX_BACKOFF_S,
+    MAX_RETRY_AFTER_S,
+    HTTPStatusError,
+    describe,
+    is_transient,
+    retry_after_s,
+)
 from archive_encoders.archive.safety import file_name_problem, identifier_problem, safe_target
 from archive_encoders.archive.session import Runtime
 
@@ -192,6 +199,37 @@ def test_retry_after_is_capped_and_junk_ignored():
     assert policy.delay(1, HTTPStatusError(429, retry_after="3")) == (3, "Retry-After")
     assert policy.delay(2, HTTPStatusError(503, retry_after="soon")) == (0.5, "backoff")
     assert policy.delay(1, HTTPStatusError(500, retry_after="3")) == (0.25, "backoff")  # only 429/503
+
+
+def test_errors_are_classified_by_type_not_by_message():
+    import requests
+    import urllib3
+
+    reset = requests.exceptions.ChunkedEncodingError(
+        urllib3.exceptions.ProtocolError("Connection broken", ConnectionResetError(104, "peer"))
+    )
+    assert is_transient(reset) and describe(reset) == "ChunkedEncodingError: connection reset by the server"
+    cut = urllib3.exceptions.ProtocolError("broken", urllib3.exceptions.IncompleteRead(209, 105))
+    assert describe(requests.exceptions.ChunkedEncodingError(cut)).endswith("(209 bytes read, 105 missing)")
+    assert not is_transient(ValueError("Connection reset by peer; read timed out"))  # words are not a type
+    assert describe(ValueError("Connection reset by peer")) == "ValueError: Connection reset by peer"
+    assert [is_transient(HTTPStatusError(s)) for s in (429, 500, 503, 400, 404)] == [1, 1, 1, 0, 0]
+
+    # internetarchive's get_metadata re-raises `type(exc)(message)`: the status survives in the context
+    response = requests.Response()
+    response.status_code, response.reason, response.url = 503, "Service Unavailable", "http://h/metadata/x"
+
+    def like_get_metadata():
+        try:
+            raise requests.exceptions.HTTPError("503 Server Error", response=response)
+        except Exception as exc:
+            raise type(exc)(f"Error retrieving metadata, {exc}")  # noqa: B904 - as the client does
+
+    with pytest.raises(requests.exceptions.HTTPError) as rewrapped:
+        like_get_metadata()
+    assert rewrapped.value.response is None
+    status = HTTPStatusError.from_error(rewrapped.value)
+    assert (status.status, status.path, status.transient) == (503, "/metadata/x", True)
 
 
 def test_half_set_credentials_are_a_clear_error(monkeypatch):
