@@ -108,6 +108,7 @@ def tiny_spec(tiny_model: Path) -> dict:
 
 def build_datasets(root: Path, tiny_model: Path) -> Path:
     """The corpus plus every dataset stage's output under root (built once per test session)."""
+    from archive_encoders import querysets
     from archive_encoders import training_data as td
 
     done = root / ".done"
@@ -128,15 +129,13 @@ def build_datasets(root: Path, tiny_model: Path) -> Path:
         seed=SEED,
         device="cpu",
     )
-    retrieval = root / "retrieval"
-    td.retrieval_set(
+    querysets.query_sets(
         chunks,
         documents,
         splits,
-        retrieval / "queries.parquet",
-        retrieval / "corpus.parquet",
-        retrieval / "qrels.parquet",
+        root / "querysets",
         retrieval={"max_queries": 200, "distractors": 50},
+        languages=["en"],
         seed=SEED,
     )
     done.touch()

@@ -84,7 +84,7 @@ def test_unanswered_query_scores_zero_and_unjudged_query_is_refused():
 
 
 def test_matches_ranx_on_random_graded_runs():
-    """ranx is the reference implementation these replaced in the evaluation jobs (it compiles per process)."""
+    """ranx is the reference these replaced in the evaluation jobs (it compiles its kernels per process)."""
     import ranx
 
     rng = np.random.default_rng(3)
@@ -96,9 +96,12 @@ def test_matches_ranx_on_random_graded_runs():
         run[f"q{q}"] = ranked(*docs[:100])
     ids, ours = per_query_scores(qrels, run)
     theirs = ranx.evaluate(
-        ranx.Qrels(qrels), ranx.Run({q: dict(hits) for q, hits in run.items()}), list(RETRIEVAL_METRICS),
-        return_mean=False, threads=1,
-    )  # fmt: skip
+        ranx.Qrels(qrels),
+        ranx.Run({q: dict(hits) for q, hits in run.items()}),
+        list(RETRIEVAL_METRICS),
+        return_mean=False,
+        threads=1,
+    )
     assert ids == sorted(ids, key=lambda q: int(q[1:]))
     order = np.argsort(ids)  # ranx orders its queries by id
     for metric in RETRIEVAL_METRICS:

@@ -167,8 +167,8 @@ def comparison_table(
 ) -> pl.DataFrame:
     """One record per row and test set: metrics with intervals, and paired NDCG@10 differences."""
     by_key = {r.key: r for r in rows}
-    best = {}
-    for r in rows:
+    best = {}  # the set's best row; a tie goes to the first of them in key order (deterministic)
+    for r in sorted(rows, key=lambda r: r.key):
         mean = float(r.scores[HEADLINE].mean())
         if r.query_set not in best or mean > best[r.query_set][0]:
             best[r.query_set] = (mean, r)

@@ -341,16 +341,17 @@ def _log_headline(result: Mapping[str, Any]) -> None:
     for split, sets in result["query_sets"].items():
         for name, summary in sets.items():
             ndcg = summary["metrics"]["ndcg@10"]
+            bounds = (
+                "no interval" if ndcg["ci_low"] is None else f"[{ndcg['ci_low']:.4f}, {ndcg['ci_high']:.4f}]"
+            )
+            row = "/".join(result[k] for k in ("model", "method", "variant"))
             log.info(
-                "%s/%s/%s %s/%s: ndcg@10 %.4f [%s, %s] on %d queries",
-                result["model"],
-                result["method"],
-                result["variant"],
+                "%s %s/%s: ndcg@10 %.4f %s on %d queries",
+                row,
                 split,
                 name,
                 ndcg["value"],
-                ndcg["ci_low"],
-                ndcg["ci_high"],
+                bounds,
                 summary["n_queries"],
             )
 

@@ -137,6 +137,8 @@ def read_set(folder: str | os.PathLike) -> QuerySet:
 def read_split(root: str | os.PathLike, split: str) -> tuple[pl.DataFrame, dict[str, QuerySet]]:
     """The split's corpus and its generated sets, by name (sets without a query are not written)."""
     folder = Path(root) / split
+    if not (folder / "corpus.parquet").is_file():  # a split without documents (a tiny corpus)
+        return pl.DataFrame(schema=dict.fromkeys(CORPUS_COLUMNS, pl.String)), {}
     corpus = pl.read_parquet(folder / "corpus.parquet")
     sets = {meta.parent.name: read_set(meta.parent) for meta in sorted(folder.glob("*/set.json"))}
     return corpus, sets
@@ -146,14 +148,11 @@ def read_split(root: str | os.PathLike, split: str) -> tuple[pl.DataFrame, dict[
 
 
 def _normalise(text: str) -> str:
-    """Lowercase words only: how "contains the query sentence" is tested across chunk boundaries."""
-    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+    """Lowercase modern-spelling words only: how "contains the query sentence" is tested, across chunk
+    boundaries, spacing, punctuation and pre-1918 spelling alike."""
+    from .clean import modernize_spelling
 
-
-def _holding(sentence: str, passages: list[tuple[str, str]], source: str) -> list[str]:
-    """The passages (other than `source`) that contain `sentence`, up to case, spacing and punctuation."""
-    needle = _normalise(sentence)
-    return [cid for cid, text in passages if cid != source and needle in _normalise(text)]
+    return " ".join(re.findall(r"[^\W_]+", modernize_spelling(text.lower())[0]))
 
 
 def _query_id(name: str, key: str) -> str:
@@ -198,23 +197,45 @@ class BuiltSet:
 
 def build_ict(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> BuiltSet:
     """Inverse cloze: the source passage loses the sentence; its cluster's passages holding it count."""
-    clusters = sc.by_cluster()
     candidates = []
     for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
         pair = gen.inverse_cloze(text, rng)
         if pair:
             candidates.append((cid, doc_id, cluster, *pair))
-    built = BuiltSet(SET_KINDS["ict"], [], [])
-    for cid, doc_id, cluster, sentence, rest in _cap(candidates, n, rng):
-        qid = _query_id("ict", cid)
-        built.queries.append((qid, sentence, doc_id, "inverse_cloze"))
-        built.overrides[cid] = rest
+    return _cut_sentence_set(SET_KINDS["ict"], sc, _cap(_distinct_sentences(candidates), n, rng), {})
+
+
+def _distinct_sentences(candidates: list[tuple]) -> list[tuple]:
+    """One query per sentence: overlapping chunks share sentences, and two queries with one text but
+    different sources would judge each other's passages inconsistently."""
+    seen: set[str] = set()
+    out = []
+    for candidate in candidates:
+        key = _normalise(candidate[3])
+        if key not in seen:
+            seen.add(key)
+            out.append(candidate)
+    return out
+
+
+def _cut_sentence_set(kind: SetKind, sc: SplitCorpus, chosen: list[tuple], texts: dict[str, str]) -> BuiltSet:
+    """Queries whose sentence is cut out of their source passage. The cuts are made first, so what is
+    relevant is judged on the texts the set's corpus really holds: the source, and every passage of its
+    cluster that still contains the sentence. `texts` holds the set's other replaced passages."""
+    built = BuiltSet(kind, [], [])
+    built.overrides = dict(texts)
+    built.overrides.update({cid: rest for cid, _, _, _, rest in chosen})
+    clusters = {
+        cluster: [(cid, _normalise(built.overrides.get(cid, text))) for cid, text in passages]
+        for cluster, passages in sc.by_cluster().items()
+    }
+    for cid, doc_id, cluster, sentence, _ in chosen:
+        qid = _query_id(kind.name, cid)
+        built.queries.append((qid, sentence, doc_id, kind.generator))
         built.qrels.append((qid, cid, 1))
         needle = _normalise(sentence)
         built.qrels.extend(
-            (qid, other, 1)
-            for other, text in clusters[cluster]
-            if other != cid and needle in _normalise(text)
+            (qid, other, 1) for other, text in clusters[cluster] if other != cid and needle in text
         )
     return built
 
@@ -273,10 +294,8 @@ def build_title(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> Built
 
 def build_spelling(sc: SplitCorpus, n: int, rng: np.random.Generator, chunks: pl.DataFrame, **_) -> BuiltSet:
     """Modern-spelling inverse-cloze queries against passages in their original spelling."""
-    originals = original_chunk_texts(chunks, sc.documents)
-    built = BuiltSet(SET_KINDS["spelling"], [], [])
-    built.overrides = {cid: text for cid, text in originals.items() if cid in set(sc.corpus["corpus_id"])}
-    clusters = sc.by_cluster()
+    corpus_ids = set(sc.corpus["corpus_id"])
+    originals = {cid: t for cid, t in original_chunk_texts(chunks, sc.documents).items() if cid in corpus_ids}
     candidates = []
     for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
         original = originals.get(cid)
@@ -287,21 +306,10 @@ def build_spelling(sc: SplitCorpus, n: int, rng: np.random.Generator, chunks: pl
         if not pair or len(modern_parts) != len(original_parts):
             continue
         i = modern_parts.index(pair[0])
-        candidates.append(
-            (cid, doc_id, cluster, pair[0], " ".join(original_parts[:i] + original_parts[i + 1 :]))
-        )
-    for cid, doc_id, cluster, sentence, rest in _cap(candidates, n, rng):
-        qid = _query_id("spelling", cid)
-        built.queries.append((qid, sentence, doc_id, "inverse_cloze"))
-        built.overrides[cid] = rest
-        built.qrels.append((qid, cid, 1))
-        needle = _normalise(sentence)
-        built.qrels.extend(
-            (qid, other, 1)
-            for other, text in clusters[cluster]
-            if other != cid and needle in _normalise(text)
-        )
-    return built
+        rest = " ".join(original_parts[:i] + original_parts[i + 1 :])
+        candidates.append((cid, doc_id, cluster, pair[0], rest))
+    chosen = _cap(_distinct_sentences(candidates), n, rng)
+    return _cut_sentence_set(SET_KINDS["spelling"], sc, chosen, originals)
 
 
 BUILDERS: dict[str, Callable[..., BuiltSet]] = {
@@ -392,6 +400,9 @@ def build_query_sets(
     with atomic_dir(out_dir) as tmp:
         for split in HELD_OUT:
             rng = np.random.default_rng([seed, HELD_OUT.index(split)])
+            if splits.filter(pl.col("split") == split).is_empty():
+                log.warning("the %s split has no documents: no %s query sets", split, split)
+                continue
             sc = split_corpus(split, chunks, documents, splits, settings["distractors"], rng)
             folder = tmp / split
             write_parquet(sc.corpus.select(CORPUS_COLUMNS), folder / "corpus.parquet")

@@ -19,6 +19,7 @@ from ..compare import DENSE, LEXICAL
 from ..config import with_defaults
 from ..io import atomic_path, write_json, write_parquet, write_text
 from ..metrics import HEADLINE
+from ..querysets import SET_KINDS
 from ..variants import REFERENCE
 from . import choice as decide
 from .inputs import read_inputs
@@ -113,9 +114,10 @@ def variant_columns(frame: pl.DataFrame) -> list[Column]:
 
 def scope_text(summary: pl.DataFrame, inputs) -> str:
     dense = summary.filter(pl.col("retriever") == DENSE)
+    counts = dict(summary.group_by("query_set").agg(pl.col("n_queries").max()).rows())
+    levels = dict(summary.select("query_set", "level").unique().rows())
     sets = ", ".join(
-        f"{name} ({meta.get('n_queries')} queries{LEVEL_NOTE.get(meta.get('level'), '')})"
-        for name, meta in inputs.set_info.items()
+        f"{name} ({n} queries{LEVEL_NOTE.get(levels[name], '')})" for name, n in sorted(counts.items())
     )
     return (
         f"{dense['model'].n_unique()} model(s) x {dense['method'].n_unique()} method(s) x "
@@ -169,11 +171,17 @@ def set_tables(summary: pl.DataFrame) -> list[tuple[str, str]]:
 def set_notes(summary: pl.DataFrame, set_info: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     notes = {}
     for name in summary["query_set"].unique(maintain_order=True):
-        meta = set_info.get(name, {})
+        kind = SET_KINDS.get(name)
+        default = kind.description if kind else "user-judged queries"
+        description = set_info.get(name, {}).get("description") or default
         in_dist = summary.filter((pl.col("query_set") == name) & pl.col("in_distribution"))
         mark = " (in-distribution for the methods that trained on its generator)" if in_dist.height else ""
-        notes[name] = f" — {meta.get('description', 'user-judged queries')}{mark}"
+        notes[name] = f" — {description}{mark}"
     return notes
+
+
+def dense_latency(inputs) -> Mapping[str, Any]:
+    return next(iter(inputs.latency.values()), {})
 
 
 def machine_text(latency: Mapping[str, Any]) -> str:
@@ -251,7 +259,7 @@ def write_report(
         set_notes=set_notes(summary, inputs.set_info),
         set_tables=set_tables(summary),
         top_n=TOP_N,
-        machine=machine_text(lexical_latency),
+        machine=machine_text(dense_latency(inputs) or lexical_latency),
         variants=table(variants, variant_columns(variants)) if variants.height else "_(none)_\n",
         cost=table(costs, COST_COLUMNS) if costs.height else "_(none)_\n",
         cost_note=COST_NOTE,
