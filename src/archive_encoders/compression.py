@@ -155,7 +155,8 @@ def ndcg_at_10(qrels, query_ids: Sequence[str], corpus_ids: Sequence[str], ranke
         q: {corpus_ids[j]: float(ranked.shape[1] - r) for r, j in enumerate(row)}
         for q, row in zip(query_ids, ranked, strict=True)
     }
-    _, scores = per_query_scores({q: qrels[q] for q in query_ids}, run, [METRIC])
+    # two metrics: ranx 0.3.21 fails on a list of one with per-query results (KeyError in evaluate)
+    _, scores = per_query_scores({q: qrels[q] for q in query_ids}, run, [METRIC, "recall@10"])
     return float(scores[METRIC].mean())
 
 

@@ -1,4 +1,4 @@
-"""Snakemake adapter: distil one trained model into static token embeddings, results/static/{model}/{method}/."""
+"""Snakemake adapter: distil one trained model into static token embeddings (results/static/...)."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
