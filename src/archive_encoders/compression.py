@@ -15,12 +15,15 @@ Queries stay float32 (one vector per search); only the stored corpus is compress
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .vectors import unit
+
+log = logging.getLogger(__name__)
 
 K = 10
 METRIC = "ndcg@10"
@@ -84,6 +87,9 @@ def compression_table(
             name, q, c = f"truncate-{d}", unit(queries[:, :d]), unit(corpus[:, :d])
         else:
             mean, components = pca_fit(train, d)
+            if components.shape[0] < d:  # fewer train vectors than dimensions: say so, do not pretend
+                log.warning("pca-%d: only %d train embeddings, %d components", d, len(train), len(components))
+                continue
             name = f"pca-{d}"
             q, c = unit((queries - mean) @ components.T), unit((corpus - mean) @ components.T)
         rows.append(_row(name, "float32", d, False, 4 * d, score(rank(q @ c.T))))
