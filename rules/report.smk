@@ -9,7 +9,7 @@ rule build_report:
     input:
         comparison=rules.compare_retrievers.output.comparison,
         models=trained_models(),
-        exports=export_folders(),
+        exports=exports(),
         evaluations=evaluations(),
         lexical=rules.evaluate_lexical.output.evaluation,
         latency=latency_measurements(),

@@ -41,7 +41,9 @@ DATASETS = {
 # trained models and their exports: the artefacts a variant is served from (variants.Variant.artefact)
 MODEL = "results/models/{model}/{method}"
 ONNX = "results/onnx/{model}/{method}"
-ARTEFACTS = {"model": MODEL, "onnx": ONNX}
+OPENVINO = "results/openvino/{model}/{method}"
+STATIC = "results/static/{model}/{method}"
+ARTEFACTS = {"model": MODEL, "onnx": ONNX, "openvino": OPENVINO, "static": STATIC}
 
 # measurements
 EVAL_DIR = "results/eval/{model}/{method}"  # <variant>.json, runs.parquet, per_query.parquet, probe.json
@@ -64,6 +66,10 @@ REPORT_FILES = {
     "recommendation": f"{REPORT_DIR}/recommendation.json",
 }
 RECOMMENDATION = REPORT_FILES["recommendation"]
+
+# the search index of the recommended variant over the whole corpus (rules/index.smk)
+INDEX_DIR = "results/index/recommended"
+INDEX_REPORT = "results/index/index_report.json"
 
 
 def log(stage: str, name: str) -> str:
