@@ -30,9 +30,8 @@ def write_corpus(folder):
 def build(tmp_path, variant, artefact, dtype="f32"):
     chunks, documents, rows = write_corpus(tmp_path)
     recommendation = tmp_path / "recommendation.json"
-    write_json(
-        recommendation, {"model": "tiny", "method": "baseline", "variant": variant, "artefact": str(artefact)}
-    )
+    row = {"model": "tiny", "method": "baseline", "variant": variant}
+    write_json(recommendation, {**row, "retriever": "dense", "index": row, "artefact": str(artefact)})
     out = tmp_path / "index"
     settings = {"dtype": dtype, "recall_queries": 8, "batch_size": 8, "snippet_chars": 60}
     report = build_index(

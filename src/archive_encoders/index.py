@@ -174,11 +174,12 @@ def build_index(
     from .system import cpu_flags, cpu_model, peak_rss_mb, size_mb
 
     settings = with_defaults("index", index_settings)
-    rec = read_json(recommendation_path)
-    if not rec.get("variant") or not rec.get("artefact"):
-        raise ValueError(f"{recommendation_path}: no recommended variant (the report found no usable row)")
+    recommendation = read_json(recommendation_path)
+    rec = recommendation.get("index")  # the dense row: the recommendation, a hybrid's half, or for BM25
+    if not rec or not recommendation.get("artefact"):
+        raise ValueError(f"{recommendation_path}: no dense variant to index (the report found no usable row)")
     variant = served_variant(rec["variant"])
-    artefact = Path(rec["artefact"])
+    artefact = Path(recommendation["artefact"])
     if variant != rec["variant"]:  # torch: serve its ONNX export, same model and method
         from . import paths
 
@@ -210,6 +211,7 @@ def build_index(
             "method": rec["method"],
             "variant": variant,
             "recommended_variant": rec["variant"],
+            "recommended_retriever": recommendation.get("retriever"),
             "encoder_fingerprint": fingerprint(variant, encoder_dir),
             "dimension": int(vectors.shape[1]),
             "metric": "cos",

@@ -180,6 +180,22 @@ def set_notes(summary: pl.DataFrame, set_info: Mapping[str, Mapping[str, Any]]) 
     return notes
 
 
+def serving_note(row: Mapping[str, Any] | None) -> str:
+    if row is None or row["retriever"] == DENSE:
+        return ""
+    if row["retriever"] == LEXICAL:
+        return (
+            "Keyword search is as good as any encoder here: keep BM25. The `index` target still builds a "
+            "vector index of the best dense row, for comparison."
+        )
+    fusion = row["retriever"].removeprefix("hybrid-")
+    return (
+        f"It is a hybrid: run BM25 and `{row['model']}/{row['method']}/{row['variant']}` side by side and "
+        f"fuse their top-100 ({fusion}; a weight, where there is one, is in summary.csv). The `index` target "
+        "builds the dense half; the search command serves it alone."
+    )
+
+
 def dense_latency(inputs) -> Mapping[str, Any]:
     return next(iter(inputs.latency.values()), {})
 
@@ -243,12 +259,14 @@ def write_report(
     _write_csv(variants, outputs["variants"])
     _write_csv(probes, outputs["probe"])
     plot_pareto(summary, outputs["pareto_png"], outputs["pareto_svg"])
-    write_json(outputs["recommendation"], decide.recommendation_record(result))
+    write_json(outputs["recommendation"], decide.recommendation_record(result, summary))
     lexical_latency = inputs.lexical.get("latency", {})
     text = render(
         "report.md.j2",
         scope=scope_text(summary, inputs),
         recommended=result["recommended"],
+        rule=result["rule"],
+        serving_note=serving_note(result["recommended"]),
         sets=sets,
         margin=settings["margin"],
         verdict_lines=verdict_lines(result, summary, costs),
