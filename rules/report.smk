@@ -39,6 +39,11 @@ rule build_report:
             caption="../workflow/report/probe.rst",
             category="Metadata tasks",
         ),
+        compression=report(
+            paths.REPORT_FILES["compression"],
+            caption="../workflow/report/compression.rst",
+            category="Compression",
+        ),
         pareto_png=report(
             paths.REPORT_FILES["pareto_png"],
             caption="../workflow/report/pareto.rst",

@@ -251,7 +251,7 @@ def test_variants_table_ratios_by_hand(report):
     assert int8["mean_cosine"] == pytest.approx(0.997)
 
 
-@pytest.mark.parametrize("caption", ["summary", "cost", "variants", "probe", "pareto"])
+@pytest.mark.parametrize("caption", ["summary", "cost", "variants", "compression", "probe", "pareto"])
 def test_report_captions_render_like_snakemake_does(caption):
     """Snakemake renders a caption with Jinja (snakemake.params...), then docutils; both must be clean."""
     from types import SimpleNamespace

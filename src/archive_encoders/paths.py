@@ -60,6 +60,7 @@ REPORT_FILES = {
     "cost": f"{REPORT_DIR}/cost.csv",
     "variants": f"{REPORT_DIR}/variants.csv",
     "probe": f"{REPORT_DIR}/probe.csv",
+    "compression": f"{REPORT_DIR}/compression.csv",
     "pareto_png": f"{REPORT_DIR}/pareto.png",
     "pareto_svg": f"{REPORT_DIR}/pareto.svg",
     "report_md": f"{REPORT_DIR}/report.md",

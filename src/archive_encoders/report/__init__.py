@@ -25,7 +25,15 @@ from . import choice as decide
 from .inputs import read_inputs
 from .plot import plot_pareto
 from .render import Column, ci, col, fmt, render, row_name, table, with_ci
-from .tables import LATENCY, cost_table, pareto_front, probe_table, summary_table, variants_table
+from .tables import (
+    LATENCY,
+    compression_table,
+    cost_table,
+    pareto_front,
+    probe_table,
+    summary_table,
+    variants_table,
+)
 
 log = logging.getLogger(__name__)
 TOP_N = 15
@@ -78,6 +86,18 @@ COST_COLUMNS = [
     col("trainable_params", "trainable"),
     col("trainable_pct", "% trainable", 2),
     col("full_corpus_hours", "full-corpus hours", 2),
+]
+COMPRESSION_COLUMNS = [
+    col("model"),
+    col("method"),
+    col("query_set", "query set"),
+    col("encoding"),
+    col("dimension", "dims"),
+    Column("rescored", lambda r: fmt(r.get("rescored"))),
+    col("bytes_per_vector", "bytes/vector"),
+    col("compression", "× smaller", 0),
+    col("ndcg@10", "NDCG@10"),
+    col("ndcg@10_kept_pct", "kept %", 1),
 ]
 PROBE_COLUMNS = [
     col("label"),
@@ -258,6 +278,8 @@ def write_report(
     _write_csv(costs, outputs["cost"])
     _write_csv(variants, outputs["variants"])
     _write_csv(probes, outputs["probe"])
+    compression = compression_table(inputs.compression)
+    _write_csv(compression, outputs["compression"])
     plot_pareto(summary, outputs["pareto_png"], outputs["pareto_svg"])
     write_json(outputs["recommendation"], decide.recommendation_record(result, summary))
     lexical_latency = inputs.lexical.get("latency", {})
@@ -281,6 +303,7 @@ def write_report(
         variants=table(variants, variant_columns(variants)) if variants.height else "_(none)_\n",
         cost=table(costs, COST_COLUMNS) if costs.height else "_(none)_\n",
         cost_note=COST_NOTE,
+        compression=table(compression, COMPRESSION_COLUMNS) if compression.height else "_(none)_\n",
         probe=table(probes.filter(pl.col("skipped").is_null()), PROBE_COLUMNS)
         if probes.height
         else "_(none)_\n",
