@@ -242,13 +242,22 @@ def _cut_sentence_set(kind: SetKind, sc: SplitCorpus, chosen: list[tuple], texts
 
 def build_keyword(sc: SplitCorpus, n: int, rng: np.random.Generator, analyzer: Analyzer, **_) -> BuiltSet:
     """Keyword queries; the passages of the source's cluster that hold every query word are relevant."""
+    candidates = _keyword_candidates(sc, analyzer, rng)
+    return _keyword_set(SET_KINDS["keyword"], sc, _cap(candidates, n, rng), analyzer, {})
+
+
+def _keyword_candidates(
+    sc: SplitCorpus, analyzer: Analyzer, rng: np.random.Generator, only: set[str] | None = None
+) -> list[tuple]:
+    """(corpus_id, doc_id, cluster, query, stems) for the split's passages (those in `only`, if given);
+    IDF counted over the whole split corpus, distractors included."""
     keywords = gen.KeywordQueries(sc.corpus["text"].to_list(), sc.corpus["doc_id"].to_list(), analyzer)
     candidates = []
     for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
-        made = keywords.make(text, rng)
+        made = keywords.make(text, rng) if only is None or cid in only else None
         if made:
             candidates.append((cid, doc_id, cluster, *made))
-    return _keyword_set(SET_KINDS["keyword"], sc, _cap(candidates, n, rng), analyzer, {})
+    return candidates
 
 
 def _keyword_set(
@@ -308,12 +317,7 @@ def build_spelling(
     a reader types today, looking for a book printed before the reform."""
     corpus_ids = set(sc.corpus["corpus_id"])
     originals = {cid: t for cid, t in original_chunk_texts(chunks, sc.documents).items() if cid in corpus_ids}
-    keywords = gen.KeywordQueries(sc.corpus["text"].to_list(), sc.corpus["doc_id"].to_list(), analyzer)
-    candidates = []
-    for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
-        made = keywords.make(text, rng) if cid in originals else None  # passages printed in old spelling
-        if made:
-            candidates.append((cid, doc_id, cluster, *made))
+    candidates = _keyword_candidates(sc, analyzer, rng, only=set(originals))  # passages in old spelling
     return _keyword_set(SET_KINDS["spelling"], sc, _cap(candidates, n, rng), analyzer, originals)
 
 
