@@ -2,6 +2,8 @@
 import re
 
 from archive_encoders import config as aec
+from archive_encoders import paths
+from archive_encoders import shards as aec_shards
 from archive_encoders import variants as aec_variants
 
 aec.validate(
@@ -30,6 +32,7 @@ wildcard_constraints:
     method=_one_of(METHODS),
     teacher=_one_of(TEACHERS),
     variant=_one_of(VARIANTS),
+    shard=rf"\d{{{aec_shards.SHARD_DIGITS}}}",
 
 
 # --- params: only the keys a rule depends on, so a change reruns only what it affects ---
@@ -46,6 +49,26 @@ def archive_search_settings():
         "file_preference",
     )
     return {k: config["archive"].get(k) for k in keys}
+
+
+def archive_location_settings():
+    """Where downloads.parquet paths lie (local_dir's parent for a local source): all a shard's job reads
+    of the archive section, so a wider query does not rerun the shards it leaves alone.
+    """
+    return {k: config["archive"].get(k) for k in ("source", "local_dir")}
+
+
+# The keys of `clean` that dedupe_corpus alone reads.
+DEDUPE_KEYS = ("dedupe_threshold", "cluster_threshold")
+
+
+def clean_shard_settings():
+    """The clean keys a shard's job reads: all but the dedupe thresholds, which only dedupe_corpus reads."""
+    return {k: v for k, v in config["clean"].items() if k not in DEDUPE_KEYS}
+
+
+def dedupe_settings():
+    return {k: config["clean"][k] for k in DEDUPE_KEYS}
 
 
 def model_settings(wildcards):
@@ -71,6 +94,21 @@ def reference_model_settings(key):
 
 
 # --- input functions ---
+
+
+def shard_names(wildcards=None):
+    """The shards assign_shards listed; known once that checkpoint has run (until then Snakemake
+    plans the jobs that need them after it)."""
+    return aec_shards.shard_names(checkpoints.assign_shards.get().output.shard_items)
+
+
+def every_shard(template):
+    """An input function: `template` (a per-shard output, with {shard}) for every shard."""
+
+    def of_every_shard(wildcards):
+        return expand(template, shard=shard_names())
+
+    return of_every_shard
 
 
 def training_inputs(wildcards):

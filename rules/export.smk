@@ -4,7 +4,7 @@
 rule export_onnx:
     input:
         model=rules.train_model.output.model,
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
     output:
         onnx=directory("results/onnx/{model}/{method}"),
     log:

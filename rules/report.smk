@@ -11,7 +11,7 @@ rule summarize:
         onnx=onnx_exports(),
         evaluations=evaluations(),
         latency=latency_measurements(),
-        chunks=rules.chunk_documents.output.chunks,
+        chunks=rules.corpus_manifest.output.manifest,  # the corpus, read by report.corpus_size
     output:
         summary_parquet="results/report/summary.parquet",
         summary_csv=report(

@@ -612,13 +612,9 @@ def encoder_config(model, spec: ModelSpec, files, settings, fusion, int8_info) -
 def read_sample_chunks(chunks_path: str | os.PathLike | None) -> list[str]:
     if chunks_path is None:
         raise ValueError("export: give chunks_path or sample_texts")
-    import pyarrow.parquet as pq
+    from .corpus import scan_chunks
 
-    return [
-        t
-        for t in pq.read_table(str(chunks_path), columns=["text"]).column("text").to_pylist()
-        if t and t.strip()
-    ]
+    return [t for t in scan_chunks(chunks_path).select("text").collect()["text"].to_list() if t and t.strip()]
 
 
 def sample_split(texts: Sequence[str], n: int, seed: int) -> tuple[list[str], list[str]]:

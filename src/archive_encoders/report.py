@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .config import VARIANTS
+from .corpus import scan_chunks
 from .io import atomic_path, read_json, write_parquet, write_text
 from .metrics import RETRIEVAL_METRICS
+from .variants import NAMES as VARIANTS  # the registry order
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def read_fidelity(onnx: Iterable[str | os.PathLike]) -> dict[tuple[str, str], di
 
 
 def corpus_size(chunks: str | os.PathLike) -> int:
-    return int(pl.scan_parquet(chunks).select(pl.len()).collect().item())
+    return int(scan_chunks(chunks).select(pl.len()).collect().item())
 
 
 # --- tables ---

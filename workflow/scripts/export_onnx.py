@@ -10,7 +10,7 @@ export(
     out_dir=snakemake.output.onnx,
     model_spec=snakemake.params.model,
     export_settings=snakemake.params.export,
-    chunks_path=snakemake.input.chunks,
+    chunks_path=snakemake.input.corpus,
     seed=snakemake.params.seed,
     threads=snakemake.threads,
 )

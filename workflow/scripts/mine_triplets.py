@@ -6,8 +6,8 @@ from archive_encoders.training_data import mine_triplets
 
 log_to(snakemake.log[0])
 mine_triplets(
-    snakemake.input.chunks,
-    snakemake.input.documents,
+    snakemake.input.corpus,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.triplets,
     miner=snakemake.params.miner,

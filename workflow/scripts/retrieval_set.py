@@ -6,8 +6,8 @@ from archive_encoders.training_data import retrieval_set
 
 log_to(snakemake.log[0])
 retrieval_set(
-    snakemake.input.chunks,
-    snakemake.input.documents,
+    snakemake.input.corpus,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.queries,
     snakemake.output.corpus,

@@ -6,7 +6,7 @@ from archive_encoders.training_data import split_documents
 
 log_to(snakemake.log[0])
 split_documents(
-    snakemake.input.documents,
+    snakemake.input.corpus,
     snakemake.output.splits,
     split=snakemake.params.split,
     seed=snakemake.params.seed,

@@ -6,7 +6,7 @@ from archive_encoders.train import teacher_embeddings
 
 log_to(snakemake.log[0])
 teacher_embeddings(
-    snakemake.input.chunks,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.embeddings,
     teacher=snakemake.params.teacher,

@@ -6,7 +6,7 @@ from archive_encoders.training_data import tsdae_pairs
 
 log_to(snakemake.log[0])
 tsdae_pairs(
-    snakemake.input.chunks,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.pairs,
     deletion_ratio=snakemake.params.deletion_ratio,
