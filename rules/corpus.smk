@@ -4,6 +4,7 @@
 
 
 localrules:
+    assign_shards,
     corpus_manifest,
 
 
