@@ -62,6 +62,8 @@ rule dedupe_corpus:
         dedupe=ensure(paths.DEDUPE, non_empty=True),
     log:
         paths.log("corpus", "dedupe_corpus"),
+    benchmark:
+        "logs/corpus/dedupe_corpus/dedupe_corpus.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1

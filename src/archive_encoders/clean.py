@@ -141,13 +141,23 @@ def _nfc_stable_class() -> str:
     return "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if b > a else "") for a, b in ranges)
 
 
-_NFC_UNSURE = re.compile(f"[^{_nfc_stable_class()}]")
+_NFC_UNSURE = re.compile(f"[^{_nfc_stable_class()}]+")
+MAX_NFC_RUNS = 10_000  # past this many runs of other characters, check the whole text at once
 
 
 def is_nfc(text: str) -> bool:
-    """`unicodedata.is_normalized("NFC", text)`, answered by one regex scan when every character is in
-    `_NFC_STABLE_BLOCKS` (Russian and English texts, but for stress accents and the like)."""
-    return _NFC_UNSURE.search(text) is None or unicodedata.is_normalized("NFC", text)
+    """`unicodedata.is_normalized("NFC", text)`, from one regex scan: characters of the stable blocks
+    never change under NFC nor combine with what comes before them, so only each run of other characters
+    (stress accents, combining marks), with the character before it that it may combine with, needs the
+    full check."""
+    runs = 0
+    for run in _NFC_UNSURE.finditer(text):
+        runs += 1
+        if runs > MAX_NFC_RUNS:
+            return unicodedata.is_normalized("NFC", text)
+        if not unicodedata.is_normalized("NFC", text[max(0, run.start() - 1) : run.end() + 1]):
+            return False
+    return True
 
 
 def normalize_unicode(text: str) -> tuple[str, int]:
