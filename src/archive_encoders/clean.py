@@ -150,9 +150,7 @@ def is_nfc(text: str) -> bool:
     never change under NFC nor combine with what comes before them, so only each run of other characters
     (stress accents, combining marks), with the character before it that it may combine with, needs the
     full check."""
-    runs = 0
-    for run in _NFC_UNSURE.finditer(text):
-        runs += 1
+    for runs, run in enumerate(_NFC_UNSURE.finditer(text), 1):
         if runs > MAX_NFC_RUNS:
             return unicodedata.is_normalized("NFC", text)
         if not unicodedata.is_normalized("NFC", text[max(0, run.start() - 1) : run.end() + 1]):
