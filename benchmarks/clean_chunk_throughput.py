@@ -276,6 +276,32 @@ def print_workflow(rows: list[dict], items_per_shard: int) -> None:
     )
 
 
+def workflow_figures(args, real: list[Path], scaling: list[Path], full: list[Path]) -> None:
+    """`snakemake corpus` on the real corpus (2 cores), the scaling corpus (1 and 2 cores) and the full
+    synthetic corpus (2 cores), each in a fresh working directory."""
+    rows = []
+    real_dir = args.work / "real-archive"
+    if not real_dir.exists():  # the real corpus in `ia download` layout
+        for path in real:
+            item = real_dir / f"{path.parent.name}__{path.stem}"
+            item.mkdir(parents=True)
+            (item / f"{item.name}_djvu.txt").write_bytes(path.read_bytes())
+    runs = [("shared/corpus", real_dir, real, 2, "wf-real")]
+    runs += [("synthetic", args.work / "synthetic-scaling", scaling, c, f"wf-scaling-{c}") for c in (1, 2)]
+    runs += [("synthetic", args.work / "synthetic-full", full, 2, "wf-full")]
+    for name, archive_dir, files, cores, folder in runs:
+        config = workflow_config(archive_dir, args.tokenizer, args.items_per_shard)
+        wall = run_workflow(args.work / folder, config, cores)
+        megabytes = sum(p.stat().st_size for p in files) / 1e6
+        rows.append(workflow_row(name, args.work / folder, megabytes, cores, wall))
+        print(
+            f"done: {name} {megabytes:.0f} MB, {cores} core(s), {wall:.0f} s (load {loadavg()})", flush=True
+        )
+    print_workflow(rows, args.items_per_shard)
+    one, two = rows[1], rows[2]
+    print(f"\nspeedup, 2 cores vs 1 ({one['MB']:.0f} MB synthetic): {one['wall'] / two['wall']:.2f}x")
+
+
 def ensure_synthetic(folder: Path, megabytes: float, corpus: Path) -> list[Path]:
     files = synthetic_files(folder)
     if sum(p.stat().st_size for p in files) < megabytes * 1e6:
@@ -324,29 +350,7 @@ def main() -> int:
         print_stages(rows, args.tokenizer)
 
     if args.only in (None, "workflow"):
-        rows = []
-        mb = sum(p.stat().st_size for p in real) / 1e6
-        real_dir = args.work / "real-archive"
-        if not real_dir.exists():  # the real corpus in `ia download` layout
-            for path in real:
-                item = real_dir / f"{path.parent.name}__{path.stem}"
-                item.mkdir(parents=True)
-                (item / f"{item.name}_djvu.txt").write_bytes(path.read_bytes())
-        config = workflow_config(real_dir, args.tokenizer, args.items_per_shard)
-        wall = run_workflow(args.work / "wf-real", config, 2)
-        rows.append(workflow_row("shared/corpus", args.work / "wf-real", mb, 2, wall))
-        for cores in (1, 2):
-            config = workflow_config(args.work / "synthetic-scaling", args.tokenizer, args.items_per_shard)
-            mb = sum(p.stat().st_size for p in scaling) / 1e6
-            wall = run_workflow(args.work / f"wf-scaling-{cores}", config, cores)
-            rows.append(workflow_row("synthetic", args.work / f"wf-scaling-{cores}", mb, cores, wall))
-        config = workflow_config(args.work / "synthetic-full", args.tokenizer, args.items_per_shard)
-        mb = sum(p.stat().st_size for p in full) / 1e6
-        wall = run_workflow(args.work / "wf-full", config, 2)
-        rows.append(workflow_row("synthetic", args.work / "wf-full", mb, 2, wall))
-        print_workflow(rows, args.items_per_shard)
-        one, two = rows[1], rows[2]
-        print(f"\nspeedup, 2 cores vs 1 ({one['MB']:.0f} MB synthetic): {one['wall'] / two['wall']:.2f}x")
+        workflow_figures(args, real, scaling, full)
     return 0
 
 

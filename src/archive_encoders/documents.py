@@ -236,6 +236,17 @@ def _word_hashes(data: np.ndarray) -> np.ndarray:
     return _mix(sums ^ lengths.astype(np.uint64))
 
 
+def _next_space(data: np.ndarray, at: int) -> int:
+    """The first whitespace byte at or after `at` (len(data) when none), looking a window at a time."""
+    window = 4096
+    while at < len(data):
+        found = np.flatnonzero(_SPACE_BYTES[data[at : at + window]])
+        if len(found):
+            return at + int(found[0])
+        at, window = at + window, window * 2
+    return len(data)
+
+
 def shingle_hashes(text: str) -> np.ndarray:
     """Sorted distinct 32-bit hashes of lowercase word bigrams (of the words, for a one-word text); for
     long texts the MAX_SHINGLES smallest (a bottom-k sample: near-identical texts keep near-identical
@@ -244,10 +255,7 @@ def shingle_hashes(text: str) -> np.ndarray:
     words = []
     start = 0
     while start < len(data):  # blocks end at a space, so no word is cut
-        end = min(len(data), start + _HASH_BLOCK)
-        if end < len(data):
-            space = np.flatnonzero(_SPACE_BYTES[data[end:]])
-            end = end + int(space[0]) if len(space) else len(data)
+        end = _next_space(data, min(len(data), start + _HASH_BLOCK))
         words.append(_word_hashes(data[start:end]))
         start = end
     ids = np.concatenate(words) if words else np.zeros(0, dtype=np.uint64)
