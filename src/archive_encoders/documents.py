@@ -262,10 +262,12 @@ def shingle_hashes(text: str) -> np.ndarray:
     if len(ids) >= 2:
         ids = _mix(ids[:-1] * np.uint64(0x100000001B3) + ids[1:])
     hashes = (ids >> np.uint64(32)).astype(np.uint32)
-    if len(hashes) > 2 * MAX_SHINGLES:  # the smallest values first: a partition, not a full sort
-        smallest = np.unique(np.partition(hashes, 2 * MAX_SHINGLES - 1)[: 2 * MAX_SHINGLES])
-        if len(smallest) >= MAX_SHINGLES:
+    take = 2 * MAX_SHINGLES
+    while take < len(hashes):  # the smallest values first: a partition, not a full sort
+        smallest = np.unique(np.partition(hashes, take - 1)[:take])
+        if len(smallest) >= MAX_SHINGLES:  # else repeated shingles crowd the smallest values: take more
             return smallest[:MAX_SHINGLES]
+        take *= 4
     return np.unique(hashes)[:MAX_SHINGLES]
 
 
