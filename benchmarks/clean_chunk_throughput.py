@@ -256,6 +256,10 @@ def workflow_row(name: str, workdir: Path, megabytes: float, cores: int, wall: f
         "chunk_rss": max(r["max_rss"] for r in chunk),
         "clean_rss_median": statistics.median(r["max_rss"] for r in clean),
         "dedupe_rss": max((r["max_rss"] for r in dedupe), default=float("nan")),
+        # how many jobs ran at once on average, and the share of a core each got while it ran
+        "concurrency": sum(r["s"] for r in clean + chunk + dedupe) / wall,
+        "cpu_share": sum(r["cpu_time"] for r in clean + chunk + dedupe)
+        / sum(r["s"] for r in clean + chunk + dedupe),
         "load": loadavg(),
     }
 
@@ -265,12 +269,12 @@ def print_workflow(rows: list[dict], items_per_shard: int) -> None:
     header = ["corpus", "MB", "shards", "cores", "wall s", "MB/s (wall)", "clean MB/s per core (job CPU)"]
     header += ["chunk MB/s per core", "peak RSS clean shard MB (median)", "peak RSS chunk shard MB"]
     table(
-        [*header, "peak RSS dedupe MB", "load avg after"],
+        [*header, "peak RSS dedupe MB", "jobs at once", "core share per job", "load avg after"],
         [
             [r["corpus"], f"{r['MB']:.0f}", r["shards"], r["cores"], f"{r['wall']:.0f}", f"{r['MB/s']:.2f}"]
             + [f"{r['MB'] / r['clean_cpu']:.1f}", f"{r['MB'] / r['chunk_cpu']:.2f}"]
             + [f"{r['clean_rss']:.0f} ({r['clean_rss_median']:.0f})", f"{r['chunk_rss']:.0f}"]
-            + [f"{r['dedupe_rss']:.0f}", r["load"]]
+            + [f"{r['dedupe_rss']:.0f}", f"{r['concurrency']:.2f}", f"{r['cpu_share']:.2f}", r["load"]]
             for r in rows
         ],
     )
