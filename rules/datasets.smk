@@ -3,7 +3,7 @@
 
 rule split_documents:
     input:
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
     output:
         splits=ensure("results/datasets/splits.parquet", non_empty=True),
     log:
@@ -23,7 +23,7 @@ rule split_documents:
 
 rule tsdae_pairs:
     input:
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         pairs=ensure("results/datasets/tsdae.parquet", non_empty=True),
@@ -45,8 +45,7 @@ rule tsdae_pairs:
 
 rule mine_triplets:
     input:
-        chunks=rules.chunk_documents.output.chunks,
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         triplets=ensure("results/datasets/triplets.parquet", non_empty=True),
@@ -70,8 +69,7 @@ rule mine_triplets:
 
 rule build_query_sets:
     input:
-        chunks=rules.chunk_documents.output.chunks,
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         query_sets=directory(paths.QUERY_SETS),

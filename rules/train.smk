@@ -3,7 +3,7 @@
 
 rule teacher_embeddings:
     input:
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         embeddings=ensure(paths.TEACHER_EMBEDDINGS, non_empty=True),

@@ -30,6 +30,7 @@ import polars as pl
 import yaml
 
 from .config import ConfigError, ModelSpec, with_defaults
+from .corpus import scan_chunks
 from .io import atomic_dir, write_json, write_parquet, write_text
 from .methods import METHOD_TYPES
 from .models import load_sentence_transformer
@@ -560,7 +561,7 @@ def teacher_embeddings(
 ) -> None:
     """chunk_id, text, embedding (list[float32]) of train-split chunks (up to max_pairs, seeded)."""
     spec = teacher if isinstance(teacher, ModelSpec) else ModelSpec.from_config(teacher)
-    train_chunks = chunks_in_split(pl.read_parquet(chunks), pl.read_parquet(splits), ["train"])
+    train_chunks = chunks_in_split(scan_chunks(chunks).collect(), pl.read_parquet(splits), ["train"])
     if max_pairs and train_chunks.height > max_pairs:
         rows = np.sort(np.random.default_rng(seed).choice(train_chunks.height, size=max_pairs, replace=False))
         train_chunks = train_chunks[rows.tolist()]

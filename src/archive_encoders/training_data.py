@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .corpus import scan_chunks, scan_documents
 from .io import write_parquet
 from .queries import MIN_PASSAGE_WORDS, MIN_QUERY_WORDS, clean_title, inverse_cloze, word_count
 
@@ -75,7 +76,7 @@ def split_documents(
     documents: str | os.PathLike, splits_out: str | os.PathLike, split: dict, seed: int
 ) -> None:
     """Read documents.parquet, write splits.parquet (doc_id, cluster_id, split)."""
-    frame = pl.read_parquet(documents, columns=["doc_id", "cluster_id"])
+    frame = scan_documents(documents).select("doc_id", "cluster_id").collect()
     splits = assign_splits(frame, val=split.get("val", 0.1), test=split.get("test", 0.2), seed=seed)
     write_parquet(splits, splits_out)
 
@@ -124,7 +125,7 @@ def tsdae_pairs(
 ) -> None:
     """(noisy, text) pairs from train-split chunks: word deletion at `deletion_ratio`."""
     rng = np.random.default_rng(seed)
-    train = chunks_in_split(pl.read_parquet(chunks), pl.read_parquet(splits), ["train"])
+    train = chunks_in_split(scan_chunks(chunks).collect(), pl.read_parquet(splits), ["train"])
     train = _sample(train.filter(pl.col("text").str.strip_chars() != ""), max_pairs, rng)
     noisy = [delete_words(t, deletion_ratio, rng) for t in train["text"]]
     write_parquet(
@@ -277,10 +278,10 @@ def mine_triplets(
     from .system import pick_device
 
     rng = np.random.default_rng(seed)
-    train = chunks_in_split(pl.read_parquet(chunks), pl.read_parquet(splits), ["train"])
+    train = chunks_in_split(scan_chunks(chunks).collect(), pl.read_parquet(splits), ["train"])
     if train["cluster_id"].n_unique() < 2:
         raise ValueError("mine_triplets: the train split needs documents from at least 2 clusters")
-    titles = _titles(pl.read_parquet(documents, columns=["doc_id", "title"]))
+    titles = _titles(scan_documents(documents).select("doc_id", "title").collect())
     pairs = pseudo_queries(train, titles, rng).unique(
         ["anchor", "positive"], keep="first", maintain_order=True
     )
