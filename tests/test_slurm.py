@@ -1,6 +1,6 @@
 """The workflow on a real one-node SLURM cluster, through `snakemake --profile profiles/slurm`.
 
-scripts/slurm_up.sh installs and starts the cluster (session fixture; stopped at the end if this session
+cluster/slurm_up.sh installs and starts the cluster (session fixture; stopped at the end if this session
 started it). Where it cannot (not root, not Debian/apt), the tests are skipped with the script's reason;
 with CI=true on a root Debian machine that is a failure instead, so CI can never be silently green.
 
@@ -29,8 +29,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-SLURM_UP = REPO / "scripts" / "slurm_up.sh"
-SLURM_DOWN = REPO / "scripts" / "slurm_down.sh"
+SLURM_UP = REPO / "cluster" / "slurm_up.sh"
+SLURM_DOWN = REPO / "cluster" / "slurm_down.sh"
 PROFILE = REPO / "profiles" / "slurm"
 EXIT_UNSUPPORTED = 77  # slurm_up.sh: SLURM cannot be installed here
 # Status checks for a test (the profile's 20 s suits a real queue). The plugin checks every X seconds
