@@ -56,7 +56,7 @@ def test_fidelity_report_and_int8_gate(tiny_model, cls_export):
         fp32, int8 = report["variants"]["onnx-fp32"], report["variants"]["onnx-int8"]
         # Spearman is loose: a random tiny model's similarities are near-ties that FP32 noise reorders.
         assert fp32["passed"] and fp32["min_cosine"] >= 0.9999 and fp32["spearman"] > 0.99
-        assert int8["passed"] and int8["mean_cosine"] >= 0.99 and -1 <= int8["spearman"] <= 1
+        assert int8["passed"] and int8["mean_cosine"] >= 0.99 and int8["spearman"] > 0.9
         assert 0 < int8["size_mb"] < fp32["size_mb"]
 
 
