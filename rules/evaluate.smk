@@ -63,7 +63,7 @@ rule evaluate_lexical:
         mem_mb=8000,
         runtime=60,
     params:
-        evaluate=config["evaluate"],
+        bootstrap_samples=config["evaluate"]["bootstrap_samples"],
         languages=config["clean"]["languages"],
         seed=config["seed"],
     script:

@@ -136,5 +136,7 @@ def fake_evaluations(root: Path, monkeypatch, quality: dict[tuple[str, str], flo
         sets = root / "querysets"
         ev.evaluate_model(artefacts, variants, sets, [], folders[method], spec, method, settings, seed=3)
     folders["bm25"] = root / "eval" / "bm25"
-    ev.evaluate_lexical(root / "querysets", [], folders["bm25"], settings, ["en"], seed=3)
+    ev.evaluate_lexical(
+        root / "querysets", [], folders["bm25"], settings["bootstrap_samples"], ["en"], seed=3
+    )
     return folders

@@ -243,7 +243,7 @@ def test_the_demo_archive(tmp_path):
     )
     docs = pl.read_parquet(tmp_path / "documents.parquet")
     rejected = {r["doc_id"]: r for r in pl.read_parquet(tmp_path / "rejected.parquet").iter_rows(named=True)}
-    assert 30 <= docs.height <= 34 and set(docs["language"]) == {"ru", "en"}
+    assert docs.height == 44 and set(docs["language"]) == {"ru", "en"}  # 50 items, 6 rejected below
     assert rejected["greatfirelondon00hart_0"]["duplicate_of"] == "greatfirelondon00hart"
     assert rejected["lakebaikalnotes00vere_1"]["duplicate_of"] == "lakebaikalnotes00vere"
     assert rejected["rheinschiffahrt00koch"]["stage"] == "language"

@@ -7,6 +7,7 @@ import pytest
 from conftest import METHODS, run_snakemake
 
 from archive_encoders.corpus import read_manifest, scan_chunks
+from archive_encoders.io import read_json
 from archive_encoders.variants import NAMES as VARIANT_NAMES
 
 pytestmark = pytest.mark.e2e
@@ -19,9 +20,22 @@ def test_every_stage_produces_its_outputs(full_run):
     chunks = scan_chunks(manifest).collect()
     assert chunks.height > 0 and chunks["n_tokens"].max() <= 64
     summary = pl.read_parquet(workdir / "results/report/summary.parquet")
-    expected = {(m, v) for m in METHODS for v in VARIANT_NAMES}
-    assert set(zip(summary["method"], summary["variant"], strict=True)) == expected
-    assert summary.height == len(expected)
+    dense = summary.filter(pl.col("retriever") == "dense")
+    assert set(dense.select("method", "variant").rows()) == {(m, v) for m in METHODS for v in VARIANT_NAMES}
+    sets = set(summary["query_set"])
+    assert {"ict", "keyword", "title"} <= sets
+    # one row per dense row and set, the same for each hybrid, and BM25 once per set
+    hybrids = summary.filter(pl.col("retriever").str.starts_with("hybrid-"))
+    assert hybrids.height <= 2 * dense.height and summary.filter(
+        pl.col("retriever") == "lexical"
+    ).height == len(sets)
+    keys = summary.select("model", "method", "variant", "retriever", "query_set").rows()
+    assert len(keys) == len(set(keys))
+    recommendation = read_json(workdir / "results/report/recommendation.json")
+    assert (
+        recommendation["rule"] in ("non-inferior", "smallest worst-case loss") and recommendation["artefact"]
+    )
+    assert (workdir / "results/index/recommended/index.json").is_file()
     assert (workdir / "results/report/pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in METHODS:
         assert (workdir / f"results/models/tiny/{method}/train_metrics.json").is_file()

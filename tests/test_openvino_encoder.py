@@ -69,7 +69,7 @@ def test_accuracy_control_records_itself(tiny_model, tmp_path):
         exported_tiny(tiny_model),
         tmp_path / "ov",
         tiny_spec(),
-        {"calibration_samples": 6, "ranking_samples": 6, "max_cosine_drop": 0.001},
+        {"calibration_samples": 6, "ranking_samples": 6, "max_cosine_drop": 0.001, "accuracy_control": True},
         {"fidelity_samples": 6},
         sample_texts=random_texts(20, seed=3),
         method="baseline",

@@ -33,7 +33,13 @@ CORPUS = {
     "corpus_manifest": 1,
 }
 PAIRS = 6  # 2 models x 3 methods
-EVALUATE = {"evaluate_variant": 5 * PAIRS, "measure_latency": PAIRS, "retrieval_set": 1}
+EVALUATE = {
+    "build_query_sets": 1,
+    "evaluate_model": PAIRS,
+    "evaluate_lexical": 1,
+    "compare_retrievers": 1,
+    "measure_latency": PAIRS,
+}
 EXPORT = {"export_onnx": PAIRS, "export_openvino": PAIRS, "export_static": PAIRS}
 TRAIN = {"train_model": PAIRS, "split_documents": 1, "mine_triplets": 1}
 
@@ -61,7 +67,7 @@ def planned_jobs(tmp_path: Path, *targets: str) -> dict[str, int]:
                 "split_documents": 1,
                 "tsdae_pairs": 1,
                 "mine_triplets": 1,
-                "retrieval_set": 1,
+                "build_query_sets": 1,
                 "datasets": 1,
             },
         ),
@@ -88,12 +94,15 @@ def test_one_model_method_by_its_output_path(tmp_path):
 
 
 def test_one_evaluation_by_its_output_path(tmp_path):
-    jobs = planned_jobs(tmp_path, "results/eval/m2/full/onnx-int8.json")
+    """Every variant of m2 x full, so its exports; nothing of the other pairs."""
+    jobs = planned_jobs(tmp_path, "results/eval/m2/full")
     assert jobs == {
         **CORPUS,
         **TRAIN,
         "train_model": 1,
         "export_onnx": 1,
-        "retrieval_set": 1,
-        "evaluate_variant": 1,
+        "export_openvino": 1,
+        "export_static": 1,
+        "build_query_sets": 1,
+        "evaluate_model": 1,
     }

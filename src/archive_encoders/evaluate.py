@@ -447,14 +447,13 @@ def evaluate_lexical(
     query_sets: str | os.PathLike,
     user_sets: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
-    evaluate_settings: Mapping[str, Any],
+    bootstrap_samples: int,
     languages: Sequence[str],
     seed: int,
 ) -> dict:
     """The BM25 row (model bm25, variant lexical) in the layout of evaluate_model, with its latency."""
     from .system import cpu_flags, cpu_model
 
-    settings = with_defaults("evaluate", evaluate_settings)
     groups = read_sets(query_sets, user_sets)
     started = time.perf_counter()
     scored, latency = score_lexical(groups, languages)
@@ -462,7 +461,7 @@ def evaluate_lexical(
         "model": LEXICAL_MODEL,
         "method": LEXICAL_METHOD,
         "variant": LEXICAL_VARIANT,
-        "query_sets": summarize_sets(scored, settings["bootstrap_samples"], seed),
+        "query_sets": summarize_sets(scored, bootstrap_samples, seed),
         "sts": {},
         "diagnostics": {},
         "eval_seconds": round(time.perf_counter() - started, 2),

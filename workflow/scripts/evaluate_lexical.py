@@ -10,7 +10,7 @@ evaluate_lexical(
     query_sets=snakemake.input.query_sets,
     user_sets=snakemake.input.user_sets,
     out_dir=snakemake.output.evaluation,
-    evaluate_settings=snakemake.params.evaluate,
+    bootstrap_samples=snakemake.params.bootstrap_samples,
     languages=snakemake.params.languages,
     seed=snakemake.params.seed,
 )
