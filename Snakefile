@@ -48,7 +48,7 @@ rule datasets:
         rules.corpus.input,
         rules.tsdae_pairs.output,
         rules.mine_triplets.output,
-        rules.retrieval_set.output,
+        rules.build_query_sets.output,
 
 
 rule train:
@@ -63,7 +63,7 @@ rule export:
 
 rule evaluate:
     input:
-        evaluations(),
+        rules.compare_retrievers.output,
         latency_measurements(),
 
 

@@ -1,5 +1,6 @@
 # Download stage: archive.org search -> item list -> text files (md5-checked, cached, resumable).
 # Both rules need the internet, which compute nodes often lack: they run on the submit host.
+from archive_encoders import paths
 
 
 localrules:
@@ -9,9 +10,9 @@ localrules:
 
 rule search_archive:
     output:
-        item_list=ensure("results/corpus/items.parquet", non_empty=True),
+        item_list=ensure(paths.ITEMS, non_empty=True),
     log:
-        "logs/corpus/search_archive.log",
+        paths.log("corpus", "search_archive"),
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -28,9 +29,9 @@ rule download_archive:
     input:
         item_list=rules.search_archive.output.item_list,
     output:
-        downloads=ensure("results/corpus/downloads.parquet", non_empty=True),
+        downloads=ensure(paths.DOWNLOADS, non_empty=True),
     log:
-        "logs/corpus/download_archive.log",
+        paths.log("corpus", "download_archive"),
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -39,6 +40,7 @@ rule download_archive:
         runtime=240,
     params:
         max_file_mb=config["archive"]["max_file_mb"],
-        cache_dir="resources/archive",
+        max_total_gb=config["archive"]["max_total_gb"],
+        cache_dir=paths.ARCHIVE_CACHE,
     script:
         "../workflow/scripts/download_archive.py"

@@ -34,6 +34,7 @@ wildcard_constraints:
     method=_one_of(METHODS),
     teacher=_one_of(TEACHERS),
     variant=_one_of(VARIANTS),
+    retrieval_set=_one_of([e["name"] for e in config["evaluate"]["retrieval_sets"]]),
 
 
 # --- params: only the keys a rule depends on, so a change reruns only what it affects ---
@@ -112,12 +113,33 @@ def onnx_exports():
     return [paths.ONNX.format(model=model, method=method) for model, method in MATRIX]
 
 
+def export_folders():
+    """Every export artefact of the matrix (the folders holding fidelity.json)."""
+    return [
+        paths.ARTEFACTS[kind].format(model=model, method=method)
+        for kind in ARTEFACT_KINDS
+        if kind != "model"
+        for model, method in MATRIX
+    ]
+
+
 def evaluations():
     return [
-        paths.EVAL.format(model=model, method=method, variant=variant)
-        for model, method in MATRIX
-        for variant in VARIANTS
+        paths.EVAL_DIR.format(model=model, method=method) for model, method in MATRIX
     ]
+
+
+def user_query_sets():
+    """The imported user-judged sets (config evaluate.retrieval_sets)."""
+    return [
+        paths.USER_QUERY_SET.format(retrieval_set=entry["name"])
+        for entry in config["evaluate"]["retrieval_sets"]
+    ]
+
+
+def user_set_source(wildcards):
+    by_name = {e["name"]: e["path"] for e in config["evaluate"]["retrieval_sets"]}
+    return by_name[wildcards.retrieval_set]
 
 
 def latency_measurements():
@@ -128,12 +150,9 @@ def latency_measurements():
     ]
 
 
-def evaluated_model(wildcards):
-    """The folder that holds the variant: the trained model or its export (variants.py)."""
-    artefact = VARIANT_REGISTRY[wildcards.variant].artefact
-    return paths.ARTEFACTS[artefact].format(
-        model=wildcards.model, method=wildcards.method
-    )
+def artefact_inputs():
+    """{artefact kind: path template} of every folder a configured variant is served from."""
+    return {kind: paths.ARTEFACTS[kind] for kind in ARTEFACT_KINDS}
 
 
 # --- resources: sized per job so a cluster profile can place it ---

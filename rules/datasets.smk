@@ -1,4 +1,4 @@
-# Training data: document-level splits, TSDAE pairs, triplets with hard negatives, a retrieval set.
+# Training data: document-level splits, TSDAE pairs, triplets with hard negatives; held-out query sets.
 # Each training dataset has a metadata JSON beside it (rows, source chunks, build time, hardware).
 
 
@@ -73,30 +73,6 @@ rule mine_triplets:
         device=config["device"],
     script:
         "../workflow/scripts/mine_triplets.py"
-
-
-rule retrieval_set:
-    input:
-        chunks=rules.chunk_documents.output.chunks,
-        documents=rules.clean_documents.output.documents,
-        splits=rules.split_documents.output.splits,
-    output:
-        queries=ensure("results/datasets/retrieval/queries.parquet", non_empty=True),
-        corpus=ensure("results/datasets/retrieval/corpus.parquet", non_empty=True),
-        qrels=ensure("results/datasets/retrieval/qrels.parquet", non_empty=True),
-    log:
-        "logs/datasets/retrieval_set.log",
-    conda:
-        "../envs/workflow.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        retrieval=config["datasets"]["retrieval"],
-        seed=config["seed"],
-    script:
-        "../workflow/scripts/retrieval_set.py"
 
 
 rule build_query_sets:

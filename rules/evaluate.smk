@@ -1,36 +1,102 @@
-# Evaluation: retrieval quality (with bootstrap CIs) and STS per variant; latency per model x method.
+# Evaluation: every variant of each model x method on every query set (one job, models loaded once),
+# BM25 on the same sets, the comparison with hybrids and paired differences; latency per model x method.
 
 
-rule evaluate_variant:
+rule import_user_set:
     input:
-        model=evaluated_model,
-        queries=rules.retrieval_set.output.queries,
-        corpus=rules.retrieval_set.output.corpus,
-        qrels=rules.retrieval_set.output.qrels,
-        sts=[sts["path"] for sts in config["evaluate"]["sts"]],
+        source=user_set_source,
     output:
-        metrics=paths.EVAL,
+        query_set=directory(paths.USER_QUERY_SET),
     log:
-        "logs/evaluate/{model}/{method}/{variant}.log",
+        "logs/evaluate/import_user_set/{retrieval_set}.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow/scripts/import_user_set.py"
+
+
+rule evaluate_model:
+    input:
+        **artefact_inputs(),
+        query_sets=rules.build_query_sets.output.query_sets,
+        user_sets=user_query_sets(),
+        sts=[sts["path"] for sts in config["evaluate"]["sts"]],
+        item_list=rules.search_archive.output.item_list,
+        documents=rules.clean_documents.output.documents,
+        chunks=rules.chunk_documents.output.chunks,
+    output:
+        evaluation=directory(paths.EVAL_DIR),
+    log:
+        "logs/evaluate/{model}/{method}.log",
     conda:
         "../envs/workflow.yaml"
     threads: 2
     resources:
         mem_mb=8000,
-        runtime=60,
+        runtime=120,
     params:
         model=model_settings,
+        artefacts=ARTEFACT_KINDS,
+        variants=VARIANTS,
         evaluate=config["evaluate"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/evaluate_variant.py"
+        "../workflow/scripts/evaluate_model.py"
+
+
+rule evaluate_lexical:
+    input:
+        query_sets=rules.build_query_sets.output.query_sets,
+        user_sets=user_query_sets(),
+    output:
+        evaluation=directory(paths.LEXICAL_EVAL_DIR),
+    log:
+        "logs/evaluate/bm25.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        evaluate=config["evaluate"],
+        languages=config["clean"]["languages"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/evaluate_lexical.py"
+
+
+rule compare_retrievers:
+    input:
+        dense=evaluations(),
+        lexical=rules.evaluate_lexical.output.evaluation,
+        query_sets=rules.build_query_sets.output.query_sets,
+        user_sets=user_query_sets(),
+    output:
+        comparison=directory(paths.COMPARISON),
+    log:
+        "logs/evaluate/compare_retrievers.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        bootstrap_samples=config["evaluate"]["bootstrap_samples"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/compare_retrievers.py"
 
 
 rule measure_latency:
     input:
-        **{kind: paths.ARTEFACTS[kind] for kind in ARTEFACT_KINDS},
-        queries=rules.retrieval_set.output.queries,
-        corpus=rules.retrieval_set.output.corpus,
+        **artefact_inputs(),
+        query_sets=rules.build_query_sets.output.query_sets,
     output:
         **{variant: paths.LATENCY.replace("{variant}", variant) for variant in VARIANTS},
     log:

@@ -1,4 +1,4 @@
-# Report: summary tables, cost per method, INT8 vs FP32, the quality x latency Pareto plot.
+# Report: the verdict (paired non-inferiority), per-set tables, variants, cost, probe, Pareto panels.
 
 
 localrules:
@@ -7,37 +7,46 @@ localrules:
 
 rule build_report:
     input:
+        comparison=rules.compare_retrievers.output.comparison,
         models=trained_models(),
-        onnx=onnx_exports(),
+        exports=export_folders(),
         evaluations=evaluations(),
+        lexical=rules.evaluate_lexical.output.evaluation,
         latency=latency_measurements(),
+        query_sets=rules.build_query_sets.output.query_sets,
+        user_sets=user_query_sets(),
         chunks=rules.chunk_documents.output.chunks,
     output:
-        summary_parquet="results/report/summary.parquet",
+        summary_parquet=paths.REPORT_FILES["summary_parquet"],
         summary_csv=report(
-            "results/report/summary.csv",
+            paths.REPORT_FILES["summary_csv"],
             caption="../workflow/report/summary.rst",
             category="Summary",
         ),
-        summary_md="results/report/summary.md",
+        summary_md=paths.REPORT_FILES["summary_md"],
         cost=report(
-            "results/report/cost.csv",
+            paths.REPORT_FILES["cost"],
             caption="../workflow/report/cost.rst",
             category="Cost",
         ),
-        int8=report(
-            "results/report/int8_vs_fp32.csv",
-            caption="../workflow/report/int8.rst",
-            category="Quantization",
+        variants=report(
+            paths.REPORT_FILES["variants"],
+            caption="../workflow/report/variants.rst",
+            category="Variants",
+        ),
+        probe=report(
+            paths.REPORT_FILES["probe"],
+            caption="../workflow/report/probe.rst",
+            category="Metadata tasks",
         ),
         pareto_png=report(
-            "results/report/pareto.png",
+            paths.REPORT_FILES["pareto_png"],
             caption="../workflow/report/pareto.rst",
             category="Pareto",
         ),
-        pareto_svg="results/report/pareto.svg",
-        report_md="results/report/report.md",
-        recommendation="results/report/recommendation.json",
+        pareto_svg=paths.REPORT_FILES["pareto_svg"],
+        report_md=paths.REPORT_FILES["report_md"],
+        recommendation=paths.REPORT_FILES["recommendation"],
     log:
         "logs/report/build_report.log",
     conda:
@@ -47,6 +56,7 @@ rule build_report:
         mem_mb=2000,
         runtime=10,
     params:
+        report=config["report"],
         export=config["export"],
     script:
         "../workflow/scripts/build_report.py"

@@ -2,14 +2,16 @@
 
 It speaks the three endpoints the `internetarchive` client uses (FACTS.md):
 
-- `POST /services/search/v1/scrape` (q, fields, sorts, count, cursor) with cursor paging;
+- `POST /services/search/v1/scrape` (q, fields, sorts, count, cursor) with cursor paging: each answer
+  holds `count` results (or `page_size`, when smaller) and, unless it is the last, a `cursor`;
 - `GET /metadata/<identifier>` (`{}` for an unknown item);
 - `GET /download/<identifier>/<name>`, a 302 to `/data/<identifier>/<name>`, which serves the bytes
   with Range support.
 
 Items come from a folder in `ia download` layout (`load_folder`) and/or `add_item`; `set_metadata`,
 `file_meta` and `extra_results` override what the server says about them. Each fault is a switch:
-`add_fault(route, kind, ...)` arms it for the next `times` matching requests (None: for ever).
+`add_fault(route, kind, ...)` arms it for the next `times` matching requests (None: for ever), of one
+item (`identifier`) or one search page (`cursor`).
 Kinds: status (with optional Retry-After), malformed (truncated JSON), reset (TCP RST mid-body), short
 (fewer bytes than Content-Length, clean close), slow (sleep before answering), slow_body (sleep
 mid-body), no_length (no Content-Length: the body ends when the connection closes).
@@ -51,6 +53,7 @@ class Fault:
     status: int = 503
     retry_after: str | None = None
     delay: float = 0.0
+    cursor: str | None = None  # search route: only the page asked for with this cursor
 
 
 @dataclass
@@ -89,12 +92,14 @@ def _format_of(name: str) -> str:
 
 
 class FakeArchive:
-    def __init__(self) -> None:
+    def __init__(self, page_size: int | None = None) -> None:
         self.items: dict[str, FakeItem] = {}
         self.faults: list[Fault] = []
         self.requests: list[Seen] = []
         self.extra_results: list[str] = []  # identifiers appended to every search answer
-        self.page_size: int | None = None  # force cursor paging below the client's count
+        # Results per scrape page at most: below the client's `count` (>= 100 on archive.org), so a
+        # test pages through the cursor with a handful of items.
+        self.page_size = page_size
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -185,10 +190,11 @@ class FakeArchive:
         status: int = 503,
         retry_after: str | None = None,
         delay: float = 0.0,
+        cursor: str | None = None,
     ) -> Fault:
         if route not in ROUTES or kind not in FAULT_KINDS:
             raise ValueError(f"unknown route/kind {route!r}/{kind!r}")
-        fault = Fault(route, kind, times, identifier, status, retry_after, delay)
+        fault = Fault(route, kind, times, identifier, status, retry_after, delay, cursor)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -212,10 +218,12 @@ class FakeArchive:
 
     # --- server side ---
 
-    def _take_fault(self, route: str, identifier: str | None) -> Fault | None:
+    def _take_fault(self, route: str, identifier: str | None, cursor: str | None = None) -> Fault | None:
         with self.lock:
             for fault in self.faults:
                 if fault.route != route or (fault.identifier not in (None, identifier)):
+                    continue
+                if fault.cursor is not None and fault.cursor != cursor:
                     continue
                 if fault.times is not None:
                     if fault.times <= 0:
@@ -316,7 +324,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake.lock:
             self.fake.requests.append(seen)
         self.close_connection = True
-        fault = self.fake._take_fault(route, identifier) if route in ROUTES else None
+        cursor = query.get("cursor", [None])[0]
+        fault = self.fake._take_fault(route, identifier, cursor) if route in ROUTES else None
         try:
             if fault is not None:
                 seen.response = fault.kind

@@ -108,9 +108,7 @@ def tiny_spec(tiny_model: Path) -> dict:
 
 def build_datasets(root: Path, tiny_model: Path) -> Path:
     """The corpus plus every dataset stage's output under root (built once per test session), each
-    dataset with its metadata JSON beside it, and the val/test query sets under root/querysets."""
-    import polars as pl
-
+    training dataset with its metadata JSON beside it, and the val/test query sets under root/querysets."""
     from archive_encoders import querysets
     from archive_encoders import training_data as td
 
@@ -136,24 +134,13 @@ def build_datasets(root: Path, tiny_model: Path) -> Path:
         languages=["en"],
         meta_out=root / "triplets.json",
     )
-    querysets.build_query_sets(
-        pl.read_parquet(chunks),
-        pl.read_parquet(documents),
-        pl.read_parquet(splits),
-        root / "querysets",
-        {"sets": ["ict", "keyword", "title", "spelling"], "max_queries": 40, "distractors": 40},
-        ["en"],
-        SEED,
-    )
-    retrieval = root / "retrieval"
-    td.retrieval_set(
+    querysets.query_sets(
         chunks,
         documents,
         splits,
-        retrieval / "queries.parquet",
-        retrieval / "corpus.parquet",
-        retrieval / "qrels.parquet",
+        root / "querysets",
         retrieval={"max_queries": 200, "distractors": 50},
+        languages=["en"],
         seed=SEED,
     )
     done.touch()

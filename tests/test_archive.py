@@ -15,19 +15,20 @@ import pytest
 from fake_archive import FAST_RUNTIME, FakeArchive, remote_settings, write_ia_folder
 
 from archive_encoders import archive
-from archive_encoders.archive import (
-    DOWNLOAD_SCHEMA,
-    ITEM_SCHEMA,
-    ArchiveError,
-    UnsafePathError,
-    as_list,
-    as_text,
-    file_md5,
-    file_name_problem,
-    identifier_problem,
-    pick_file,
-    safe_target,
+from archive_encoders.archive import DOWNLOAD_SCHEMA, ITEM_SCHEMA, ArchiveError, UnsafePathError, session
+from archive_encoders.archive.files import file_md5
+from archive_encoders.archive.metadata import as_list, as_text, pick_file
+from archive_encoders.archive.redact import RedactFilter
+from archive_encoders.archive.retry import (
+    MAX_BACKOFF_S,
+    MAX_RETRY_AFTER_S,
+    HTTPStatusError,
+    describe,
+    is_transient,
+    retry_after_s,
 )
+from archive_encoders.archive.safety import file_name_problem, identifier_problem, safe_target
+from archive_encoders.archive.session import Runtime
 
 ITEMS = "results/corpus/items.parquet"
 DOWNLOADS = "results/corpus/downloads.parquet"
@@ -180,26 +181,62 @@ def test_file_md5_matches_hashlib(tmp_path):
 
 
 def test_runtime_defaults_and_backoff():
-    rt = archive.Runtime.from_mapping({"retries": 0, "backoff_s": 0.5, "query": "ignored"})
-    assert (rt.concurrency, rt.retries, rt.timeout_s) == (4, 0, 60.0)
-    assert [rt.backoff(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
-    assert archive.Runtime(backoff_s=10).backoff(20) == archive.MAX_BACKOFF_S
+    rt = Runtime.from_mapping({"retries": 0, "backoff_s": 0.5, "query": "ignored"})
+    assert (rt.concurrency, rt.retries, rt.timeout_s) == (4, 0, 60.0)  # the schema's defaults
+    policy = rt.policy()
+    assert [policy.delay(n, None) for n in (1, 2, 3)] == [
+        (0.5, "backoff"),
+        (1.0, "backoff"),
+        (2.0, "backoff"),
+    ]
+    assert Runtime.from_mapping({"backoff_s": 10}).policy().delay(20, None) == (MAX_BACKOFF_S, "backoff")
 
 
 def test_retry_after_is_capped_and_junk_ignored():
-    from urllib3.response import HTTPResponse
+    for header, expected in (("3", 3), ("99999", MAX_RETRY_AFTER_S), ("soon", None)):
+        assert retry_after_s(header) == expected
+    policy = Runtime.from_mapping({"backoff_s": 0.25}).policy()
+    assert policy.delay(1, HTTPStatusError(429, retry_after="3")) == (3, "Retry-After")
+    assert policy.delay(2, HTTPStatusError(503, retry_after="soon")) == (0.5, "backoff")
+    assert policy.delay(1, HTTPStatusError(500, retry_after="3")) == (0.25, "backoff")  # only 429/503
 
-    policy = archive._retry_policy(archive.Runtime())
-    for header, expected in (("3", 3), ("99999", archive.MAX_RETRY_AFTER_S), ("soon", None)):
-        response = HTTPResponse(body=b"", headers={"Retry-After": header}, status=429)
-        assert policy.get_retry_after(response) == expected
+
+def test_errors_are_classified_by_type_not_by_message():
+    import requests
+    import urllib3
+
+    reset = requests.exceptions.ChunkedEncodingError(
+        urllib3.exceptions.ProtocolError("Connection broken", ConnectionResetError(104, "peer"))
+    )
+    assert is_transient(reset) and describe(reset) == "ChunkedEncodingError: connection reset by the server"
+    cut = urllib3.exceptions.ProtocolError("broken", urllib3.exceptions.IncompleteRead(209, 105))
+    assert describe(requests.exceptions.ChunkedEncodingError(cut)).endswith("(209 bytes read, 105 missing)")
+    assert not is_transient(ValueError("Connection reset by peer; read timed out"))  # words are not a type
+    assert describe(ValueError("Connection reset by peer")) == "ValueError: Connection reset by peer"
+    assert [is_transient(HTTPStatusError(s)) for s in (429, 500, 503, 400, 404)] == [1, 1, 1, 0, 0]
+
+    # internetarchive's get_metadata re-raises `type(exc)(message)`: the status survives in the context
+    response = requests.Response()
+    response.status_code, response.reason, response.url = 503, "Service Unavailable", "http://h/metadata/x"
+
+    def like_get_metadata():
+        try:
+            raise requests.exceptions.HTTPError("503 Server Error", response=response)
+        except Exception as exc:
+            raise type(exc)(f"Error retrieving metadata, {exc}")  # noqa: B904 - as the client does
+
+    with pytest.raises(requests.exceptions.HTTPError) as rewrapped:
+        like_get_metadata()
+    assert rewrapped.value.response is None
+    status = HTTPStatusError.from_error(rewrapped.value)
+    assert (status.status, status.path, status.transient) == (503, "/metadata/x", True)
 
 
 def test_half_set_credentials_are_a_clear_error(monkeypatch):
     monkeypatch.setenv("IA_ACCESS_KEY_ID", "only-the-access-key")
     monkeypatch.delenv("IA_SECRET_ACCESS_KEY", raising=False)
     with pytest.raises(ArchiveError, match="IA_SECRET_ACCESS_KEY"):
-        archive.make_session("http://127.0.0.1:9", archive.Runtime())
+        session.make_session("http://127.0.0.1:9")
 
 
 @pytest.mark.parametrize(
@@ -214,12 +251,12 @@ def test_half_set_credentials_are_a_clear_error(monkeypatch):
     ],
 )
 def test_credentials_only_go_to_archive_org_over_https(scheme, host, allowed):
-    assert archive._credentials_allowed(scheme, host) is allowed
+    assert session.credentials_allowed(scheme, host) is allowed
 
 
 def test_bad_base_url_is_a_clear_error():
     with pytest.raises(ArchiveError, match="archive.base_url"):
-        archive.make_session("ftp://mirror", archive.Runtime())
+        session.make_session("ftp://mirror")
 
 
 # --- search against the fake ---
@@ -235,21 +272,30 @@ def test_search_writes_the_items_contract(fake, workdir):
             "date": "1869",
             "language": "rus",
             "collection": ["russianlibrary", "americana"],
+            "subject": ["Russian fiction", "Napoleonic Wars, 1800-1815", "Russian fiction"],
             "licenseurl": "http://creativecommons.org/publicdomain/mark/1.0/",
         },
     )
-    fake.add_item("tales", {"tales.txt": text("tales")}, {"language": ["Russian", "eng"], "collection": "x"})
+    fake.add_item(
+        "tales",
+        {"tales.txt": text("tales")},
+        {"language": ["Russian", "eng"], "collection": "x", "subject": " Fairy tales "},
+    )
+    fake.add_item("bare", {"bare.txt": text("bare")})
     items = archive.search(remote_settings(fake), ITEMS, runtime=FAST_RUNTIME)
     on_disk = pl.read_parquet(ITEMS)
     assert on_disk.schema == pl.Schema(ITEM_SCHEMA)
     assert on_disk.equals(items)
-    voyna, tales = on_disk.sort("identifier", descending=True).to_dicts()
+    voyna, tales, bare = on_disk.sort("identifier", descending=True).to_dicts()
     assert voyna["file_name"] == "voyna_djvu.txt" and voyna["file_format"] == "DjVuTXT"
     assert voyna["file_size"] == 3000 and voyna["file_md5"] == hashlib.md5(text("voyna")).hexdigest()
     assert voyna["language"] == ["rus"] and voyna["collection"] == ["russianlibrary", "americana"]
     assert voyna["creator"] == "Толстой, Л. Н.; Tolstoy" and voyna["date"] == "1869"
     assert tales["language"] == ["Russian", "eng"] and tales["collection"] == ["x"]
     assert tales["title"] is None and tales["file_name"] == "tales.txt"
+    # subject, like collection: a string or a list on archive.org, always a list here
+    assert voyna["subject"] == ["Russian fiction", "Napoleonic Wars, 1800-1815"]
+    assert tales["subject"] == ["Fairy tales"] and bare["subject"] == [] and bare["collection"] == []
 
 
 def test_search_pages_with_the_cursor_and_honours_sort_and_max_items(fake, workdir):
@@ -412,7 +458,14 @@ def test_local_source_reads_ia_download_layout(workdir):
             "tampered": {"tampered.txt": text("tampered")},
         },
         meta={
-            "withmeta": {"title": "Заглавие", "creator": ["A", "B"], "language": "rus", "collection": "c1"}
+            "withmeta": {
+                "title": "Заглавие",
+                "creator": ["A", "B"],
+                "language": "rus",
+                "collection": "c1",
+                "subject": ["Русская литература", "История"],
+            },
+            "bare": {"subject": "Сказки"},
         },
     )
     # tampered: archive.org's _files.xml says another md5 than the local copy has
@@ -435,6 +488,9 @@ def test_local_source_reads_ia_download_layout(workdir):
     withmeta = items.filter(pl.col("identifier") == "withmeta").to_dicts()[0]
     assert withmeta["title"] == "Заглавие" and withmeta["creator"] == "A; B"
     assert withmeta["language"] == ["rus"] and withmeta["collection"] == ["c1"]
+    assert withmeta["subject"] == ["Русская литература", "История"]  # repeated <subject> in _meta.xml
+    assert items.filter(pl.col("identifier") == "bare")["subject"].item().to_list() == ["Сказки"]
+    assert items.filter(pl.col("identifier") == "tampered")["subject"].item().to_list() == []
     assert withmeta["file_md5"] == hashlib.md5(text("withmeta")).hexdigest()
     assert items.filter(pl.col("identifier") == "bare")["file_name"].item() == "bare.txt"
 
@@ -520,7 +576,7 @@ def test_keys_used_for_archive_org_never_reach_logs_or_outputs(
     fake, planted_credentials, debug_log, monkeypatch
 ):
     # Treat the fake as archive.org, so the user's ia.ini keys are loaded and sent (LOW auth).
-    monkeypatch.setattr(archive, "_credentials_allowed", lambda scheme, host: True)
+    monkeypatch.setattr(session, "credentials_allowed", lambda scheme, host: True)
     fake.add_item("a", {"a.txt": text("a")})
     run_stage(fake)
     auth = [r.headers.get("Authorization") for r in fake.seen("metadata")]
@@ -537,7 +593,7 @@ def test_keys_used_for_archive_org_never_reach_logs_or_outputs(
 
 
 def test_redact_filter_covers_message_args_and_traceback():
-    flt = archive.RedactFilter()
+    flt = RedactFilter()
     flt.secrets.add("hunter22")
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "key=%s", ("hunter22",), None)
     assert flt.filter(record) and record.getMessage() == "key=***"

@@ -21,7 +21,8 @@ import pytest
 from fake_archive import FAST_RUNTIME, FakeArchive, remote_settings
 
 from archive_encoders import archive
-from archive_encoders.archive import ArchiveError, file_md5
+from archive_encoders.archive import ArchiveError
+from archive_encoders.archive.files import file_md5
 
 ITEMS = "results/corpus/items.parquet"
 DOWNLOADS = "results/corpus/downloads.parquet"

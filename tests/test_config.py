@@ -40,6 +40,8 @@ BAD_CONFIGS = [
     ("wrong type", "archive.max_items", "many", "max_items"),
     ("negative size", "archive.max_items", -5, "max_items"),
     ("negative file size", "archive.max_file_mb", -1, "max_file_mb"),
+    ("zero download budget", "archive.max_total_gb", 0, "max_total_gb"),
+    ("budget not a number", "archive.max_total_gb", "10GB", "max_total_gb"),
     ("zero chunk size", "chunk.max_tokens", 0, "max_tokens"),
     ("overlap >= size", "chunk.overlap_tokens", 300, "overlap_tokens"),
     ("ratio above one", "clean.min_letter_ratio", 1.5, "min_letter_ratio"),

@@ -1,4 +1,5 @@
-"""Evaluation of one variant: exact top-k, STS parsing, the eval JSON on the tiny model."""
+"""Evaluation: exact top-k, documents by their best passage, STS parsing, every variant on every query set
+in one job (the tiny model), BM25 in the same layout."""
 
 from __future__ import annotations
 
@@ -8,15 +9,24 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from eval_fixtures import LookupEncoder, write_sets
 from polars.testing import assert_frame_equal
 
+from archive_encoders import querysets as qs
 from archive_encoders.encoders import load_encoder
-from archive_encoders.evaluate import evaluate, evaluate_encoder, read_qrels, read_sts, top_k
+from archive_encoders.evaluate import (
+    evaluate_lexical,
+    evaluate_model,
+    evaluate_variant,
+    read_sets,
+    read_sts,
+)
 from archive_encoders.metrics import RETRIEVAL_METRICS
+from archive_encoders.ranking import DocumentRanker, dense_run, top_k
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STS_SMALL = FIXTURES / "sts_small.csv"
-SETTINGS = {"batch_size": 8, "bootstrap_samples": 100}
+SETTINGS = {"batch_size": 8, "bootstrap_samples": 100, "sts": [], "probe": {}}
 
 
 # --- exact top-k ---
@@ -39,11 +49,12 @@ def test_top_k_tie_at_the_cut_off_keeps_the_earliest_passages():
     assert idx.tolist() == [[0, 1, 2]]
 
 
-def test_read_qrels_requires_integer_grades():
-    frame = pl.DataFrame({"query_id": [1, 1, 2], "corpus_id": ["a", "b", "a"], "score": [2, 0, 1]})
-    assert read_qrels(frame) == {"1": {"a": 2, "b": 0}, "2": {"a": 1}}
-    with pytest.raises(ValueError, match="integers"):
-        read_qrels(frame.with_columns(pl.lit(0.5).alias("score")))
+def test_documents_are_ranked_by_their_best_passage():
+    corpus = np.array([[1, 0], [0.6, 0.8], [0, 1], [0.8, 0.6]], dtype=np.float32)
+    ranker = DocumentRanker(["b", "a", "b", "c"])  # passages 0 and 2 belong to b
+    run = dense_run(["q"], np.array([[0.0, 1.0]]), ["p0", "p1", "p2", "p3"], corpus, ranker)
+    assert [doc for doc, _ in run["q"]] == ["b", "a", "c"]  # b's best passage (p2) scores 1.0
+    assert run["q"][0][1] == pytest.approx(1.0) and run["q"][1][1] == pytest.approx(0.8)
 
 
 # --- STS files ---
@@ -86,162 +97,45 @@ def test_read_sts_rejects_wrong_scale_and_malformed_rows(tmp_path):
         read_sts(tmp_path / "bad.parquet")
 
 
-# --- the whole evaluation ---
+# --- every variant on every set ---
 
 
-class LookupEncoder:
-    """Precomputed embeddings: each text maps to a fixed vector (unknown texts to a random one)."""
-
-    def __init__(self, table: dict[str, np.ndarray], dim: int = 256) -> None:
-        self.table = table
-        self.rng = np.random.default_rng(0)
-        self.dim = dim
-
-    def _encode(self, texts):
-        vectors = [self.table.get(t, self.rng.normal(size=self.dim)) for t in texts]
-        vectors = np.asarray(vectors, dtype=np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    def encode_queries(self, texts, batch_size=32):
-        return self._encode(texts)
-
-    def encode_passages(self, texts, batch_size=32):
-        return self._encode(texts)
-
-
-def retrieval_frames(n_queries: int = 12, n_corpus: int = 40):
-    words = ["archive", "letter", "river", "church", "train", "poet"]
-    words += ["ship", "museum", "winter", "market", "priest", "library"]
-    corpus = pl.DataFrame(
-        {
-            "corpus_id": [f"c{i:03d}" for i in range(n_corpus)],
-            "text": [
-                f"{words[i % 12]} {words[(i * 5 + 1) % 12]} passage number {i}" for i in range(n_corpus)
-            ],
-            "doc_id": [f"doc{i // 4}" for i in range(n_corpus)],
-            "title": [f"Title {i // 4}" for i in range(n_corpus)],
-        }
-    )
-    queries = pl.DataFrame(
-        {
-            "query_id": [f"q{i:02d}" for i in range(n_queries)],
-            "text": [f"{words[i]} query {i}" for i in range(n_queries)],
-        }
-    )
-    # Query i: passage 3i is relevant (grade 2), passage 3i+1 too (grade 1) for even i; the last query is
-    # judged with grade 0 only and so cannot be scored.
-    rows = [(f"q{i:02d}", f"c{3 * i:03d}", 2) for i in range(n_queries - 1)]
-    rows += [(f"q{i:02d}", f"c{3 * i + 1:03d}", 1) for i in range(0, n_queries - 1, 2)]
-    rows += [(f"q{n_queries - 1:02d}", "c000", 0)]
-    qrels = pl.DataFrame(rows, schema=["query_id", "corpus_id", "score"], orient="row")
-    return queries, corpus, qrels
-
-
-def test_precomputed_embeddings_that_match_give_perfect_scores():
-    queries, corpus, qrels = retrieval_frames()
+def test_matching_embeddings_give_perfect_scores_and_overrides_are_what_is_ranked(tmp_path):
+    write_sets(tmp_path)
     rng = np.random.default_rng(1)
-    table = {t: rng.normal(size=256) for t in corpus["text"]}  # 256-d: random pairs are near-orthogonal
-    for i, text in enumerate(queries["text"]):
-        # the query sits between its two relevant passages, nearer the grade-2 one
-        table[text] = 0.7 * table[corpus["text"][3 * i]] + 0.3 * table[corpus["text"][3 * i + 1]]
-    sts = [{"name": "small", "path": str(STS_SMALL), "max_score": 5}]
-    result = evaluate_encoder(LookupEncoder(table), queries, corpus, qrels, sts, SETTINGS, seed=0)
-    assert result["n_queries"] == 11 and result["n_corpus"] == 40  # q11 has no relevant passage
-    for metric in RETRIEVAL_METRICS:
-        assert result["retrieval"][metric] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}, metric
-    assert result["sts"]["small"]["n"] == 8
-    assert -1.0 <= result["sts"]["small"]["spearman"] <= 1.0
-
-
-def test_qrels_naming_unknown_queries_fail_loudly():
-    queries, corpus, qrels = retrieval_frames()
-    with pytest.raises(ValueError, match="missing from queries"):
-        evaluate_encoder(LookupEncoder({}), queries.head(3), corpus, qrels, [], SETTINGS, seed=0)
+    table = {}
+    for split in ("test", "val"):
+        for i in range(12):
+            # the ICT query matches the *cut* passage: only the override text can make it rank first
+            table[f"{split} cut passage {i}"] = rng.normal(size=256)
+            table[f"{split} ict query {i}"] = table[f"{split} cut passage {i}"]
+            # the title query matches the middle passage of its book: its book ranks first
+            table[f"{split} passage {3 * i + 1} about topic {(3 * i + 1) % 7}"] = rng.normal(size=256)
+            table[f"{split} title query {i}"] = table[
+                f"{split} passage {3 * i + 1} about topic {(3 * i + 1) % 7}"
+            ]
+    encoder = LookupEncoder(table)
+    groups = read_sets(tmp_path)
+    result, scored, embedded = evaluate_variant(encoder, groups, [], SETTINGS, seed=0)
+    for split in ("test", "val"):
+        for name in ("ict", "title"):
+            summary = result["query_sets"][split][name]
+            assert summary["n_queries"] == 12 and summary["n_groups"] == 12
+            for metric in RETRIEVAL_METRICS:
+                assert summary["metrics"][metric] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}, (
+                    name,
+                    metric,
+                )
+    title_run = next(s for s in scored if s.query_set.name == "title" and s.query_set.split == "test").run
+    assert title_run["title0"][0][0] == "test-d0"  # documents, not passages
+    assert embedded["test"].shape == (36, 256)
+    # each split's corpus is encoded once (36), its 12 overrides once, each set's queries once
+    assert sorted(encoder.calls) == sorted([36, 12, 12, 12] * 2)
 
 
 def test_unknown_variant_is_refused(tiny_model):
     with pytest.raises(ValueError, match="variant"):
         load_encoder("onnx-fp16", tiny_model, {"name": "tiny", "path": str(tiny_model)})
-
-
-def test_torch_variant_writes_the_eval_json_and_agrees_with_sentence_transformers(tiny_model, tmp_path):
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-    queries, corpus, qrels = retrieval_frames()
-    paths = {}
-    for name, frame in (("queries", queries), ("corpus", corpus), ("qrels", qrels)):
-        paths[name] = tmp_path / f"{name}.parquet"
-        frame.write_parquet(paths[name])
-    spec = {
-        "name": "tiny",
-        "path": "unused: replaced by the trained folder",
-        "query_prefix": "query: ",
-        "passage_prefix": "passage: ",
-        "pooling": "mean",
-        "max_seq_length": 64,
-    }
-    out = tmp_path / "results/eval/tiny/lora/torch.json"
-    sts = [{"name": "small", "path": str(STS_SMALL), "max_score": 5}]
-    evaluate(
-        tiny_model,
-        "torch",
-        paths["queries"],
-        paths["corpus"],
-        paths["qrels"],
-        sts,
-        out,
-        spec,
-        SETTINGS,
-        13,
-        method="lora",
-    )
-
-    result = json.loads(out.read_text(encoding="utf-8"))
-    assert set(result) == {
-        "model",
-        "method",
-        "variant",
-        "n_queries",
-        "n_corpus",
-        "retrieval",
-        "sts",
-        "diagnostics",
-    }
-    assert (result["model"], result["method"], result["variant"]) == ("tiny", "lora", "torch")
-    assert (result["n_queries"], result["n_corpus"]) == (11, 40)
-    assert set(result["retrieval"]) == set(RETRIEVAL_METRICS)
-    for entry in result["retrieval"].values():
-        assert set(entry) == {"value", "ci_low", "ci_high"}
-        assert 0.0 <= entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 1.0
-    assert result["sts"]["small"]["n"] == 8 and -1 <= result["sts"]["small"]["spearman"] <= 1
-    assert -1.0 <= result["diagnostics"]["mean_random_pair_cosine"] <= 1.0
-    assert sorted(p.name for p in out.parent.iterdir()) == ["torch.json"]  # no temporary left behind
-
-    # The same model, prefixes and data through sentence-transformers' own evaluator (binary relevance,
-    # so the graded qrels count as relevant when grade >= 1, exactly as in ranx).
-    relevant: dict[str, set[str]] = {}
-    for qid, cid, grade in qrels.iter_rows():
-        if grade > 0:
-            relevant.setdefault(qid, set()).add(cid)
-    evaluator = InformationRetrievalEvaluator(
-        dict(queries.iter_rows()),
-        dict(corpus.select("corpus_id", "text").iter_rows()),
-        relevant,
-        ndcg_at_k=[1],
-        mrr_at_k=[10],
-        precision_recall_at_k=[10, 100],
-        map_at_k=[100],
-        accuracy_at_k=[1],
-        query_prompt="query: ",
-        corpus_prompt="passage: ",
-        write_csv=False,
-    )
-    theirs = evaluator(SentenceTransformer(str(tiny_model), device="cpu"))
-    for metric in ("mrr@10", "recall@10", "recall@100", "map@100"):  # NDCG differs: graded vs binary gain
-        assert result["retrieval"][metric]["value"] == pytest.approx(theirs[f"cosine_{metric}"], abs=1e-6), (
-            metric
-        )
 
 
 def test_onnx_variants_load_through_onnx_encoder(monkeypatch, tmp_path):
@@ -259,3 +153,70 @@ def test_onnx_variants_load_through_onnx_encoder(monkeypatch, tmp_path):
     assert isinstance(load_encoder("onnx-fp32", tmp_path, spec, threads=2), RecordingEncoder)
     load_encoder("onnx-int8", tmp_path, spec, threads=3)
     assert calls == [(tmp_path, "fp32", 2), (tmp_path, "int8", 3)]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, tiny_model):
+    from synthetic_corpus import build_datasets
+
+    return build_datasets(tmp_path_factory.mktemp("eval-data"), tiny_model)
+
+
+def test_torch_variant_folder_agrees_with_sentence_transformers(tiny_model, synthetic, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    spec = {
+        "name": "tiny",
+        "path": "unused",
+        "query_prefix": "query: ",
+        "passage_prefix": "passage: ",
+        "pooling": "mean",
+        "max_seq_length": 64,
+    }
+    out = tmp_path / "results/eval/tiny/lora"
+    sts = [{"name": "small", "path": str(STS_SMALL)}]
+    evaluate_model(
+        {"model": tiny_model},
+        ["torch"],
+        synthetic / "querysets",
+        [],
+        out,
+        spec,
+        "lora",
+        {**SETTINGS, "sts": sts},
+        seed=13,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["per_query.parquet", "runs.parquet", "torch.json"]
+    result = json.loads((out / "torch.json").read_text())
+    assert (result["model"], result["method"], result["variant"]) == ("tiny", "lora", "torch")
+    assert set(result["query_sets"]) == {"val", "test"}
+    for sets in result["query_sets"].values():
+        for summary in sets.values():
+            for entry in summary["metrics"].values():
+                assert 0.0 <= entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 1.0
+    assert result["sts"]["small"]["n"] == 8 and -1 <= result["sts"]["small"]["spearman"] <= 1
+    runs = pl.read_parquet(out / "runs.parquet")
+    assert runs.group_by("split", "query_set", "query_id").len()["len"].max() <= 100
+
+    corpus, sets = qs.read_split(synthetic / "querysets", "test")
+    queries, passages, relevant = sets["ict"].ir_inputs(corpus, "query: ", "passage: ")
+    evaluator = InformationRetrievalEvaluator(
+        queries, passages, relevant, mrr_at_k=[10], precision_recall_at_k=[10, 100], map_at_k=[100]
+    )
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    model.max_seq_length = spec["max_seq_length"]  # as the spec says: both encode the same tokens
+    theirs = evaluator(model)
+    ours = result["query_sets"]["test"]["ict"]["metrics"]
+    for metric in ("mrr@10", "recall@10", "recall@100", "map@100"):  # binary qrels here: NDCG agrees too
+        assert ours[metric]["value"] == pytest.approx(theirs[f"cosine_{metric}"], abs=1e-6), metric
+
+
+def test_bm25_row_has_the_layout_of_a_dense_row(synthetic, tmp_path):
+    out = tmp_path / "bm25"
+    result = evaluate_lexical(synthetic / "querysets", [], out, SETTINGS, ["en"], seed=13)
+    assert sorted(p.name for p in out.iterdir()) == ["lexical.json", "per_query.parquet", "runs.parquet"]
+    assert (result["model"], result["variant"]) == ("bm25", "lexical")
+    assert result["latency"]["batch1_query_ms"]["p50"] > 0
+    keyword = result["query_sets"]["test"]["keyword"]["metrics"]["ndcg@10"]["value"]
+    assert keyword > 0.3  # the query's words are the passage's most distinctive ones

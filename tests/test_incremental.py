@@ -215,6 +215,15 @@ def test_wider_query_reruns_search_and_everything_downstream(wf):
     assert evaluations() <= rerun
 
 
+def test_download_budget_reruns_the_download_not_the_search(wf):
+    """archive.max_total_gb changes which files are kept: a download param, not a search param."""
+    summary = wf.summary(changed(archive={"max_total_gb": 2.5}))
+    assert with_status(summary, "params changed") == {"results/corpus/downloads.parquet"}
+    rerun = pending(summary)
+    assert "results/corpus/downloads.parquet" in rerun and "results/corpus/items.parquet" not in rerun
+    assert "results/corpus/documents.parquet" in rerun  # and what reads the downloads
+
+
 def test_operational_archive_settings_rerun_nothing(wf):
     """Retries, timeouts and concurrency change how a download runs, never what it produces."""
     config = changed(archive={"retries": 9, "timeout_s": 5, "concurrency": 1, "backoff_s": 0.1})

@@ -1,4 +1,5 @@
-"""Training data: cluster-level splits, TSDAE noise, mined triplets and the held-out retrieval set."""
+"""Training data: cluster-level splits, TSDAE noise, training pairs of every query kind, mined triplets; the
+held-out query sets."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from synthetic_corpus import HARD_NEGATIVES, SEED, SPLIT, build_datasets, tiny_s
 
 from archive_encoders import queries as gen
 from archive_encoders import training_data as td
+from archive_encoders.queries import inverse_cloze, sentences
 from archive_encoders.text_analysis import Analyzer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,7 +29,7 @@ def _frames(data):
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in td._SENTENCE_END.split(text) if s.strip()]
+    return sentences(text)
 
 
 # --- splits ---
@@ -173,10 +175,10 @@ def test_kind_quotas_share_by_weight_and_pass_on_what_a_kind_lacks():
 
 def test_inverse_cloze_cuts_the_sentence_out():
     text = "Alpha beta gamma delta epsilon zeta. Eta theta iota kappa lambda mu. Nu xi omicron pi rho sigma."
-    query, rest = td.inverse_cloze(text, np.random.default_rng(0))
+    query, rest = inverse_cloze(text, np.random.default_rng(0))
     assert query in _sentences(text) and query not in rest
     assert len(rest.split()) + len(query.split()) == len(text.split())
-    assert td.inverse_cloze("Only one sentence here at all.", np.random.default_rng(0)) is None
+    assert inverse_cloze("Only one sentence here at all.", np.random.default_rng(0)) is None
 
 
 def test_triplets_shape_kinds_and_negatives_off_cluster(data):
@@ -346,57 +348,48 @@ def test_mining_masks_the_anchors_own_cluster(data, tiny_model):
         assert group not in {cluster_of[n] for n in negatives}
 
 
-def test_balanced_take_mixes_kinds():
-    frame = pl.DataFrame(
-        {"kind": ["inverse_cloze"] * 50 + ["title"] * 3 + ["neighbour"] * 50, "x": range(103)}
-    )
-    taken = td.balanced_take(frame, 20, np.random.default_rng(0))
-    # round robin: three of each until the titles run out, then the other two alternate
-    assert dict(taken["kind"].value_counts().iter_rows()) == {"title": 3, "inverse_cloze": 9, "neighbour": 8}
+# --- held-out query sets ---
 
 
-# --- retrieval set ---
+def test_query_sets_are_consistent_and_held_out(data):
+    from archive_encoders import querysets as qs
 
-
-def test_retrieval_set_is_consistent_and_held_out(data):
     f = _frames(data)
-    queries = pl.read_parquet(data / "retrieval" / "queries.parquet")
-    corpus = pl.read_parquet(data / "retrieval" / "corpus.parquet")
-    qrels = pl.read_parquet(data / "retrieval" / "qrels.parquet")
-    assert queries.columns == ["query_id", "text"]
-    assert corpus.columns == ["corpus_id", "text", "doc_id", "title"]
-    assert qrels.columns == ["query_id", "corpus_id", "score"]
-    assert queries["query_id"].is_unique().all() and corpus["corpus_id"].is_unique().all()
-    assert set(qrels["query_id"]) == set(queries["query_id"])
-    assert set(qrels["corpus_id"]) <= set(corpus["corpus_id"])
-
     split_of = dict(f["splits"].select("doc_id", "split").iter_rows())
-    doc_of = dict(corpus.select("corpus_id", "doc_id").iter_rows())
-    assert {split_of[doc_of[c]] for c in qrels["corpus_id"]} == {"test"}
-    distractors = corpus.filter(pl.col("doc_id").replace_strict(split_of) != "test")
-    assert distractors.height == 50
-    assert queries["query_id"].str.starts_with("title-").any()
+    for split in ("val", "test"):
+        corpus, sets = qs.read_split(data / "querysets", split)
+        if not sets:
+            continue
+        assert corpus["corpus_id"].is_unique().all()
+        members = corpus.filter(pl.col("doc_id").replace_strict(split_of) == split)
+        assert corpus.height - members.height == min(50, corpus.height - members.height)  # distractors
+        for query_set in sets.values():
+            assert query_set.queries["query_id"].is_unique().all()
+            judged = {c for docs in query_set.qrels.values() for c in docs}
+            ids = set(corpus["doc_id"]) if query_set.level == qs.DOCUMENT_LEVEL else set(corpus["corpus_id"])
+            assert judged <= ids
+            relevant_docs = (
+                judged
+                if query_set.level == qs.DOCUMENT_LEVEL
+                else set(corpus.filter(pl.col("corpus_id").is_in(list(judged)))["doc_id"])
+            )
+            assert {split_of[d] for d in relevant_docs} == {split}  # never a training document
 
-    # an inverse-cloze query's sentence is cut out of the passage it should find
-    text_of = dict(corpus.select("corpus_id", "text").iter_rows())
-    query_text = dict(queries.iter_rows())
-    for qid, cid, _ in qrels.filter(pl.col("query_id").str.starts_with("ict-")).iter_rows():
-        assert query_text[qid] not in text_of[cid]
 
-
-def test_retrieval_set_feeds_the_ir_evaluator(data, tiny_model):
+def test_query_sets_feed_the_ir_evaluator(data, tiny_model):
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
+    from archive_encoders import querysets as qs
     from archive_encoders.config import ModelSpec
     from archive_encoders.models import load_sentence_transformer
 
-    frames = [pl.read_parquet(data / "retrieval" / f"{n}.parquet") for n in ("queries", "corpus", "qrels")]
-    queries, corpus, relevant = td.ir_evaluator_inputs(
-        *frames, query_prefix="query: ", passage_prefix="passage: "
+    corpus, sets = qs.read_split(data / "querysets", "test")
+    queries, passages, relevant = sets["ict"].ir_inputs(
+        corpus, query_prefix="query: ", passage_prefix="passage: "
     )
     assert all(t.startswith("query: ") for t in queries.values())
     evaluator = InformationRetrievalEvaluator(
-        queries, corpus, relevant, name="held-out", show_progress_bar=False
+        queries, passages, relevant, name="held-out", show_progress_bar=False
     )
     scores = evaluator(load_sentence_transformer(ModelSpec.from_config(tiny_spec(tiny_model))))
     assert 0 <= scores["held-out_cosine_ndcg@10"] <= 1

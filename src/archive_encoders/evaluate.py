@@ -1,8 +1,14 @@
-"""Quality of one model variant: exact top-100 retrieval on the held-out set, STS, anisotropy.
+"""Quality of every variant of one trained model, on every held-out query set, in one job.
 
-Every variant is scored on the same queries, corpus and qrels with the same code, so differences
-between torch, onnx-fp32 and onnx-int8 come from the encoder alone. Everything runs on the CPU: the
-ONNX variants are CPU deployments, and scoring torch on the same device keeps their comparison exact.
+Each variant is loaded once; each split's corpus is encoded once and shared by the split's sets (a set's
+overrides, e.g. passages with the query sentence cut out, are encoded on top). For every set the job
+keeps the ranked run (top-100 per query), the per-query scores and the mean with a bootstrap interval
+over source documents (stats.py), so the comparison stage can fuse runs with BM25's and test
+differences paired. The val split is scored too: fusion weights are chosen there, never on test.
+STS and the anisotropy diagnostic are measured per variant; the metadata probe (probe.py) once, on the
+reference variant.
+
+Output folder (paths.EVAL_DIR): <variant>.json, runs.parquet, per_query.parquet, probe.json.
 """
 
 from __future__ import annotations
@@ -13,130 +19,166 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from . import querysets as qs
 from .config import with_defaults
 from .encoders import Encoder, load_encoder
-from .io import write_json
-from .metrics import mean_random_pair_cosine, retrieval_metrics, sts_spearman
-from .vectors import unit
+from .io import atomic_dir, write_json, write_parquet
+from .metrics import RETRIEVAL_METRICS, mean_random_pair_cosine, per_query_scores, sts_spearman
+from .ranking import DocumentRanker, Run, dense_run, run_to_frame
+from .stats import group_bootstrap
+from .variants import REFERENCE
 
 log = logging.getLogger(__name__)
 
-TOP_K = 100  # the deepest cut-off of the metrics (recall@100, map@100)
+# The keyword-search row: a retriever of its own, beside the dense models.
+LEXICAL_MODEL, LEXICAL_METHOD, LEXICAL_VARIANT = "bm25", "untrained", "lexical"
 
 
-# --- retrieval ---
+@dataclass
+class ScoredSet:
+    """One query set scored for one retriever: the run, per-query scores and their summary."""
 
+    query_set: qs.QuerySet
+    run: Run
+    per_query: dict[str, np.ndarray]  # metric -> aligned with query_ids
+    query_ids: list[str]
 
-def top_k(queries: np.ndarray, corpus: np.ndarray, k: int = TOP_K, chunk_size: int | None = None):
-    """Exact cosine top-k: (indices, scores), each (n_queries, min(k, n_corpus)), best first.
+    def summary(self, bootstrap_samples: int, seed: int) -> dict[str, Any]:
+        groups = [self.query_set.groups[q] for q in self.query_ids]
+        matrix = np.stack([self.per_query[m] for m in RETRIEVAL_METRICS])
+        mean, low, high = group_bootstrap(matrix, groups, bootstrap_samples, seed)
+        metrics = {
+            m: {"value": float(mean[i]), "ci_low": _finite(low[i]), "ci_high": _finite(high[i])}
+            for i, m in enumerate(RETRIEVAL_METRICS)
+        }
+        return {
+            "level": self.query_set.level,
+            "generator": self.query_set.generator,
+            "n_queries": len(self.query_ids),
+            "n_groups": len(set(groups)),
+            "metrics": metrics,
+        }
 
-    Ties are broken by corpus position so a rerun ranks identically. Queries are scored in chunks that
-    keep the similarity block near 64 MB whatever the corpus size.
-    """
-    q = unit(queries)
-    c = unit(corpus)
-    k = min(k, len(c))
-    chunk_size = chunk_size or max(1, 16_000_000 // max(1, len(c)))
-    indices = np.empty((len(q), k), dtype=np.int64)
-    scores = np.empty((len(q), k), dtype=np.float32)
-    for start in range(0, len(q), chunk_size):
-        sims = q[start : start + chunk_size] @ c.T
-        if k < sims.shape[1]:
-            candidates = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            # argpartition picks arbitrarily among scores tied at the k-th place (duplicate passages):
-            # rank those rows in full so the tie-break by corpus position holds there too.
-            kth = np.take_along_axis(sims, candidates, axis=1).min(axis=1, keepdims=True)
-            for row in np.flatnonzero((sims >= kth).sum(axis=1) > k):
-                candidates[row] = np.lexsort((np.arange(sims.shape[1]), -sims[row]))[:k]
-        else:
-            candidates = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
-        cand_scores = np.take_along_axis(sims, candidates, axis=1)
-        # lexsort: last key is primary -> score descending, then corpus index ascending
-        order = np.lexsort((candidates, -cand_scores), axis=1)
-        indices[start : start + len(sims)] = np.take_along_axis(candidates, order, axis=1)
-        scores[start : start + len(sims)] = np.take_along_axis(cand_scores, order, axis=1)
-    return indices, scores
+    def per_query_frame(self, variant: str) -> pl.DataFrame:
+        n = len(self.query_ids)
+        groups = [self.query_set.groups[q] for q in self.query_ids]
+        columns = {
+            "variant": [variant] * n,
+            "split": [self.query_set.split] * n,
+            "query_set": [self.query_set.name] * n,
+            "query_id": self.query_ids,
+            "group": groups,
+        }
+        return pl.DataFrame(columns | {m: self.per_query[m] for m in RETRIEVAL_METRICS})
 
-
-def build_run(query_ids: Sequence[str], corpus_ids: Sequence[str], indices: np.ndarray) -> dict:
-    """A ranx-style run. Scores are k - rank, not cosines, so ranx ranks exactly as `top_k` did (its own
-    sort would reorder tied cosines arbitrarily)."""
-    k = indices.shape[1]
-    return {
-        qid: {corpus_ids[j]: float(k - rank) for rank, j in enumerate(row)}
-        for qid, row in zip(query_ids, indices, strict=True)
-    }
-
-
-def read_qrels(qrels: pl.DataFrame) -> dict[str, dict[str, int]]:
-    """{query_id: {corpus_id: grade}} for graded integer relevance; grade <= 0 means not relevant."""
-    grades = qrels["score"].cast(pl.Float64)
-    if not (grades == grades.round()).all():
-        raise ValueError("qrels.score: relevance grades must be integers (graded: 0, 1, 2, ...)")
-    out: dict[str, dict[str, int]] = {}
-    for qid, cid, grade in zip(
-        qrels["query_id"].cast(pl.String),
-        qrels["corpus_id"].cast(pl.String),
-        grades.cast(pl.Int64),
-        strict=True,
-    ):
-        out.setdefault(qid, {})[cid] = int(grade)
-    return out
-
-
-def score_retrieval(
-    encoder: Encoder,
-    queries: pl.DataFrame,
-    corpus: pl.DataFrame,
-    qrels: pl.DataFrame,
-    batch_size: int,
-    bootstrap_samples: int,
-    seed: int,
-) -> tuple[dict, np.ndarray, int]:
-    """Encode, retrieve and score; returns (metrics with CIs, corpus embeddings, number of queries)."""
-    judged = read_qrels(qrels)
-    # Only queries with a relevant passage can be scored (NDCG and recall are undefined otherwise).
-    relevant = {qid for qid, docs in judged.items() if any(g > 0 for g in docs.values())}
-    if not relevant:
-        raise ValueError("qrels: no query has a relevant passage (grade >= 1); nothing to score")
-    queries = queries.with_columns(pl.col("query_id").cast(pl.String)).filter(
-        pl.col("query_id").is_in(relevant)
-    )
-    if queries["query_id"].is_duplicated().any():
-        raise ValueError("queries.query_id: ids must be unique")
-    unknown = relevant - set(queries["query_id"])
-    if unknown:
-        raise ValueError(
-            f"qrels name {len(unknown)} query id(s) missing from queries, e.g. {sorted(unknown)[:3]}"
+    def run_frame(self, variant: str) -> pl.DataFrame:
+        return run_to_frame(self.run).with_columns(
+            variant=pl.lit(variant), split=pl.lit(self.query_set.split), query_set=pl.lit(self.query_set.name)
         )
-    dropped = len(judged) - len(relevant)
-    if dropped:
-        log.warning("%d judged queries have no relevant passage and are not scored", dropped)
-    corpus_ids = corpus["corpus_id"].cast(pl.String).to_list()
-    if len(set(corpus_ids)) != len(corpus_ids):
-        raise ValueError("corpus.corpus_id: ids must be unique")
 
-    start = time.perf_counter()
-    corpus_emb = encoder.encode_passages(corpus["text"].to_list(), batch_size=batch_size)
-    query_emb = encoder.encode_queries(queries["text"].to_list(), batch_size=batch_size)
-    log.info(
-        "encoded %d passages and %d queries in %.1f s",
-        len(corpus_ids),
-        len(queries),
-        time.perf_counter() - start,
-    )
 
-    query_ids = queries["query_id"].to_list()
-    indices, _ = top_k(query_emb, corpus_emb, TOP_K)
-    run = build_run(query_ids, corpus_ids, indices)
-    metrics = retrieval_metrics({q: judged[q] for q in query_ids}, run, bootstrap_samples, seed)
-    return metrics, corpus_emb, len(query_ids)
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def score_run(query_set: qs.QuerySet, run: Run) -> ScoredSet:
+    query_ids, scores = per_query_scores(query_set.qrels, run)
+    return ScoredSet(query_set, run, scores, query_ids)
+
+
+# --- corpora and sets ---
+
+
+@dataclass
+class Corpus:
+    """A corpus the sets of one split (or one user set) rank: ids, texts, documents."""
+
+    key: str
+    frame: pl.DataFrame  # corpus_id, doc_id, text, ...
+
+    @property
+    def ids(self) -> list[str]:
+        return self.frame["corpus_id"].to_list()
+
+    @property
+    def texts(self) -> list[str]:
+        return self.frame["text"].to_list()
+
+    def documents(self) -> DocumentRanker:
+        return DocumentRanker(self.frame["doc_id"].to_list())
+
+
+def read_sets(
+    query_sets: str | os.PathLike | None, user_sets: Sequence[str | os.PathLike] = ()
+) -> list[tuple[Corpus, list[qs.QuerySet]]]:
+    """Every corpus with the sets that rank it: the val and test splits' generated sets, user sets."""
+    groups: list[tuple[Corpus, list[qs.QuerySet]]] = []
+    if query_sets is not None:
+        for split in qs.HELD_OUT:
+            corpus, sets = qs.read_split(query_sets, split)
+            if sets:
+                groups.append((Corpus(split, corpus), list(sets.values())))
+    for folder in user_sets:
+        corpus, query_set = qs.read_user_set(folder)
+        groups.append((Corpus(query_set.corpus_key, corpus), [query_set]))
+    return groups
+
+
+# --- dense retrieval ---
+
+
+class EmbeddedCorpus:
+    """A corpus encoded once by one encoder; a set's overrides are encoded on demand and swapped in."""
+
+    def __init__(self, encoder: Encoder, corpus: Corpus, batch_size: int) -> None:
+        self.encoder, self.corpus, self.batch_size = encoder, corpus, batch_size
+        self.embeddings = encoder.encode_passages(corpus.texts, batch_size=batch_size)
+        self.position = {cid: i for i, cid in enumerate(corpus.ids)}
+
+    def for_set(self, query_set: qs.QuerySet) -> np.ndarray:
+        if not query_set.overrides:
+            return self.embeddings
+        ids = [cid for cid in query_set.overrides if cid in self.position]
+        emb = self.embeddings.copy()
+        if ids:
+            texts = [query_set.overrides[cid] for cid in ids]
+            emb[[self.position[c] for c in ids]] = self.encoder.encode_passages(
+                texts, batch_size=self.batch_size
+            )
+        return emb
+
+
+def score_dense(encoder: Encoder, groups, batch_size: int) -> tuple[list[ScoredSet], dict[str, np.ndarray]]:
+    """Every set ranked by the encoder; returns the scored sets and each corpus's base embeddings."""
+    scored, embedded = [], {}
+    for corpus, sets in groups:
+        started = time.perf_counter()
+        base = EmbeddedCorpus(encoder, corpus, batch_size)
+        embedded[corpus.key] = base.embeddings
+        documents = corpus.documents()
+        for query_set in sets:
+            queries = query_set.queries
+            query_emb = encoder.encode_queries(queries["text"].to_list(), batch_size=batch_size)
+            ranker = documents if query_set.level == qs.DOCUMENT_LEVEL else None
+            run = dense_run(
+                queries["query_id"].to_list(), query_emb, corpus.ids, base.for_set(query_set), ranker
+            )
+            scored.append(score_run(query_set, run))
+        log.info(
+            "%s: %d passages, %d sets in %.1f s",
+            corpus.key,
+            len(corpus.ids),
+            len(sets),
+            time.perf_counter() - started,
+        )
+    return scored, embedded
 
 
 # --- STS ---
@@ -199,88 +241,186 @@ def score_sts(encoder: Encoder, sts_sets: Iterable[Mapping[str, Any]], batch_siz
     for entry in sts_sets:
         entry = with_defaults("evaluate.sts.*", entry)
         pairs = read_sts(entry["path"], float(entry["max_score"]))
-        name = entry["name"]
         emb1 = encoder.encode_queries(pairs["s1"].to_list(), batch_size=batch_size)
         emb2 = encoder.encode_queries(pairs["s2"].to_list(), batch_size=batch_size)
-        out[name] = {"spearman": sts_spearman(emb1, emb2, pairs["score"].to_numpy()), "n": pairs.height}
-        log.info("STS %s: spearman %s on %d pairs", name, out[name]["spearman"], pairs.height)
+        out[entry["name"]] = {
+            "spearman": sts_spearman(emb1, emb2, pairs["score"].to_numpy()),
+            "n": pairs.height,
+        }
+        log.info(
+            "STS %s: spearman %s on %d pairs", entry["name"], out[entry["name"]]["spearman"], pairs.height
+        )
     return out
 
 
-# --- the rule's entry point ---
+# --- one variant, and the rule's entry point ---
 
 
-def _key(result: Mapping[str, Any]) -> tuple[str, str, str]:
-    return result["model"], result["method"], result["variant"]
+def summarize_sets(scored: Sequence[ScoredSet], bootstrap_samples: int, seed: int) -> dict[str, dict]:
+    """{split: {set: summary}} as the eval JSON holds it."""
+    out: dict[str, dict] = {}
+    for s in scored:
+        out.setdefault(s.query_set.split, {})[s.query_set.name] = s.summary(bootstrap_samples, seed)
+    return out
 
 
-def evaluate_encoder(
+def evaluate_variant(
     encoder: Encoder,
-    queries: pl.DataFrame,
-    corpus: pl.DataFrame,
-    qrels: pl.DataFrame,
+    groups,
     sts_sets: Iterable[Mapping[str, Any]],
-    evaluate_settings: Mapping[str, Any],
+    settings: Mapping[str, Any],
     seed: int,
-) -> dict:
-    """The eval JSON's measurement part (retrieval, sts, diagnostics, sizes) for any encoder."""
-    evaluate_settings = with_defaults("evaluate", evaluate_settings)
-    batch_size = int(evaluate_settings["batch_size"])
-    retrieval, corpus_emb, n_queries = score_retrieval(
-        encoder,
-        queries,
-        corpus,
-        qrels,
-        batch_size,
-        int(evaluate_settings["bootstrap_samples"]),
-        seed,
-    )
-    return {
-        "n_queries": n_queries,
-        "n_corpus": corpus.height,
-        "retrieval": retrieval,
-        "sts": score_sts(encoder, sts_sets, batch_size),
-        "diagnostics": {"mean_random_pair_cosine": mean_random_pair_cosine(corpus_emb, seed)},
-    }
-
-
-def evaluate(
-    model_path: str | os.PathLike,
-    variant: str,
-    queries: str | os.PathLike,
-    corpus: str | os.PathLike,
-    qrels: str | os.PathLike,
-    sts_sets: Iterable[Mapping[str, Any]],
-    out_path: str | os.PathLike,
-    model_spec: Mapping[str, Any],
-    evaluate_settings: Mapping[str, Any],
-    seed: int,
-    method: str,
-    threads: int | None = None,
-) -> dict:
-    """Evaluate one variant of `method` and write its eval JSON (paths.EVAL) atomically.
-
-    sts_sets: entries of config evaluate.sts ({name, path, max_score}).
-    """
-    encoder = load_encoder(variant, model_path, model_spec, threads)
+) -> tuple[dict, list[ScoredSet], dict[str, np.ndarray]]:
+    """(the eval JSON's measurement part, the scored sets, the base corpus embeddings) for one encoder."""
+    started = time.perf_counter()
+    scored, embedded = score_dense(encoder, groups, settings["batch_size"])
+    test = embedded.get("test", next(iter(embedded.values()), np.zeros((0, 1))))
     result = {
-        "model": model_spec["name"],
-        "method": method,
-        "variant": variant,
-        **evaluate_encoder(
-            encoder,
-            pl.read_parquet(queries),
-            pl.read_parquet(corpus),
-            pl.read_parquet(qrels),
-            sts_sets,
-            evaluate_settings,
-            seed,
-        ),
+        "query_sets": summarize_sets(scored, settings["bootstrap_samples"], seed),
+        "sts": score_sts(encoder, sts_sets, settings["batch_size"]),
+        "diagnostics": {"mean_random_pair_cosine": mean_random_pair_cosine(test, seed)},
+        "eval_seconds": round(time.perf_counter() - started, 2),
     }
-    write_json(out_path, result)
-    ndcg = result["retrieval"]["ndcg@10"]
-    ci = "no CI" if ndcg["ci_low"] is None else f"95 % CI [{ndcg['ci_low']:.4f}, {ndcg['ci_high']:.4f}]"
-    log.info(
-        "%s/%s/%s: ndcg@10 %.4f, %s, on %d queries", *_key(result), ndcg["value"], ci, result["n_queries"]
-    )
+    return result, scored, embedded
+
+
+def evaluate_model(
+    artefacts: Mapping[str, str | os.PathLike],
+    variants: Sequence[str],
+    query_sets: str | os.PathLike,
+    user_sets: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model_spec: Mapping[str, Any],
+    method: str,
+    evaluate_settings: Mapping[str, Any],
+    seed: int,
+    threads: int | None = None,
+    probe_inputs: Mapping[str, Any] | None = None,
+) -> dict[str, dict]:
+    """Evaluate every variant of one model x method; write the folder paths.EVAL_DIR atomically.
+
+    artefacts: {artefact kind: folder} (paths.ARTEFACTS); user_sets: imported user-judged sets;
+    probe_inputs: the metadata probe's tables (probe.run_probe), scored on the reference variant.
+    """
+    from .variants import variant as variant_entry
+
+    settings = with_defaults("evaluate", evaluate_settings)
+    spec = with_defaults("models.*", model_spec)
+    groups = read_sets(query_sets, user_sets)
+    results, per_query, runs = {}, [], []
+    with atomic_dir(out_dir) as tmp:
+        for variant in variants:
+            folder = artefacts[variant_entry(variant).artefact]
+            encoder = load_encoder(variant, folder, spec, threads)
+            measured, scored, _ = evaluate_variant(encoder, groups, settings["sts"], settings, seed)
+            results[variant] = {"model": spec["name"], "method": method, "variant": variant, **measured}
+            write_json(tmp / f"{variant}.json", results[variant])
+            per_query.extend(s.per_query_frame(variant) for s in scored)
+            runs.extend(s.run_frame(variant) for s in scored)
+            if variant == REFERENCE and probe_inputs:
+                from .probe import run_probe
+
+                probe = run_probe(
+                    encoder,
+                    **probe_inputs,
+                    settings=settings["probe"],
+                    seed=seed,
+                    batch_size=settings["batch_size"],
+                )
+                write_json(
+                    tmp / "probe.json", {"model": spec["name"], "method": method, "variant": variant, **probe}
+                )
+            _log_headline(results[variant])
+            del encoder
+        write_parquet(pl.concat(per_query), tmp / "per_query.parquet")
+        write_parquet(pl.concat(runs), tmp / "runs.parquet")
+    return results
+
+
+def _log_headline(result: Mapping[str, Any]) -> None:
+    for split, sets in result["query_sets"].items():
+        for name, summary in sets.items():
+            ndcg = summary["metrics"]["ndcg@10"]
+            bounds = (
+                "no interval" if ndcg["ci_low"] is None else f"[{ndcg['ci_low']:.4f}, {ndcg['ci_high']:.4f}]"
+            )
+            row = "/".join(result[k] for k in ("model", "method", "variant"))
+            log.info(
+                "%s %s/%s: ndcg@10 %.4f %s on %d queries",
+                row,
+                split,
+                name,
+                ndcg["value"],
+                bounds,
+                summary["n_queries"],
+            )
+
+
+# --- BM25 ---
+
+
+def score_lexical(groups, languages: Sequence[str]) -> tuple[list[ScoredSet], dict[str, Any]]:
+    """Every set ranked by BM25 over the same passages (overrides applied); returns the scored sets and
+    batch-1 query latency (analyse + retrieve, p50/p95 over the test queries)."""
+    from .lexical import BM25Index
+    from .text_analysis import Analyzer
+
+    analyzer = Analyzer(languages)
+    scored, timings = [], []
+    for corpus, sets in groups:
+        base = BM25Index(corpus.texts, analyzer)
+        documents = corpus.documents()
+        for query_set in sets:
+            index = base
+            if query_set.overrides:
+                texts = [
+                    query_set.overrides.get(cid, t) for cid, t in zip(corpus.ids, corpus.texts, strict=True)
+                ]
+                index = BM25Index(texts, analyzer)
+            ranker = documents if query_set.level == qs.DOCUMENT_LEVEL else None
+            run: Run = {}
+            for qid, text in query_set.queries.select("query_id", "text").rows():
+                started = time.perf_counter()
+                run.update(index.run([qid], [text], corpus.ids, ranker))
+                if query_set.split == "test":
+                    timings.append(time.perf_counter() - started)
+            scored.append(score_run(query_set, run))
+    ms = np.asarray(timings) * 1000
+    latency = {f"p{q}": round(float(np.percentile(ms, q)), 3) for q in (50, 95, 99)} if ms.size else {}
+    return scored, latency
+
+
+def evaluate_lexical(
+    query_sets: str | os.PathLike,
+    user_sets: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    evaluate_settings: Mapping[str, Any],
+    languages: Sequence[str],
+    seed: int,
+) -> dict:
+    """The BM25 row (model bm25, variant lexical) in the layout of evaluate_model, with its latency."""
+    from .system import cpu_flags, cpu_model
+
+    settings = with_defaults("evaluate", evaluate_settings)
+    groups = read_sets(query_sets, user_sets)
+    started = time.perf_counter()
+    scored, latency = score_lexical(groups, languages)
+    result = {
+        "model": LEXICAL_MODEL,
+        "method": LEXICAL_METHOD,
+        "variant": LEXICAL_VARIANT,
+        "query_sets": summarize_sets(scored, settings["bootstrap_samples"], seed),
+        "sts": {},
+        "diagnostics": {},
+        "eval_seconds": round(time.perf_counter() - started, 2),
+        "latency": {"batch1_query_ms": latency, "cpu": cpu_model(), "cpu_flags": cpu_flags(), "threads": 1},
+        "analyzer_languages": list(languages),
+    }
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / f"{LEXICAL_VARIANT}.json", result)
+        write_parquet(
+            pl.concat([s.per_query_frame(LEXICAL_VARIANT) for s in scored]), tmp / "per_query.parquet"
+        )
+        write_parquet(pl.concat([s.run_frame(LEXICAL_VARIANT) for s in scored]), tmp / "runs.parquet")
+    _log_headline(result)
     return result

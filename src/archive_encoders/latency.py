@@ -41,8 +41,7 @@ BLOCK_WARMUP = 2  # untimed calls at the start of each block: caches went cold w
 
 def measure(
     artefacts: Mapping[str, str | os.PathLike],
-    queries_path: str | os.PathLike,
-    corpus_path: str | os.PathLike,
+    query_sets: str | os.PathLike,
     outputs: Mapping[str, str | os.PathLike],
     model_spec: Mapping[str, Any],
     latency_settings: Mapping[str, Any] | None = None,
@@ -52,7 +51,7 @@ def measure(
 ) -> dict[str, dict]:
     """Measure every variant named in `outputs` ({variant: json path}) and write one JSON per variant."""
     settings = with_defaults("latency", latency_settings)
-    queries, passages = sample_texts(queries_path, corpus_path, int(settings["repeats"]), seed)
+    queries, passages = sample_texts(query_sets, int(settings["repeats"]), seed)
     spec = with_defaults("models.*", model_spec)
     queries = [spec["query_prefix"] + q for q in queries]
     passages = [spec["passage_prefix"] + p for p in passages]
@@ -95,18 +94,22 @@ def worker_spec(variant: str, artefacts: Mapping[str, Any], model_spec: Mapping[
     }
 
 
-def sample_texts(queries_path, corpus_path, n: int, seed: int) -> tuple[list[str], list[str]]:
-    """A fixed, seeded sample of `n` real queries and `n` real passages from the retrieval set."""
-    import pyarrow.parquet as pq
+def sample_texts(query_sets: str | os.PathLike, n: int, seed: int) -> tuple[list[str], list[str]]:
+    """A fixed, seeded sample of `n` real queries (every test set's kinds pooled) and `n` real passages
+    (the test corpus) from the query sets folder (paths.QUERY_SETS)."""
+    from .querysets import read_split
 
-    def pick(path) -> list[str]:
-        texts = [t for t in pq.read_table(str(path), columns=["text"]).column("text").to_pylist() if t]
-        if not texts:
-            raise ValueError(f"{path}: no texts to time")
+    corpus, sets = read_split(query_sets, "test")
+    queries = [t for s in sets.values() for t in s.queries["text"].to_list() if t]
+    passages = [t for t in corpus["text"].to_list() if t]
+    if not queries or not passages:
+        raise ValueError(f"{query_sets}: no test queries or passages to time")
+
+    def pick(texts: list[str]) -> list[str]:
         rng = random.Random(seed)
         return [texts[i] for i in rng.sample(range(len(texts)), min(n, len(texts)))]
 
-    return pick(queries_path), pick(corpus_path)
+    return pick(queries), pick(passages)
 
 
 # --- the parent: start the workers, drive them in rounds ---

@@ -1,15 +1,17 @@
-"""Retrieval and STS metrics: ranx for the IR metrics, scipy for bootstrap intervals and Spearman.
+"""Retrieval and STS metrics, per query, in numpy.
 
 Relevance grades are integers; a grade >= 1 is relevant. NDCG uses linear gain (Järvelin & Kekäläinen,
-as trec_eval and sentence-transformers' InformationRetrievalEvaluator do). MAP@k divides by the number of
-relevant documents of the query (trec_eval's convention); sentence-transformers divides by min(k, #rel),
-which is the same whenever a query has no more than k relevant documents.
+as trec_eval, ranx and sentence-transformers' InformationRetrievalEvaluator do). MAP@k divides by the
+number of relevant documents of the query (trec_eval's convention). tests/test_metrics.py checks every
+metric against hand-computed values and against ranx, which this module replaced in the evaluation jobs:
+ranx compiles its numba kernels in every new process (7-15 s per job on two cores), while these take
+milliseconds.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,96 +20,64 @@ from .vectors import cosines, unit
 
 log = logging.getLogger(__name__)
 
-# The metrics of the eval JSON, in ranx's names (which are also the JSON keys).
+# The metrics of the eval JSON (ranx's names).
 RETRIEVAL_METRICS = ("ndcg@1", "ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
-CONFIDENCE = 0.95
+HEADLINE = "ndcg@10"
 
 Qrels = Mapping[str, Mapping[str, int]]
-Run = Mapping[str, Mapping[str, float]]
+RankedRun = Mapping[str, Sequence]  # query_id -> ids best first, or (id, score) pairs best first
+
+_METRIC = re.compile(r"(ndcg|mrr|recall|map)@(\d+)")
+
+
+def _ids(hits: Sequence) -> list[str]:
+    return [h[0] if isinstance(h, tuple) else h for h in hits]
 
 
 def per_query_scores(
-    qrels: Qrels, run: Run, metrics: Sequence[str] = RETRIEVAL_METRICS
+    qrels: Qrels, run: RankedRun, metrics: Sequence[str] = RETRIEVAL_METRICS
 ) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Per-query scores from ranx, as (query ids, {metric: array aligned with those ids}).
-
-    `qrels` and `run` must hold the same query ids; a run's documents are ranked by descending score.
-    """
-    import ranx
-    from numba.core.errors import NumbaTypeSafetyWarning
-
-    if set(qrels) != set(run):
-        missing = sorted(set(qrels) ^ set(run))[:5]
-        raise ValueError(f"qrels and run must hold the same queries (differ on e.g. {missing})")
-    query_ids = sorted(qrels)  # ranx sorts its queries by id; keep our arrays aligned with that order
-    ranx_qrels = ranx.Qrels({q: {d: int(g) for d, g in qrels[q].items()} for q in query_ids})
-    ranx_run = ranx.Run({q: {d: float(s) for d, s in run[q].items()} for q in query_ids})
-    with warnings.catch_warnings():
-        # ranx hashes doc ids to uint64 and numba warns on the cast; harmless, and noisy in every log
-        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
-        # threads=1: scoring takes milliseconds, and numba's default (every core of the node) would reach
-        # outside the job's allocation on a cluster
-        scores = ranx.evaluate(
-            ranx_qrels, ranx_run, list(metrics), return_mean=False, save_results_in_run=False, threads=1
-        )
-    if len(metrics) == 1:  # ranx returns the bare array for a single metric
-        scores = {metrics[0]: scores}
-    if list(ranx_run.keys()) != query_ids:  # guards the alignment against a change in a ranx release
-        raise RuntimeError("ranx reordered the queries; per-query scores would be misaligned")
-    return query_ids, {m: np.asarray(scores[m], dtype=np.float64) for m in metrics}
+    """(query ids in qrels order, {metric: per-query array}). Every query of `qrels` is scored (a query
+    the run does not answer scores 0); `run` lists each query's documents best first."""
+    parsed = []
+    for metric in metrics:
+        match = _METRIC.fullmatch(metric)
+        if not match:
+            raise ValueError(f"metric {metric!r}: expected ndcg@k, mrr@k, recall@k or map@k")
+        parsed.append((metric, match.group(1), int(match.group(2))))
+    extra = set(run) - set(qrels)
+    if extra:
+        raise ValueError(f"the run answers queries the qrels do not judge, e.g. {sorted(extra)[:3]}")
+    query_ids = list(qrels)
+    depth = max(k for _, _, k in parsed)
+    gains = np.zeros((len(query_ids), depth))
+    ideal = np.zeros((len(query_ids), depth))
+    n_relevant = np.zeros(len(query_ids))
+    for row, qid in enumerate(query_ids):
+        judged = qrels[qid]
+        ranked = _ids(run.get(qid, ()))[:depth]
+        gains[row, : len(ranked)] = [max(0, judged.get(d, 0)) for d in ranked]
+        grades = sorted((g for g in judged.values() if g > 0), reverse=True)[:depth]
+        ideal[row, : len(grades)] = grades
+        n_relevant[row] = sum(1 for g in judged.values() if g > 0)
+    return query_ids, {m: _score(kind, k, gains, ideal, n_relevant) for m, kind, k in parsed}
 
 
-def bootstrap_ci(
-    values: np.ndarray, samples: int, seed: int, confidence: float = CONFIDENCE
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the mean over the last axis (queries).
-
-    `values` may be 2-D (metrics x queries): every metric is resampled with the same query draws, so the
-    intervals of one evaluation are paired. Percentile rather than BCa: BCa is undefined when every query
-    scores the same (a perfect ranking), and the percentile interval always contains the mean.
-    """
-    from scipy.stats import bootstrap
-
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[-1]
-    if n < 2:
-        nan = np.full(values.shape[:-1], np.nan)
-        return nan, nan.copy()
-    result = bootstrap(
-        (values,),
-        np.mean,
-        n_resamples=samples,
-        confidence_level=confidence,
-        method="percentile",
-        axis=-1,
-        vectorized=True,
-        batch=max(1, 2_000_000 // max(1, values.size)),  # bounds memory: resamples x metrics x queries
-        rng=np.random.default_rng(seed),
-    )
-    return result.confidence_interval.low, result.confidence_interval.high
-
-
-def retrieval_metrics(
-    qrels: Qrels,
-    run: Run,
-    bootstrap_samples: int,
-    seed: int,
-    metrics: Sequence[str] = RETRIEVAL_METRICS,
-) -> dict[str, dict[str, float | None]]:
-    """{metric: {"value", "ci_low", "ci_high"}}: the mean over queries and its bootstrap 95 % interval."""
-    _, scores = per_query_scores(qrels, run, metrics)
-    matrix = np.stack([scores[m] for m in metrics])
-    low, high = bootstrap_ci(matrix, bootstrap_samples, seed)
-    if matrix.shape[1] < 2:
-        log.warning("only %d query: no confidence interval", matrix.shape[1])
-    return {
-        m: {"value": float(matrix[i].mean()), "ci_low": _finite(low[i]), "ci_high": _finite(high[i])}
-        for i, m in enumerate(metrics)
-    }
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+def _score(kind: str, k: int, gains: np.ndarray, ideal: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
+    g, hit = gains[:, :k], gains[:, :k] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "ndcg":
+            discount = 1.0 / np.log2(np.arange(2, k + 2))
+            out = (g * discount).sum(1) / (ideal[:, :k] * discount).sum(1)
+        elif kind == "mrr":
+            first = np.argmax(hit, axis=1)
+            out = np.where(hit.any(axis=1), 1.0 / (first + 1), 0.0)
+        elif kind == "recall":
+            out = hit.sum(1) / n_relevant
+        else:  # map
+            precision = np.cumsum(hit, axis=1) / np.arange(1, k + 1)
+            out = (precision * hit).sum(1) / n_relevant
+    return np.nan_to_num(out, nan=0.0, posinf=0.0)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -118,7 +88,8 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    return _finite(spearmanr(a, b).statistic)
+    value = spearmanr(a, b).statistic
+    return float(value) if np.isfinite(value) else None
 
 
 def sts_spearman(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float]) -> float | None:

@@ -49,8 +49,10 @@ ONNX = "results/onnx/{model}/{method}"
 ARTEFACTS = {"model": MODEL, "onnx": ONNX}
 
 # measurements
-EVAL = "results/eval/{model}/{method}/{variant}.json"
+EVAL_DIR = "results/eval/{model}/{method}"  # <variant>.json, runs.parquet, per_query.parquet, probe.json
+LEXICAL_EVAL_DIR = "results/eval/bm25"  # the same layout, variant "lexical"
 LATENCY = "results/latency/{model}/{method}/{variant}.json"
+COMPARISON = "results/compare"  # rows.parquet, per_query.parquet
 
 # the report
 REPORT_DIR = "results/report"
@@ -59,7 +61,8 @@ REPORT_FILES = {
     "summary_csv": f"{REPORT_DIR}/summary.csv",
     "summary_md": f"{REPORT_DIR}/summary.md",
     "cost": f"{REPORT_DIR}/cost.csv",
-    "int8": f"{REPORT_DIR}/int8_vs_fp32.csv",
+    "variants": f"{REPORT_DIR}/variants.csv",
+    "probe": f"{REPORT_DIR}/probe.csv",
     "pareto_png": f"{REPORT_DIR}/pareto.png",
     "pareto_svg": f"{REPORT_DIR}/pareto.svg",
     "report_md": f"{REPORT_DIR}/report.md",

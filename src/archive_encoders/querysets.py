@@ -137,6 +137,8 @@ def read_set(folder: str | os.PathLike) -> QuerySet:
 def read_split(root: str | os.PathLike, split: str) -> tuple[pl.DataFrame, dict[str, QuerySet]]:
     """The split's corpus and its generated sets, by name (sets without a query are not written)."""
     folder = Path(root) / split
+    if not (folder / "corpus.parquet").is_file():  # a split without documents (a tiny corpus)
+        return pl.DataFrame(schema=dict.fromkeys(CORPUS_COLUMNS, pl.String)), {}
     corpus = pl.read_parquet(folder / "corpus.parquet")
     sets = {meta.parent.name: read_set(meta.parent) for meta in sorted(folder.glob("*/set.json"))}
     return corpus, sets
@@ -146,14 +148,11 @@ def read_split(root: str | os.PathLike, split: str) -> tuple[pl.DataFrame, dict[
 
 
 def _normalise(text: str) -> str:
-    """Lowercase words only: how "contains the query sentence" is tested across chunk boundaries."""
-    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+    """Lowercase modern-spelling words only: how "contains the query sentence" is tested, across chunk
+    boundaries, spacing, punctuation and pre-1918 spelling alike."""
+    from .clean import modernize_spelling
 
-
-def _holding(sentence: str, passages: list[tuple[str, str]], source: str) -> list[str]:
-    """The passages (other than `source`) that contain `sentence`, up to case, spacing and punctuation."""
-    needle = _normalise(sentence)
-    return [cid for cid, text in passages if cid != source and needle in _normalise(text)]
+    return " ".join(re.findall(r"[^\W_]+", modernize_spelling(text.lower())[0]))
 
 
 def _query_id(name: str, key: str) -> str:
@@ -198,23 +197,45 @@ class BuiltSet:
 
 def build_ict(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> BuiltSet:
     """Inverse cloze: the source passage loses the sentence; its cluster's passages holding it count."""
-    clusters = sc.by_cluster()
     candidates = []
     for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
         pair = gen.inverse_cloze(text, rng)
         if pair:
             candidates.append((cid, doc_id, cluster, *pair))
-    built = BuiltSet(SET_KINDS["ict"], [], [])
-    for cid, doc_id, cluster, sentence, rest in _cap(candidates, n, rng):
-        qid = _query_id("ict", cid)
-        built.queries.append((qid, sentence, doc_id, "inverse_cloze"))
-        built.overrides[cid] = rest
+    return _cut_sentence_set(SET_KINDS["ict"], sc, _cap(_distinct_sentences(candidates), n, rng), {})
+
+
+def _distinct_sentences(candidates: list[tuple]) -> list[tuple]:
+    """One query per sentence: overlapping chunks share sentences, and two queries with one text but
+    different sources would judge each other's passages inconsistently."""
+    seen: set[str] = set()
+    out = []
+    for candidate in candidates:
+        key = _normalise(candidate[3])
+        if key not in seen:
+            seen.add(key)
+            out.append(candidate)
+    return out
+
+
+def _cut_sentence_set(kind: SetKind, sc: SplitCorpus, chosen: list[tuple], texts: dict[str, str]) -> BuiltSet:
+    """Queries whose sentence is cut out of their source passage. The cuts are made first, so what is
+    relevant is judged on the texts the set's corpus really holds: the source, and every passage of its
+    cluster that still contains the sentence. `texts` holds the set's other replaced passages."""
+    built = BuiltSet(kind, [], [])
+    built.overrides = dict(texts)
+    built.overrides.update({cid: rest for cid, _, _, _, rest in chosen})
+    clusters = {
+        cluster: [(cid, _normalise(built.overrides.get(cid, text))) for cid, text in passages]
+        for cluster, passages in sc.by_cluster().items()
+    }
+    for cid, doc_id, cluster, sentence, _ in chosen:
+        qid = _query_id(kind.name, cid)
+        built.queries.append((qid, sentence, doc_id, kind.generator))
         built.qrels.append((qid, cid, 1))
         needle = _normalise(sentence)
         built.qrels.extend(
-            (qid, other, 1)
-            for other, text in clusters[cluster]
-            if other != cid and needle in _normalise(text)
+            (qid, other, 1) for other, text in clusters[cluster] if other != cid and needle in text
         )
     return built
 
@@ -273,10 +294,8 @@ def build_title(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> Built
 
 def build_spelling(sc: SplitCorpus, n: int, rng: np.random.Generator, chunks: pl.DataFrame, **_) -> BuiltSet:
     """Modern-spelling inverse-cloze queries against passages in their original spelling."""
-    originals = original_chunk_texts(chunks, sc.documents)
-    built = BuiltSet(SET_KINDS["spelling"], [], [])
-    built.overrides = {cid: text for cid, text in originals.items() if cid in set(sc.corpus["corpus_id"])}
-    clusters = sc.by_cluster()
+    corpus_ids = set(sc.corpus["corpus_id"])
+    originals = {cid: t for cid, t in original_chunk_texts(chunks, sc.documents).items() if cid in corpus_ids}
     candidates = []
     for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
         original = originals.get(cid)
@@ -287,21 +306,10 @@ def build_spelling(sc: SplitCorpus, n: int, rng: np.random.Generator, chunks: pl
         if not pair or len(modern_parts) != len(original_parts):
             continue
         i = modern_parts.index(pair[0])
-        candidates.append(
-            (cid, doc_id, cluster, pair[0], " ".join(original_parts[:i] + original_parts[i + 1 :]))
-        )
-    for cid, doc_id, cluster, sentence, rest in _cap(candidates, n, rng):
-        qid = _query_id("spelling", cid)
-        built.queries.append((qid, sentence, doc_id, "inverse_cloze"))
-        built.overrides[cid] = rest
-        built.qrels.append((qid, cid, 1))
-        needle = _normalise(sentence)
-        built.qrels.extend(
-            (qid, other, 1)
-            for other, text in clusters[cluster]
-            if other != cid and needle in _normalise(text)
-        )
-    return built
+        rest = " ".join(original_parts[:i] + original_parts[i + 1 :])
+        candidates.append((cid, doc_id, cluster, pair[0], rest))
+    chosen = _cap(_distinct_sentences(candidates), n, rng)
+    return _cut_sentence_set(SET_KINDS["spelling"], sc, chosen, originals)
 
 
 BUILDERS: dict[str, Callable[..., BuiltSet]] = {
@@ -392,6 +400,9 @@ def build_query_sets(
     with atomic_dir(out_dir) as tmp:
         for split in HELD_OUT:
             rng = np.random.default_rng([seed, HELD_OUT.index(split)])
+            if splits.filter(pl.col("split") == split).is_empty():
+                log.warning("the %s split has no documents: no %s query sets", split, split)
+                continue
             sc = split_corpus(split, chunks, documents, splits, settings["distractors"], rng)
             folder = tmp / split
             write_parquet(sc.corpus.select(CORPUS_COLUMNS), folder / "corpus.parquet")
@@ -457,3 +468,137 @@ def query_sets(
         languages,
         seed,
     )
+
+
+# --- user-judged sets (config evaluate.retrieval_sets) ---
+
+
+class RetrievalSetError(ValueError):
+    """A user-judged set that cannot be scored; the message names the file and the offending id."""
+
+
+def _read_jsonl(path: Path, id_key: str, fields: Sequence[str]) -> pl.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RetrievalSetError(f"{path}: line {line_no} is not JSON ({err.msg})") from None
+            if not isinstance(record, dict) or id_key not in record or "text" not in record:
+                raise RetrievalSetError(f"{path}: line {line_no} lacks {id_key!r} or 'text'")
+            rows.append([str(record[id_key]), *(str(record.get(f) or "") for f in fields)])
+    return pl.DataFrame(rows, schema=["id", *fields], orient="row")
+
+
+def _read_beir(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Path]]:
+    files = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl"}
+    files["qrels"] = folder / "qrels" / "test.tsv"
+    for path in files.values():
+        if not path.is_file():
+            raise RetrievalSetError(f"{folder}: BEIR layout needs {path.relative_to(folder)}")
+    corpus = _read_jsonl(files["corpus"], "_id", ["text", "title"]).rename({"id": "corpus_id"})
+    queries = _read_jsonl(files["queries"], "_id", ["text"]).rename({"id": "query_id"})
+    try:
+        qrels = pl.read_csv(
+            files["qrels"], separator="\t", schema_overrides={"query-id": pl.String, "corpus-id": pl.String}
+        )
+        qrels = qrels.select(
+            pl.col("query-id").alias("query_id"),
+            pl.col("corpus-id").alias("corpus_id"),
+            pl.col("score").cast(pl.Int32, strict=True),
+        )
+    except (pl.exceptions.PolarsError, KeyError) as err:
+        raise RetrievalSetError(
+            f"{files['qrels']}: expected columns query-id, corpus-id, score ({err})"
+        ) from None
+    return corpus, queries, qrels, files
+
+
+def _read_parquet_set(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Path]]:
+    files = {name: folder / f"{name}.parquet" for name in ("corpus", "queries", "qrels")}
+    wanted = {"corpus": {"corpus_id", "text"}, "queries": {"query_id", "text"}}
+    wanted["qrels"] = {"query_id", "corpus_id", "score"}
+    frames = {}
+    for name, path in files.items():
+        if not path.is_file():
+            raise RetrievalSetError(f"{folder}: needs {path.name} (or the BEIR layout)")
+        frames[name] = pl.read_parquet(path)
+        missing = wanted[name] - set(frames[name].columns)
+        if missing:
+            raise RetrievalSetError(f"{path}: missing column(s) {sorted(missing)}")
+    corpus = frames["corpus"].with_columns(pl.col("corpus_id").cast(pl.String))
+    if "title" not in corpus.columns:
+        corpus = corpus.with_columns(title=pl.lit(None, dtype=pl.String))
+    queries = frames["queries"].select(pl.col("query_id").cast(pl.String), "text")
+    qrels = frames["qrels"].select(
+        pl.col("query_id").cast(pl.String),
+        pl.col("corpus_id").cast(pl.String),
+        pl.col("score").cast(pl.Int32),
+    )
+    return corpus, queries, qrels, files
+
+
+def check_user_set(corpus, queries, qrels, files: Mapping[str, Path]) -> None:
+    """Unique ids, qrels naming only known queries and documents, at least one relevant judgement."""
+    for frame, key, name in ((corpus, "corpus_id", "corpus"), (queries, "query_id", "queries")):
+        dupes = frame.filter(pl.col(key).is_duplicated())[key].unique().to_list()
+        if dupes:
+            raise RetrievalSetError(f"{files[name]}: id {sorted(dupes)[0]!r} appears more than once")
+    for key, known, label in (
+        ("query_id", set(queries["query_id"]), "query"),
+        ("corpus_id", set(corpus["corpus_id"]), "document"),
+    ):
+        unknown = sorted(set(qrels[key]) - known)
+        if unknown:
+            raise RetrievalSetError(f"{files['qrels']}: names unknown {label} id {unknown[0]!r}")
+    if qrels.filter(pl.col("score") > 0).is_empty():
+        raise RetrievalSetError(f"{files['qrels']}: no judgement with score >= 1")
+
+
+def import_user_set(source: str | os.PathLike, out_dir: str | os.PathLike, name: str) -> int:
+    """Validate a user-judged set (BEIR layout or Parquet) and write it in our layout; returns its queries.
+
+    Only judged queries with a relevant document are scored; the rest are dropped (logged). Every query
+    is its own bootstrap group: nothing says which of a team's queries belong together."""
+    source = Path(source)
+    if not source.is_dir():
+        raise RetrievalSetError(f"evaluate.retrieval_sets: {source} is not a folder")
+    reader = _read_beir if (source / "corpus.jsonl").exists() else _read_parquet_set
+    corpus, queries, qrels, files = reader(source)
+    check_user_set(corpus, queries, qrels, files)
+    scored = set(qrels.filter(pl.col("score") > 0)["query_id"])
+    dropped = queries.height - len(scored)
+    if dropped:
+        log.warning("%s: %d queries have no relevant document and are not scored", name, dropped)
+    queries = queries.filter(pl.col("query_id").is_in(list(scored))).with_columns(
+        group=pl.col("query_id"), kind=pl.lit("user")
+    )
+    doc_ids = corpus["doc_id"] if "doc_id" in corpus.columns else corpus["corpus_id"]
+    corpus = corpus.with_columns(doc_id=doc_ids.cast(pl.String), cluster_id=doc_ids.cast(pl.String))
+    with atomic_dir(out_dir) as tmp:
+        write_parquet(corpus.select(CORPUS_COLUMNS), tmp / "corpus.parquet")
+        write_parquet(queries.select(list(QUERY_SCHEMA)), tmp / "queries.parquet")
+        write_parquet(qrels.filter(pl.col("query_id").is_in(list(scored))), tmp / "qrels.parquet")
+        write_parquet(pl.DataFrame(schema=OVERRIDE_SCHEMA), tmp / "overrides.parquet")
+        write_json(
+            tmp / "set.json",
+            {
+                "name": name,
+                "split": "test",
+                "level": CHUNK_LEVEL,
+                "generator": None,
+                "description": f"user-judged queries from {source.name}",
+                "corpus": f"user/{name}",
+                "n_queries": queries.height,
+                "n_qrels": qrels.height,
+            },
+        )
+    log.info("%s: %d queries over %d documents", name, queries.height, corpus.height)
+    return queries.height
+
+
+def read_user_set(folder: str | os.PathLike) -> tuple[pl.DataFrame, QuerySet]:
+    return pl.read_parquet(Path(folder) / "corpus.parquet"), read_set(folder)

@@ -28,7 +28,7 @@ from .training_data import chunks_in_split, count_chunks, dataset_meta, read_chu
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_SCHEMA = {"text": pl.String, "role": pl.String, "embedding": pl.List(pl.Float32)}
+EMBEDDING_SCHEMA = {"text": pl.String, "role": pl.String, "kind": pl.String, "embedding": pl.List(pl.Float32)}
 
 
 def _spec(teacher: ModelSpec | dict[str, Any]) -> ModelSpec:
@@ -54,8 +54,9 @@ def teacher_embeddings(
     meta_out: str | os.PathLike | None = None,
     triplets_meta: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
-    """text, role (passage | query), embedding (list[float32]): up to max_pairs train chunks and up to
-    max_pairs distinct pseudo-queries of the triplets (seeded samples), each with the teacher's prefix."""
+    """text, role (passage | query), kind (a query's pseudo-query kind), embedding (list[float32]): up to
+    max_pairs train chunks and up to max_pairs distinct pseudo-queries of the triplets (seeded samples),
+    each with the teacher's prefix of its role."""
     from .models import load_sentence_transformer
 
     started = time.perf_counter()
@@ -66,7 +67,10 @@ def teacher_embeddings(
         )
     rng = np.random.default_rng(seed)
     train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
-    queries = pl.read_parquet(triplets, columns=["anchor"])["anchor"].unique(maintain_order=True).to_list()
+    anchors = pl.read_parquet(triplets, columns=["anchor", "kind"]).unique(
+        "anchor", keep="first", maintain_order=True
+    )
+    queries, kind_of = anchors["anchor"].to_list(), dict(anchors.rows())
     passages = _sample(train["text"].to_list(), max_pairs, rng)
     chosen_queries = _sample(queries, max_pairs, rng)
     device = pick_device(device)
@@ -84,6 +88,7 @@ def teacher_embeddings(
         {
             "text": passages + chosen_queries,
             "role": ["passage"] * len(passages) + ["query"] * len(chosen_queries),
+            "kind": [None] * len(passages) + [kind_of[q] for q in chosen_queries],
             "embedding": embeddings.tolist(),
         },
         schema=EMBEDDING_SCHEMA,

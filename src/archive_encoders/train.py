@@ -29,6 +29,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,7 @@ class PhaseData:
     dataset: Any
     sources: list | None = None
     meta: dict[str, Any] | None = None
+    kinds: list[str] | None = None  # the pseudo-query kind of each query it trains on
 
 
 def _read(path, columns: list[str]) -> pl.DataFrame:
@@ -188,7 +190,7 @@ def triplet_dataset(path, spec: ModelSpec) -> PhaseData:
 
     from .batching import Source
 
-    frame = _read(path, ["anchor", "positive", "negative", "doc_id", "cluster_id", "chunk_index"])
+    frame = _read(path, ["anchor", "positive", "negative", "kind", "doc_id", "cluster_id", "chunk_index"])
     dataset = Dataset.from_dict(
         {
             "anchor": [spec.query_prefix + t for t in frame["anchor"]],
@@ -197,7 +199,7 @@ def triplet_dataset(path, spec: ModelSpec) -> PhaseData:
         }
     )
     sources = [Source(*row) for row in frame.select("cluster_id", "doc_id", "chunk_index").rows()]
-    return PhaseData(dataset, sources)
+    return PhaseData(dataset, sources, kinds=frame["kind"].to_list())
 
 
 def tsdae_dataset(path, spec: ModelSpec) -> PhaseData:
@@ -215,7 +217,7 @@ def margin_dataset(path, spec: ModelSpec) -> PhaseData:
     score(query, positive) - score(query, negative) (MarginMSELoss's target)."""
     from datasets import Dataset
 
-    frame = _read(path, ["anchor", "positive", "negative", "margin"])
+    frame = _read(path, ["anchor", "positive", "negative", "kind", "margin"])
     return PhaseData(
         Dataset.from_dict(
             {
@@ -224,7 +226,8 @@ def margin_dataset(path, spec: ModelSpec) -> PhaseData:
                 "negative": [spec.passage_prefix + t for t in frame["negative"]],
                 "label": frame["margin"].cast(pl.Float32).to_list(),
             }
-        )
+        ),
+        kinds=frame["kind"].to_list(),
     )
 
 
@@ -247,7 +250,7 @@ def distill_dataset(path, spec: ModelSpec, model) -> PhaseData:
     its role (the teacher embedded it with its own), the targets projected to the student's width."""
     from datasets import Dataset
 
-    frame = _read(path, ["text", "role", "embedding"])
+    frame = _read(path, ["text", "role", "kind", "embedding"])
     labels = np.asarray(frame["embedding"].to_list(), dtype=np.float32)
     student_dim = model.get_embedding_dimension()
     if labels.shape[1] < student_dim:
@@ -267,7 +270,8 @@ def distill_dataset(path, spec: ModelSpec, model) -> PhaseData:
                 "text": [prefix[role] + t for role, t in frame.select("role", "text").rows()],
                 "label": labels.astype(np.float32).tolist(),
             }
-        )
+        ),
+        kinds=frame["kind"].drop_nulls().to_list(),
     )
 
 
@@ -529,6 +533,15 @@ def merge_adapter(model, spec: ModelSpec, kind: str, probe: list[str], device: s
 # --- 8. save ---
 
 
+def pair_kinds(phases: dict[str, PhaseData]) -> dict[str, int]:
+    """Rows per pseudo-query kind a method trained on, over its phases (the report marks the query sets
+    made by the same generators as in-distribution for it)."""
+    counts: Counter[str] = Counter()
+    for data in phases.values():
+        counts.update(data.kinds or [])
+    return dict(sorted(counts.items()))
+
+
 def model_card(metrics: dict[str, Any], spec: ModelSpec) -> str:
     """README.md: what the folder is, where it came from, how it was trained and on how much data."""
     front = {
@@ -596,6 +609,7 @@ def cost_record(results: list[dict], device: str) -> dict[str, Any]:
     rows per chunk, each costing its share of the build time and epochs_read x seconds_per_row to train.
     """
     full_s, full_rows, data_s, data_hw, corpus_chunks = 0.0, 0, 0.0, [], None
+    per_chunk_rows, per_chunk_prep = 0.0, 0.0
     for r in results:
         meta = r["data"] or {}
         build = meta.get("build_s", 0.0) + sum(
@@ -608,8 +622,11 @@ def cost_record(results: list[dict], device: str) -> dict[str, Any]:
             full_s = None
             continue
         corpus_chunks = meta["corpus_chunks"]
-        rows = meta["rows_available"] / meta["source_chunks"] * corpus_chunks
+        rate = meta["rows_available"] / meta["source_chunks"]  # rows the recipe makes per chunk
+        rows = rate * corpus_chunks
         full_rows += round(rows)
+        per_chunk_rows += rate * r["epochs_read"]
+        per_chunk_prep += rate * build / r["rows"]
         if full_s is not None:
             full_s += rows * (r["epochs_read"] * r["seconds_per_row"] + build / r["rows"])
     if not results:
@@ -622,6 +639,10 @@ def cost_record(results: list[dict], device: str) -> dict[str, Any]:
         "data_hardware": data_hw,
         "corpus_chunks": corpus_chunks,
         "full_corpus_rows": full_rows,
+        # the same estimate in the report's terms: rows read per corpus chunk at the run's samples/s,
+        # plus the data preparation per chunk
+        "samples_per_corpus_chunk": round(per_chunk_rows, 4) if full_s is not None else None,
+        "data_prep_s_per_chunk": round(per_chunk_prep, 6) if full_s is not None else None,
         "full_corpus_hours": None if full_s is None else float(f"{full_s / 3600:.4g}"),
     }
 
@@ -681,7 +702,9 @@ def train_record(
         "phases": [{k: v for k, v in r.items() if k not in ("loss_curve", "val_curve")} for r in results],
         "hyperparameters": hyper,
         "data": {PHASES[r["phase"]]: r["rows"] for r in results},
-        "cost": cost_record(results, device),
+        "cost": (cost := cost_record(results, device)),
+        "samples_per_corpus_chunk": cost["samples_per_corpus_chunk"],
+        "data_prep_s_per_chunk": cost["data_prep_s_per_chunk"],
     }
 
 
@@ -765,6 +788,7 @@ def train(
     # 8. save
     metrics = train_record(spec, method_name, kind, params, seed, device, results, base_total, val_sets)
     metrics["merge_check"] = merge_check
+    metrics["pair_kinds"] = pair_kinds(phases)
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
         metrics["exported_params"] = count_params(model)[1]

@@ -1,4 +1,4 @@
-"""Training data: document splits, TSDAE pairs, mined triplets and the held-out retrieval set.
+"""Training data: document splits, TSDAE pairs and mined triplets (held-out query sets: querysets.py).
 
 Everything here is deterministic for a given seed. Splits are by near-duplicate cluster, so a second scan
 of a test book can never sit in the training data. Query/passage prefixes are NOT baked into any dataset:
@@ -16,7 +16,6 @@ import fnmatch
 import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 # Training-pair kinds (datasets.query_kinds weighs them): the four query generators of queries.py, plus
-# neighbour (a chunk finds the next one). The retrieval set below mixes the first kinds it knows.
+# neighbour (a chunk finds the next one).
 KINDS = ("inverse_cloze", "keyword", "question", "title", "neighbour")
 TRIPLET_SCHEMA = {
     "anchor": pl.String,
@@ -43,18 +42,8 @@ TRIPLET_SCHEMA = {
     "chunk_index": pl.Int64,  # of the positive's chunk; null for a document-level query (title)
 }
 
-# Heuristics for pseudo-queries (not tuning knobs): an inverse-cloze query is one sentence a person could
-# type, and what is left of the chunk must still be a passage worth retrieving.
-MIN_QUERY_WORDS = 4
-MAX_QUERY_WORDS = 64
-MIN_PASSAGE_WORDS = 12
-MIN_TITLE_CHARS = 3
 # Anchors are scored against the corpus in slices of this many rows (bounds the score matrix).
 MINE_SLICE = 256
-DOC_SEP = "\x1f"  # joins the doc_ids of a title query (identifiers may hold commas)
-
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
-_SPACE = re.compile(r"\s+")
 
 CHUNK_COLUMNS = ["chunk_id", "doc_id", "chunk_index", "text", "char_start", "char_end"]
 
@@ -226,36 +215,7 @@ def tsdae_pairs(
     log.info("tsdae: %d pairs, deletion ratio %.2f", len(noisy), deletion_ratio)
 
 
-# --- pseudo-queries (shared by the triplets and the retrieval set) ---
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def inverse_cloze(text: str, rng: np.random.Generator) -> tuple[str, str] | None:
-    """(one sentence, the rest of the chunk), or None when the chunk has no usable sentence."""
-    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
-    if len(sentences) < 2:
-        return None
-    usable = [i for i, s in enumerate(sentences) if MIN_QUERY_WORDS <= _words(s) <= MAX_QUERY_WORDS]
-    if not usable:
-        return None
-    i = usable[int(rng.integers(len(usable)))]
-    rest = " ".join(sentences[:i] + sentences[i + 1 :])
-    if _words(rest) < MIN_PASSAGE_WORDS:
-        return None
-    return sentences[i], rest
-
-
-def _titles(documents: pl.DataFrame) -> dict[str, str]:
-    """doc_id -> title, for titles long enough to be a query (whitespace collapsed)."""
-    titles = {}
-    for doc_id, title in documents.select(pl.col("doc_id").cast(pl.Utf8), "title").iter_rows():
-        title = _SPACE.sub(" ", title or "").strip()
-        if len(title) >= MIN_TITLE_CHARS:
-            titles[doc_id] = title
-    return titles
+# --- training pairs (the generators are queries.py's, shared with the held-out query sets) ---
 
 
 def _documents_info(documents: pl.DataFrame) -> dict[str, tuple[str, str | None]]:
@@ -313,7 +273,10 @@ def pseudo_queries(
             if nidx != idx + 1:
                 continue
             positive = ntext[max(0, end - nstart) :].strip()
-            if _words(positive) >= MIN_PASSAGE_WORDS and _words(text) >= MIN_QUERY_WORDS:
+            if (
+                gen.word_count(positive) >= gen.MIN_PASSAGE_WORDS
+                and gen.word_count(text) >= gen.MIN_QUERY_WORDS
+            ):
                 rows.append((text, positive, "neighbour", doc_id, cluster, nidx))
     return pl.DataFrame(rows, schema=PAIR_SCHEMA, orient="row")
 
@@ -358,23 +321,6 @@ def weighted_take(
         if quota:
             keep.extend(rng.choice(rows, size=quota, replace=False).tolist())
     return frame[sorted(keep)]
-
-
-def balanced_take(frame: pl.DataFrame, n: int, rng: np.random.Generator, by: str = "kind") -> pl.DataFrame:
-    """Up to n rows, round-robin over the values of `by` (each shuffled): no kind crowds out the rest."""
-    order = np.empty(frame.height, dtype=np.int64)
-    for value in sorted(frame[by].unique().to_list()):
-        idx = np.flatnonzero((frame[by] == value).to_numpy())
-        order[idx] = rng.permutation(len(idx))
-    kind_pos = frame[by].replace_strict(
-        {k: i for i, k in enumerate(KINDS)}, default=len(KINDS), return_dtype=pl.Int64
-    )
-    return (
-        frame.with_columns(pl.Series("_turn", order), kind_pos.alias("_kind"))
-        .sort("_turn", "_kind")
-        .head(n)
-        .drop("_turn", "_kind")
-    )
 
 
 # --- triplets ---
@@ -601,126 +547,3 @@ def mine_triplets(
         mining_s,
     )
     return triplets
-
-
-# --- retrieval set ---
-
-
-def _query_id(kind: str, key: str) -> str:
-    return f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
-
-
-def build_retrieval_set(
-    chunks: pl.DataFrame,
-    documents: pl.DataFrame,
-    splits: pl.DataFrame,
-    max_queries: int,
-    distractors: int,
-    seed: int,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(queries, corpus, qrels): inverse-cloze and title queries over test chunks + distractor chunks.
-
-    An inverse-cloze query's sentence is cut out of its chunk in the corpus, as in training, so the answer is
-    not a verbatim copy. Neighbour pairs are left out here: a chunk-long query would find its own chunk.
-    """
-    rng = np.random.default_rng(seed)
-    test = chunks_in_split(chunks, splits, ["test"])
-    if test.is_empty():
-        raise ValueError("retrieval_set: the test split has no chunks")
-    titles = _titles(documents)
-
-    candidates = []
-    for chunk_id, text, doc_id in test.select("chunk_id", "text", "doc_id").iter_rows():
-        pair = inverse_cloze(text, rng)
-        if pair:
-            candidates.append(
-                ("inverse_cloze", _query_id("ict", chunk_id), pair[0], chunk_id, pair[1], doc_id)
-            )
-    by_title: dict[str, list[str]] = {}
-    for doc_id in test["doc_id"].unique(maintain_order=True):
-        if doc_id in titles:  # two scans with one title share one query
-            by_title.setdefault(titles[doc_id].casefold(), []).append(doc_id)
-    for key, doc_ids in by_title.items():
-        candidates.append(
-            ("title", _query_id("title", key), titles[doc_ids[0]], None, None, DOC_SEP.join(doc_ids))
-        )
-    schema = {k: pl.Utf8 for k in ("kind", "query_id", "text", "chunk_id", "rest", "doc_id")}
-    chosen = balanced_take(pl.DataFrame(candidates, schema=schema, orient="row"), max_queries, rng)
-    if chosen.is_empty():
-        raise ValueError("retrieval_set: no queries could be built from the test split")
-
-    ict = chosen.filter(pl.col("kind") == "inverse_cloze")
-    rest_of = dict(zip(ict["chunk_id"], ict["rest"], strict=True))
-    test_corpus = test.select(
-        pl.col("chunk_id").alias("corpus_id"),
-        pl.col("chunk_id")
-        .replace_strict(rest_of, default=pl.col("text"), return_dtype=pl.Utf8)
-        .alias("text"),
-        "doc_id",
-    )
-    others = _sample(chunks_in_split(chunks, splits, ["train", "val"]), distractors, rng)
-    corpus = pl.concat([test_corpus, others.select(pl.col("chunk_id").alias("corpus_id"), "text", "doc_id")])
-    corpus = corpus.with_columns(
-        pl.col("doc_id").replace_strict(titles, default=None, return_dtype=pl.Utf8).alias("title")
-    )
-
-    qrels = [(qid, cid, 1) for qid, cid in ict.select("query_id", "chunk_id").iter_rows()]
-    title_queries = chosen.filter(pl.col("kind") == "title")
-    for qid, doc_ids in title_queries.select("query_id", "doc_id").iter_rows():
-        ids = test.filter(pl.col("doc_id").is_in(doc_ids.split(DOC_SEP)))["chunk_id"]
-        qrels.extend((qid, cid, 1) for cid in ids)
-    qrels_frame = pl.DataFrame(
-        qrels, schema={"query_id": pl.Utf8, "corpus_id": pl.Utf8, "score": pl.Int32}, orient="row"
-    )
-    log.info(
-        "retrieval set: %d queries %s, %d corpus (%d distractors), %d qrels",
-        chosen.height,
-        dict(chosen["kind"].value_counts().iter_rows()),
-        corpus.height,
-        others.height,
-        qrels_frame.height,
-    )
-    return chosen.select("query_id", "text"), corpus, qrels_frame
-
-
-def retrieval_set(
-    chunks: str | os.PathLike,
-    documents: str | os.PathLike,
-    splits: str | os.PathLike,
-    queries_out: str | os.PathLike,
-    corpus_out: str | os.PathLike,
-    qrels_out: str | os.PathLike,
-    retrieval: dict[str, Any],
-    seed: int,
-) -> None:
-    """Write the retrieval set: queries (query_id, text), corpus (corpus_id, text, doc_id, title), qrels."""
-    queries, corpus, qrels = build_retrieval_set(
-        pl.read_parquet(chunks),
-        pl.read_parquet(documents, columns=["doc_id", "title"]),
-        pl.read_parquet(splits),
-        max_queries=retrieval.get("max_queries", 1000),
-        distractors=retrieval.get("distractors", 2000),
-        seed=seed,
-    )
-    write_parquet(queries, queries_out)
-    write_parquet(corpus, corpus_out)
-    write_parquet(qrels, qrels_out)
-
-
-def ir_evaluator_inputs(
-    queries: pl.DataFrame,
-    corpus: pl.DataFrame,
-    qrels: pl.DataFrame,
-    query_prefix: str = "",
-    passage_prefix: str = "",
-) -> tuple[dict[str, str], dict[str, str], dict[str, set[str]]]:
-    """The (queries, corpus, relevant_docs) dicts `InformationRetrievalEvaluator` takes, prefixes added."""
-    relevant: dict[str, set[str]] = {}
-    for qid, cid, score in qrels.select("query_id", "corpus_id", "score").iter_rows():
-        if score > 0:
-            relevant.setdefault(qid, set()).add(cid)
-    return (
-        {qid: query_prefix + text for qid, text in queries.select("query_id", "text").iter_rows()},
-        {cid: passage_prefix + text for cid, text in corpus.select("corpus_id", "text").iter_rows()},
-        relevant,
-    )

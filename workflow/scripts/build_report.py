@@ -1,11 +1,22 @@
-"""Snakemake adapter: the summary tables, cost and INT8 tables, Pareto plot and report.md."""
+"""Snakemake adapter: the verdict, the per-set tables, variants, cost, probe, Pareto panels and report.md."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.report import write_report
+from archive_encoders.report import corpus_size, write_report
 
 write_report(
-    **dict(snakemake.input.items()), **dict(snakemake.output.items()), export_settings=snakemake.params.export
+    comparison=snakemake.input.comparison,
+    models=snakemake.input.models,
+    exports=snakemake.input.exports,
+    evaluations=snakemake.input.evaluations,
+    lexical=snakemake.input.lexical,
+    latency=snakemake.input.latency,
+    query_sets=snakemake.input.query_sets,
+    user_sets=snakemake.input.user_sets,
+    corpus_chunks=corpus_size(snakemake.input.chunks),
+    outputs=dict(snakemake.output.items()),
+    report_settings=snakemake.params.report,
+    export_settings=snakemake.params.export,
 )

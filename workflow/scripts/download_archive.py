@@ -14,4 +14,5 @@ download(
     snakemake.params.cache_dir,
     snakemake.params.max_file_mb,
     settings=snakemake.config["archive"],
+    max_total_gb=snakemake.params.max_total_gb,
 )

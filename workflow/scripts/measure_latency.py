@@ -1,4 +1,4 @@
-"""Snakemake adapter: time torch, onnx-fp32 and onnx-int8 of one model x method, interleaved, in one job."""
+"""Snakemake adapter: time every variant of one model x method, interleaved, in one job."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
@@ -8,8 +8,7 @@ from archive_encoders.latency import measure
 
 measure(
     artefacts={kind: snakemake.input[kind] for kind in snakemake.params.artefacts},
-    queries_path=snakemake.input.queries,
-    corpus_path=snakemake.input.corpus,
+    query_sets=snakemake.input.query_sets,
     outputs=dict(snakemake.output.items()),
     model_spec=snakemake.params.model,
     latency_settings=snakemake.params.latency,

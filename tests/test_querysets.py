@@ -1,0 +1,286 @@
+"""Held-out query sets: fixed ICT qrels on overlapping chunks, keyword queries, title and spelling sets,
+the BEIR loader and its refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from archive_encoders import querysets as qs
+from archive_encoders.clean import modernize_spelling, original_offsets
+from archive_encoders.text_analysis import Analyzer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SENTENCES = [
+    "The harbour master counted the ships at dawn.",
+    "Salt fish and timber filled the long warehouses by the quay.",
+    "Every autumn the merchants of the guild met to fix the price of rye.",
+    "A storm in the year of the great flood broke the old wooden pier.",
+    "The new stone pier was built by convicts from the northern prisons.",
+    "Lanterns were hung along it so that boats could find the harbour at night.",
+]
+
+
+def corpus_frames():
+    """Two documents of one cluster (a scan and its near-duplicate) and one other, chunked with overlap."""
+    docs, chunks = [], []
+    texts = {
+        "book": " ".join(SENTENCES),
+        "book_rescan": " ".join(SENTENCES[:4]),  # a second scan of the first part
+        "other": " ".join(s.replace("harbour", "village").replace("ships", "carts") for s in SENTENCES[::-1]),
+    }
+    for doc_id, text in texts.items():
+        docs.append(
+            {
+                "doc_id": doc_id,
+                "title": f"Title of {doc_id}",
+                "creator": "Anon",
+                "text": text,
+                "text_original": text,
+            }
+        )
+        bounds = [0]
+        for s in text.split(". ")[:-1]:
+            bounds.append(bounds[-1] + len(s) + 2)
+        bounds.append(len(text) + 1)
+        # chunks of three sentences, each starting one sentence after the last: overlaps of two sentences
+        for index, first in enumerate(range(0, max(1, len(bounds) - 3))):
+            start, end = bounds[first], min(len(text), bounds[first + 3] - 1)
+            chunks.append(
+                {
+                    "chunk_id": f"{doc_id}-{index}",
+                    "doc_id": doc_id,
+                    "chunk_index": index,
+                    "text": text[start:end],
+                    "char_start": start,
+                    "char_end": end,
+                }
+            )
+    splits = pl.DataFrame(
+        {
+            "doc_id": ["book", "book_rescan", "other"],
+            "cluster_id": ["book", "book", "other"],
+            "split": ["test", "test", "train"],
+        }
+    )
+    return pl.DataFrame(chunks), pl.DataFrame(docs), splits
+
+
+def split_corpus():
+    chunks, docs, splits = corpus_frames()
+    return qs.split_corpus("test", chunks, docs, splits, distractors=100, rng=np.random.default_rng(0))
+
+
+def test_ict_qrels_count_every_chunk_of_the_cluster_that_holds_the_sentence():
+    sc = split_corpus()
+    built = qs.build_ict(sc, n=100, rng=np.random.default_rng(1))
+    assert built.queries, "no ICT query was made"
+    original = dict(sc.corpus.select("corpus_id", "text").rows())
+    seen = {cid: built.overrides.get(cid, text) for cid, text in original.items()}  # what the set ranks
+    assert len({q[1] for q in built.queries}) == len(built.queries), "one query per sentence"
+    for qid, sentence, group, _ in built.queries:
+        relevant = {cid for q, cid, _ in built.qrels if q == qid}
+        source = [cid for cid in relevant if sentence not in seen[cid]]
+        assert len(source) == 1, "exactly one relevant passage has the sentence cut out: its source"
+        assert sentence in original[source[0]]
+        holding = {cid for cid, t in seen.items() if sentence in t and not cid.startswith("other")}
+        assert relevant - set(source) == holding  # overlapping chunks, the rescan's chunks
+        assert group in ("book", "book_rescan")
+    assert any(len({c for q2, c, _ in built.qrels if q2 == q}) > 2 for q, *_ in built.queries)
+
+
+def test_keyword_queries_have_no_stop_words_and_come_from_their_passage():
+    sc = split_corpus()
+    analyzer = Analyzer(["en"])
+    built = qs.build_keyword(sc, n=100, rng=np.random.default_rng(2), analyzer=analyzer)
+    texts = dict(sc.corpus.select("corpus_id", "text").rows())
+    assert built.queries
+    for qid, query, _, kind in built.queries:
+        words = query.split()
+        assert 2 <= len(words) <= 5 and kind == "keyword"
+        assert not set(words) & analyzer.stop_words
+        source = next(cid for q, cid, _ in built.qrels if q == qid)
+        passage_words = set(analyzer.words(texts[source]))
+        assert set(words) <= passage_words, (query, texts[source])
+        for q, cid, _ in built.qrels:  # every relevant passage holds every query word's stem
+            if q == qid:
+                assert {analyzer.stem(w) for w in words} <= set(analyzer.tokens(texts[cid]))
+
+
+def test_title_set_judges_documents_not_chunks():
+    sc = split_corpus()
+    built = qs.build_title(sc, n=100, rng=np.random.default_rng(3))
+    assert built.kind.level == qs.DOCUMENT_LEVEL
+    judged = {cid for _, cid, _ in built.qrels}
+    assert judged <= set(sc.corpus["doc_id"]) and not judged & set(sc.corpus["corpus_id"])
+    assert {q.split(" Anon")[0] for _, q, _, _ in built.queries} == {"Title of book", "Title of book_rescan"}
+
+
+def test_modern_offsets_map_back_to_the_original_spelling():
+    original = "Въ домѣ былъ отецъ. Онъ читалъ книгу и писалъ письмо."
+    modern = modernize_spelling(original)[0]
+    offsets = original_offsets(original, modern)
+    assert offsets is not None and len(offsets) == len(modern) + 1
+    start = modern.index("Он")
+    assert original[offsets[start] : offsets[len(modern)]] == "Онъ читалъ книгу и писалъ письмо."
+    assert original[offsets[0] : offsets[modern.index(".")]] == "Въ домѣ былъ отецъ"
+    assert original_offsets(original, modern + "x") is None
+
+
+def test_spelling_set_queries_modern_sentences_against_original_passages():
+    original = " ".join(
+        s.replace("a", "ѣ") + ""
+        for s in [
+            "Въ городѣ жилъ купецъ, торговавшій хлѣбомъ и солью.",
+            "Онъ строилъ новыя лавки у самой рѣки.",
+            "Весною рѣка разливалась и топила амбары.",
+            "Тогда купецъ перевозилъ товаръ на высокій берегъ.",
+        ]
+    )
+    modern = modernize_spelling(original)[0]
+    docs = pl.DataFrame(
+        {
+            "doc_id": ["old"],
+            "title": ["Купецъ"],
+            "creator": [None],
+            "text": [modern],
+            "text_original": [original],
+        }
+    )
+    chunks = pl.DataFrame(
+        {
+            "chunk_id": ["old-0"],
+            "doc_id": ["old"],
+            "chunk_index": [0],
+            "text": [modern],
+            "char_start": [0],
+            "char_end": [len(modern)],
+        }
+    )
+    splits = pl.DataFrame({"doc_id": ["old"], "cluster_id": ["old"], "split": ["test"]})
+    sc = qs.split_corpus("test", chunks, docs, splits, 0, np.random.default_rng(0))
+    built = qs.build_spelling(sc, n=10, rng=np.random.default_rng(4), chunks=chunks)
+    assert len(built.queries) == 1
+    _, sentence, _, _ = built.queries[0]
+    assert sentence in modern and "ъ" not in sentence and "ѣ" not in sentence
+    passage = built.overrides["old-0"]
+    assert "ъ" in passage and modernize_spelling(sentence)[0] == sentence
+    assert modernize_spelling(passage)[0] not in ("", modern)  # the sentence is cut out of the original
+
+
+def test_build_and_read_round_trip(tmp_path):
+    chunks, docs, splits = corpus_frames()
+    splits = splits.with_columns(
+        pl.when(pl.col("doc_id") == "book_rescan").then(pl.lit("val")).otherwise("split").alias("split")
+    )
+    counts = qs.build_query_sets(
+        chunks,
+        docs,
+        splits,
+        tmp_path / "sets",
+        {"sets": ["ict", "keyword", "title", "spelling"], "max_queries": 3, "distractors": 5},
+        ["en"],
+        seed=7,
+    )
+    assert counts["test"]["ict"] == 3 and counts["test"]["spelling"] == 0  # capped; nothing pre-reform
+    corpus, sets = qs.read_split(tmp_path / "sets", "test")
+    assert set(sets) == {"ict", "keyword", "title"}  # an empty set is not written
+    assert set(corpus.columns) == set(qs.CORPUS_COLUMNS)
+    ict = sets["ict"]
+    queries, texts, relevant = ict.ir_inputs(corpus, "query: ", "passage: ")
+    assert all(q.startswith("query: ") for q in queries.values())
+    assert all(texts[cid] == "passage: " + ict.overrides[cid] for cid in ict.overrides)
+    assert set(relevant) == set(queries)
+    with pytest.raises(ValueError, match="document-level"):
+        sets["title"].ir_inputs(corpus)
+    again = qs.build_query_sets(
+        chunks,
+        docs,
+        splits,
+        tmp_path / "again",
+        {"sets": ["ict"], "max_queries": 3, "distractors": 5},
+        ["en"],
+        seed=7,
+    )
+    assert again["test"]["ict"] == 3
+    first = pl.read_parquet(tmp_path / "sets/test/ict/queries.parquet")
+    assert first.equals(pl.read_parquet(tmp_path / "again/test/ict/queries.parquet"))  # seeded
+
+
+def test_beir_set_imports_and_round_trips(tmp_path):
+    n = qs.import_user_set(FIXTURES / "beir_small", tmp_path / "team", "team")
+    assert n == 3  # q4 has no relevant passage
+    corpus, user = qs.read_user_set(tmp_path / "team")
+    assert corpus["corpus_id"].to_list() == ["p1", "p2", "p3", "p4", "p5"]
+    assert user.qrels == {"q1": {"p1": 1, "p4": 1}, "q2": {"p3": 2}, "q3": {"p4": 1}}
+    assert user.corpus_key == "user/team" and user.level == qs.CHUNK_LEVEL and user.generator is None
+    assert user.groups == {"q1": "q1", "q2": "q2", "q3": "q3"}
+    # the same set as Parquet gives the same result
+    parquet = tmp_path / "as_parquet"
+    parquet.mkdir()
+    corpus.select("corpus_id", "text", "title").write_parquet(parquet / "corpus.parquet")
+    pl.read_parquet(tmp_path / "team/queries.parquet").select("query_id", "text").write_parquet(
+        parquet / "queries.parquet"
+    )
+    pl.read_parquet(tmp_path / "team/qrels.parquet").write_parquet(parquet / "qrels.parquet")
+    qs.import_user_set(parquet, tmp_path / "team2", "team2")
+    assert qs.read_user_set(tmp_path / "team2")[1].qrels == user.qrels
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (
+            lambda d: (d / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnope\t1\n"),
+            "unknown document id 'nope'",
+        ),
+        (
+            lambda d: (d / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq9\tp1\t1\n"),
+            "unknown query id 'q9'",
+        ),
+        (
+            lambda d: (d / "corpus.jsonl").write_text(
+                '{"_id": "p1", "text": "a"}\n{"_id": "p1", "text": "b"}\n'
+            ),
+            "'p1' appears more than once",
+        ),
+        (lambda d: (d / "queries.jsonl").write_text("not json\n"), "line 1 is not JSON"),
+        (lambda d: (d / "qrels/test.tsv").unlink(), "qrels/test.tsv"),
+        (
+            lambda d: (d / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tp1\t0\n"),
+            "no judgement with score >= 1",
+        ),
+    ],
+    ids=["unknown document", "unknown query", "duplicate id", "bad json", "no qrels", "nothing relevant"],
+)
+def test_broken_beir_sets_name_the_file_and_the_id(tmp_path, breakage, message):
+    folder = tmp_path / "broken"
+    shutil.copytree(FIXTURES / "beir_small", folder)
+    breakage(folder)
+    with pytest.raises(qs.RetrievalSetError, match=message) as err:
+        qs.import_user_set(folder, tmp_path / "out", "broken")
+    assert str(folder) in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_json_describes_the_set(tmp_path):
+    chunks, docs, splits = corpus_frames()
+    settings = {"sets": ["ict"], "max_queries": 5, "distractors": 0}
+    qs.build_query_sets(chunks, docs, splits, tmp_path / "s", settings, ["en"], seed=1)
+    meta = json.loads((tmp_path / "s/test/ict/set.json").read_text())
+    assert meta | {"n_queries": 0, "n_qrels": 0} == {
+        "name": "ict",
+        "split": "test",
+        "level": "chunk",
+        "generator": "inverse_cloze",
+        "corpus": "test",
+        "description": qs.SET_KINDS["ict"].description,
+        "n_queries": 0,
+        "n_qrels": 0,
+    }
+    assert meta["n_queries"] > 0 and meta["n_qrels"] >= meta["n_queries"]
