@@ -412,6 +412,20 @@ def test_teacher_embeds_queries_with_its_query_prefix(tmp_path, data, minilm_pat
         np.testing.assert_allclose(np.asarray(rows["embedding"].to_list()), expected, atol=1e-4)
 
 
+def test_mnrl_batches_come_from_the_source_aware_sampler(model_dir, inputs, tmp_path):
+    from archive_encoders.batching import SourceBatchSampler
+
+    spec = ModelSpec.from_config(tiny_spec(model_dir))
+    params = {**aec_defaults(), **METHODS["full"]}
+    model = tr.load_model(spec, "full", params, "cpu")
+    data = tr.load_data("full", params, inputs, spec, model)["mnrl"]
+    args = tr.training_arguments(params, "mnrl", 1, "cpu", str(tmp_path))
+    trainer = tr._trainer(model, args, data, tr.make_loss("mnrl", model, params), [])
+    assert isinstance(trainer.get_train_dataloader().batch_sampler, SourceBatchSampler)
+    assert tr.batch_shape(params, "mnrl") == (BATCH, 1)  # GradCache: the whole batch in one step
+    assert tr.batch_shape({**params, "batch_size": 64, "mini_batch_size": 16}, "distill") == (16, 4)
+
+
 # --- GradCache ---
 
 
@@ -508,7 +522,8 @@ def test_validation_on_the_val_query_sets_records_a_curve(tmp_path, model_dir, d
         "ict": 10,
         "keyword": 10,
     }
-    assert metrics["validation"]["corpus"] <= 60 + 10  # sampled passages (+ ict's overrides)
+    assert metrics["validation"]["corpus"] == 60  # sampled passages
+    assert 60 < metrics["validation"]["texts_encoded"] <= 2 * 60  # + ict's versions of its passages
     assert metrics["cost"]["validation_s"] > 0
 
 

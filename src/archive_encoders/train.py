@@ -383,7 +383,7 @@ def _trainer(model, args, data: PhaseData, loss, callbacks):
         def get_batch_sampler(
             self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0
         ):
-            if data.sources is None or dataset is not data.dataset:
+            if data.sources is None:  # (only the train set is batched here: no eval datasets)
                 return super().get_batch_sampler(
                     dataset, batch_size, drop_last, valid_label_columns, generator, seed
                 )
@@ -656,7 +656,8 @@ def validation_record(results: list[dict], validation) -> dict[str, Any] | None:
     return {
         "metric": "ndcg@10 (mean over sets)",
         "sets": validation.sizes,
-        "corpus": len(validation.texts),
+        "corpus": validation.passages,
+        "texts_encoded": len(validation.texts),  # passages, and the sets' own versions of some
         "best_step": last["best_step"] + offset if last and last["best_step"] is not None else None,
         "best_score": last["best_score"] if last else None,
         "stopped_early": any((r["validation"] or {}).get("stopped_early") for r in results),
@@ -681,6 +682,7 @@ def train_record(
     hyper["seed"] = seed
     train_time = sum(r["train_time_s"] for r in results)
     samples = sum(r["rows_read"] for r in results)
+    cost = cost_record(results, device)
     return {
         "model": spec.name,
         "method": method,
@@ -702,7 +704,7 @@ def train_record(
         "phases": [{k: v for k, v in r.items() if k not in ("loss_curve", "val_curve")} for r in results],
         "hyperparameters": hyper,
         "data": {PHASES[r["phase"]]: r["rows"] for r in results},
-        "cost": (cost := cost_record(results, device)),
+        "cost": cost,
         "samples_per_corpus_chunk": cost["samples_per_corpus_chunk"],
         "data_prep_s_per_chunk": cost["data_prep_s_per_chunk"],
     }

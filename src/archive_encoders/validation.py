@@ -74,6 +74,7 @@ class ValidationSets:
         self.texts = list(texts)
         self.batch_size = batch_size
         self.sizes = {n: len(e.queries) for n, e in self.evaluators.items()}
+        self.passages = corpus.height
         log.info("validation: %s queries over %d passages (%d texts)", self.sizes, corpus.height, len(texts))
 
     def score(self, model) -> tuple[float, dict[str, float]]:
