@@ -1,6 +1,6 @@
 # archive-encoders: find and fine-tune the best sentence encoder for search over archive.org texts.
 #
-#   archive.org ─► corpus ─► datasets ─► train ─► export ─► evaluate ─► report
+#   archive.org ─► corpus ─► datasets ─► train ─► export ─► evaluate ─► report ─► index
 #
 # Each stage is a named target (`snakemake --cores N corpus`, ...); with no target it runs everything.
 # Paths are relative to the working directory (--directory); the config is validated before any job.
@@ -20,6 +20,7 @@ include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/index.smk"
 
 
 localrules:
@@ -30,12 +31,14 @@ localrules:
     export,
     evaluate,
     report,
+    index,
 
 
 rule all:
     default_target: True
     input:
         rules.build_report.output,
+        rules.build_index.output,
 
 
 rule corpus:
@@ -58,7 +61,7 @@ rule train:
 
 rule export:
     input:
-        onnx_exports(),
+        exports(),
 
 
 rule evaluate:
@@ -70,3 +73,8 @@ rule evaluate:
 rule report:
     input:
         rules.build_report.output,
+
+
+rule index:
+    input:
+        rules.build_index.output,

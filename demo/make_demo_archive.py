@@ -15,6 +15,10 @@ page breaks as runs of blank lines, a few OCR misreadings, a title page, and on 
   formfeed      page breaks as form feeds instead of blank lines
   cp1251        write the text in Windows-1251 instead of UTF-8
   heads=STYLE   numhead (number and title in one line), headnum (title on top, number below), num
+  verbatim      the body is a real archive.org OCR text (a public-domain scan): written byte for byte
+
+`subject:` (comma-separated) becomes archive.org's repeated <subject> field; `source:` says where a text
+that was not written for the project comes from (public-domain works; see demo/README.md).
 
 The bad cases the clean stage must handle are derived at the bottom (DERIVED): an exact duplicate, a
 near-duplicate rescan, an empty file, an item without a text file, an OCR fragment of debris.
@@ -60,6 +64,8 @@ def parse_source(path: Path) -> tuple[dict[str, str], list[str]]:
     for line in header.splitlines():
         key, _, value = line.partition(":")
         meta[key.strip()] = value.strip()
+    if "verbatim" in meta.get("layout", "").split():
+        return meta, [body]
     paragraphs = [" ".join(p.split()) for p in body.split("\n\n") if p.strip()]
     return meta, paragraphs
 
@@ -187,6 +193,7 @@ def meta_xml(meta: dict[str, str]) -> str:
         ("date", meta["date"]),
         ("language", meta["language"]),
         *(("collection", c.strip()) for c in meta.get("collection", "opensource").split(",")),
+        *(("subject", s.strip()) for s in meta.get("subject", "").split(",") if s.strip()),
         ("licenseurl", LICENSE),
         ("mediatype", "texts"),
     ]
@@ -223,8 +230,10 @@ def main() -> None:
         meta, paragraphs = parse_source(path)
         sources[meta["identifier"]] = (meta, paragraphs)
         seed = zlib.crc32(meta["identifier"].encode())
-        encoding = "cp1251" if "cp1251" in meta.get("layout", "").split() else "utf-8"
-        write_item(meta, render(meta, paragraphs, seed), encoding)
+        layout = meta.get("layout", "").split()
+        encoding = "cp1251" if "cp1251" in layout else "utf-8"
+        text = paragraphs[0] if "verbatim" in layout else render(meta, paragraphs, seed)
+        write_item(meta, text, encoding)
     for item in DERIVED:
         kind = item["kind"]
         if kind in ("exact", "rescan"):

@@ -113,14 +113,28 @@ def onnx_exports():
     return [paths.ONNX.format(model=model, method=method) for model, method in MATRIX]
 
 
-def export_folders():
-    """Every export artefact of the matrix (the folders holding fidelity.json)."""
+def exports():
+    """Every export folder a variant is served from (ONNX, OpenVINO, static), per model x method."""
+    kinds = [kind for kind in ARTEFACT_KINDS if kind != "model"]
     return [
         paths.ARTEFACTS[kind].format(model=model, method=method)
-        for kind in ARTEFACT_KINDS
-        if kind != "model"
         for model, method in MATRIX
+        for kind in kinds
     ]
+
+
+def fidelity_gate_settings():
+    """The export section's gate keys, shared by every INT8 export (one threshold for all)."""
+    keys = ("fidelity_samples", "min_mean_cosine", "fail_on_low_fidelity")
+    return {k: config["export"][k] for k in keys}
+
+
+def static_inputs(wildcards):
+    """The trained model; the chunks and splits only when static.max_vocabulary counts tokens in them."""
+    inputs = {"model": paths.MODEL.format(**wildcards)}
+    if config["static"]["max_vocabulary"]:
+        inputs.update(chunks=paths.CHUNKS, splits=paths.SPLITS)
+    return inputs
 
 
 def evaluations():

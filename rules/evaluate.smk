@@ -28,6 +28,7 @@ rule evaluate_model:
         item_list=rules.search_archive.output.item_list,
         documents=rules.clean_documents.output.documents,
         chunks=rules.chunk_documents.output.chunks,
+        splits=rules.split_documents.output.splits,
     output:
         evaluation=directory(paths.EVAL_DIR),
     log:

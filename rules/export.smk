@@ -1,10 +1,12 @@
-# ONNX export: FP32 graph with pooling and L2-norm inside, INT8 quantized, fidelity-gated vs torch.
+# Exports of every trained model: ONNX FP32 + INT8 (fidelity-gated vs torch), OpenVINO INT8 (NNCF, gated
+# vs ONNX FP32), static token embeddings (model2vec format). Calibration reads train-split chunks only.
 
 
 rule export_onnx:
     input:
         model=rules.train_model.output.model,
         chunks=rules.chunk_documents.output.chunks,
+        splits=rules.split_documents.output.splits,
     output:
         onnx=directory(paths.ONNX),
     log:
@@ -21,3 +23,47 @@ rule export_onnx:
         seed=config["seed"],
     script:
         "../workflow/scripts/export_onnx.py"
+
+
+rule export_openvino:
+    input:
+        onnx=rules.export_onnx.output.onnx,
+        chunks=rules.chunk_documents.output.chunks,
+        splits=rules.split_documents.output.splits,
+    output:
+        openvino=directory(paths.OPENVINO),
+    log:
+        "logs/export/{model}/{method}.openvino.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        model=model_settings,
+        openvino=config["openvino"],
+        gate=fidelity_gate_settings(),
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/export_openvino.py"
+
+
+rule export_static:
+    input:
+        unpack(static_inputs),
+    output:
+        static=directory(paths.STATIC),
+    log:
+        "logs/export/{model}/{method}.static.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        model=model_settings,
+        static=config["static"],
+    script:
+        "../workflow/scripts/export_static.py"

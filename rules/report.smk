@@ -9,7 +9,7 @@ rule build_report:
     input:
         comparison=rules.compare_retrievers.output.comparison,
         models=trained_models(),
-        exports=export_folders(),
+        exports=exports(),
         evaluations=evaluations(),
         lexical=rules.evaluate_lexical.output.evaluation,
         latency=latency_measurements(),
@@ -38,6 +38,11 @@ rule build_report:
             paths.REPORT_FILES["probe"],
             caption="../workflow/report/probe.rst",
             category="Metadata tasks",
+        ),
+        compression=report(
+            paths.REPORT_FILES["compression"],
+            caption="../workflow/report/compression.rst",
+            category="Compression",
         ),
         pareto_png=report(
             paths.REPORT_FILES["pareto_png"],

@@ -6,6 +6,8 @@ import polars as pl
 import pytest
 from conftest import METHODS, run_snakemake
 
+from archive_encoders.variants import NAMES as VARIANT_NAMES
+
 pytestmark = pytest.mark.e2e
 
 
@@ -14,7 +16,7 @@ def test_every_stage_produces_its_outputs(full_run):
     chunks = pl.read_parquet(workdir / "results/corpus/chunks.parquet")
     assert chunks.height > 0 and chunks["n_tokens"].max() <= 64
     summary = pl.read_parquet(workdir / "results/report/summary.parquet")
-    expected = {(m, v) for m in METHODS for v in ("torch", "onnx-fp32", "onnx-int8")}
+    expected = {(m, v) for m in METHODS for v in VARIANT_NAMES}
     assert set(zip(summary["method"], summary["variant"], strict=True)) == expected
     assert summary.height == len(expected)
     assert (workdir / "results/report/pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -176,6 +176,8 @@ def test_torch_variant_folder_agrees_with_sentence_transformers(tiny_model, synt
     }
     out = tmp_path / "results/eval/tiny/lora"
     sts = [{"name": "small", "path": str(STS_SMALL)}]
+    settings = {**SETTINGS, "sts": sts, "compression": {"train_samples": 40, "dims": [16]}}
+    tables = {"chunks": synthetic / "chunks.parquet", "splits": synthetic / "splits.parquet"}
     evaluate_model(
         {"model": tiny_model},
         ["torch"],
@@ -184,10 +186,18 @@ def test_torch_variant_folder_agrees_with_sentence_transformers(tiny_model, synt
         out,
         spec,
         "lora",
-        {**SETTINGS, "sts": sts},
-        seed=13,
+        settings,
+        13,
+        tables=tables,
     )
-    assert sorted(p.name for p in out.iterdir()) == ["per_query.parquet", "runs.parquet", "torch.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["compression.json", "per_query.parquet", "runs.parquet", "torch.json"]
+    compression = json.loads((out / "compression.json").read_text())
+    assert compression["train_embeddings"] == 40 and compression["variant"] == "torch"
+    rows = {(r["query_set"], r["encoding"], r["rescored"]): r for r in compression["rows"]}
+    assert rows[("ict", "float32", False)]["ndcg@10_kept_pct"] == pytest.approx(100.0)
+    assert rows[("ict", "float32", False)]["bytes_per_vector"] == 32 * 4  # the tiny model is 32-d
+    assert {q for q, _, _ in rows} == {"ict", "keyword"}  # chunk-level test sets only
     result = json.loads((out / "torch.json").read_text())
     assert (result["model"], result["method"], result["variant"]) == ("tiny", "lora", "torch")
     assert set(result["query_sets"]) == {"val", "test"}

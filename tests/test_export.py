@@ -84,7 +84,14 @@ def test_reads_chunks_and_leaves_no_temp_files(tiny_model, tmp_path, monkeypatch
     import polars as pl
 
     chunks = tmp_path / "chunks.parquet"
-    pl.DataFrame({"chunk_id": ["a", "b"] * 10, "text": random_texts(20, seed=5)}).write_parquet(chunks)
+    doc_ids = [f"d{i % 4}" for i in range(20)]
+    pl.DataFrame(
+        {"chunk_id": ["a", "b"] * 10, "doc_id": doc_ids, "text": random_texts(20, seed=5)}
+    ).write_parquet(chunks)
+    splits = tmp_path / "splits.parquet"
+    pl.DataFrame(
+        {"doc_id": ["d0", "d1", "d2", "d3"], "split": ["train", "train", "val", "test"]}
+    ).write_parquet(splits)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -92,7 +99,14 @@ def test_reads_chunks_and_leaves_no_temp_files(tiny_model, tmp_path, monkeypatch
     settings = {"fidelity_samples": 8, "int8_mode": "static", "optimize": True}
     # a relative out_dir, as Snakemake passes it
     report = export(
-        tiny_model, "../out/onnx", tiny_spec(), settings, chunks_path=chunks, seed=1, method="baseline"
+        tiny_model,
+        "../out/onnx",
+        tiny_spec(),
+        settings,
+        chunks_path=chunks,
+        splits_path=splits,
+        seed=1,
+        method="baseline",
     )
     assert report["variants"]["onnx-int8"]["passed"]
     assert read_json(out / "encoder_config.json")["int8"]["mode"] == "static"
@@ -136,3 +150,25 @@ def test_low_int8_fidelity_is_flagged_or_fails(tiny_model, tmp_path):
             method="baseline",
         )
     assert not (tmp_path / "failed").exists()
+
+
+def test_calibration_reads_train_chunks_only(tmp_path):
+    import polars as pl
+
+    from archive_encoders.samples import train_chunk_texts
+
+    chunks, splits = tmp_path / "chunks.parquet", tmp_path / "splits.parquet"
+    pl.DataFrame(
+        {
+            "chunk_id": list("abcde"),
+            "doc_id": ["tr", "te", "tr", "va", "tr"],
+            "text": ["1", "2", "", "4", "5"],
+        }
+    ).write_parquet(chunks)
+    pl.DataFrame({"doc_id": ["tr", "va", "te"], "split": ["train", "val", "test"]}).write_parquet(splits)
+    assert train_chunk_texts(chunks, splits) == ["1", "5"]  # empty text dropped, val/test never read
+    with pytest.raises(ValueError, match="splits_path"):
+        export("unused", tmp_path / "out", tiny_spec(), chunks_path=chunks, method="baseline")
+    pl.DataFrame({"doc_id": ["tr"], "split": ["test"]}).write_parquet(splits)
+    with pytest.raises(ValueError, match="no document in the 'train' split"):
+        train_chunk_texts(chunks, splits)

@@ -25,10 +25,11 @@ import yaml
 from fake_outputs import fake_run
 
 from archive_encoders import paths
+from archive_encoders.variants import NAMES as VARIANT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-VARIANTS = ("torch", "onnx-fp32", "onnx-int8")
+VARIANTS = VARIANT_NAMES
 MODELS = ("m1", "m2")
 METHODS = ("baseline", "lora", "full")
 REPORT = set(paths.REPORT_FILES.values())

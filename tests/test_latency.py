@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import polars as pl
 from onnx_helpers import exported_tiny, random_texts, tiny_spec
+from serving_helpers import openvino_tiny, static_tiny
 
 from archive_encoders.io import read_json
 from archive_encoders.latency import measure
 
-VARIANTS = ("torch", "onnx-fp32", "onnx-int8")
+VARIANTS = ("torch", "onnx-fp32", "onnx-int8", "openvino-int8", "static")
 
 
 def test_measure_writes_sane_json(tiny_model, tmp_path):
@@ -23,7 +24,12 @@ def test_measure_writes_sane_json(tiny_model, tmp_path):
     outputs = {v: tmp_path / "latency" / f"{v}.json" for v in VARIANTS}
     settings = {"threads": 1, "warmup": 1, "repeats": 6, "throughput_batch": 4}
     measure(
-        {"model": tiny_model, "onnx": exported_tiny(tiny_model)},
+        {
+            "model": tiny_model,
+            "onnx": exported_tiny(tiny_model),
+            "openvino": openvino_tiny(tiny_model),
+            "static": static_tiny(tiny_model),
+        },
         queries,
         corpus,
         outputs,
@@ -45,3 +51,4 @@ def test_measure_writes_sane_json(tiny_model, tmp_path):
         assert result["load_time_s"] >= 0 and result["peak_rss_mb"] > 0
         sizes[variant] = result["size_mb"]
     assert 0 < sizes["onnx-int8"] < sizes["onnx-fp32"]
+    assert 0 < sizes["openvino-int8"] < sizes["onnx-fp32"]  # the .xml with its .bin weights

@@ -132,45 +132,46 @@ def test_modern_offsets_map_back_to_the_original_spelling():
     assert original_offsets(original, modern + "x") is None
 
 
-def test_spelling_set_queries_modern_sentences_against_original_passages():
+def test_spelling_set_queries_modern_words_against_original_passages():
     original = " ".join(
-        s.replace("a", "ѣ") + ""
-        for s in [
+        [
             "Въ городѣ жилъ купецъ, торговавшій хлѣбомъ и солью.",
             "Онъ строилъ новыя лавки у самой рѣки.",
             "Весною рѣка разливалась и топила амбары.",
-            "Тогда купецъ перевозилъ товаръ на высокій берегъ.",
         ]
     )
     modern = modernize_spelling(original)[0]
+    other = "Другой купец торговал хлебом на ярмарке у реки."
     docs = pl.DataFrame(
         {
-            "doc_id": ["old"],
-            "title": ["Купецъ"],
-            "creator": [None],
-            "text": [modern],
-            "text_original": [original],
+            "doc_id": ["old", "new"],
+            "title": ["Купецъ", "Ярмарка"],
+            "creator": [None, None],
+            "text": [modern, other],
+            "text_original": [original, other],
         }
     )
     chunks = pl.DataFrame(
         {
-            "chunk_id": ["old-0"],
-            "doc_id": ["old"],
-            "chunk_index": [0],
-            "text": [modern],
-            "char_start": [0],
-            "char_end": [len(modern)],
+            "chunk_id": ["old-0", "new-0"],
+            "doc_id": ["old", "new"],
+            "chunk_index": [0, 0],
+            "text": [modern, other],
+            "char_start": [0, 0],
+            "char_end": [len(modern), len(other)],
         }
     )
-    splits = pl.DataFrame({"doc_id": ["old"], "cluster_id": ["old"], "split": ["test"]})
+    splits = pl.DataFrame({"doc_id": ["old", "new"], "cluster_id": ["old", "new"], "split": ["test", "test"]})
     sc = qs.split_corpus("test", chunks, docs, splits, 0, np.random.default_rng(0))
-    built = qs.build_spelling(sc, n=10, rng=np.random.default_rng(4), chunks=chunks)
-    assert len(built.queries) == 1
-    _, sentence, _, _ = built.queries[0]
-    assert sentence in modern and "ъ" not in sentence and "ѣ" not in sentence
-    passage = built.overrides["old-0"]
-    assert "ъ" in passage and modernize_spelling(sentence)[0] == sentence
-    assert modernize_spelling(passage)[0] not in ("", modern)  # the sentence is cut out of the original
+    built = qs.build_spelling(
+        sc, n=10, rng=np.random.default_rng(4), analyzer=Analyzer(["ru"]), chunks=chunks
+    )
+    assert built.overrides == {"old-0": original}  # the modern document keeps its text
+    assert len(built.queries) == 1  # only the passage printed in old spelling makes a query
+    qid, query, group, kind = built.queries[0]
+    assert group == "old" and kind == "keyword" and "ъ" not in query and "ѣ" not in query
+    assert [cid for q, cid, _ in built.qrels if q == qid] == ["old-0"]
+    assert not set(query.split()) <= set(original.lower().split())  # the words differ in spelling
 
 
 def test_build_and_read_round_trip(tmp_path):

@@ -251,7 +251,7 @@ def test_variants_table_ratios_by_hand(report):
     assert int8["mean_cosine"] == pytest.approx(0.997)
 
 
-@pytest.mark.parametrize("caption", ["summary", "cost", "variants", "probe", "pareto"])
+@pytest.mark.parametrize("caption", ["summary", "cost", "variants", "compression", "probe", "pareto"])
 def test_report_captions_render_like_snakemake_does(caption):
     """Snakemake renders a caption with Jinja (snakemake.params...), then docutils; both must be clean."""
     from types import SimpleNamespace
@@ -266,3 +266,20 @@ def test_report_captions_render_like_snakemake_does(caption):
     rst = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(text).render(snakemake=smk)
     html = publish_parts(rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 5})["body"]
     assert "<p>" in html and "system-message" not in html
+
+
+def test_when_the_sets_disagree_the_smallest_worst_case_loss_is_chosen():
+    summary = choice_frame(
+        [
+            ("dense_wins_a", "a", 0.60, 0.0, 0.0, 5.0, False),
+            ("dense_wins_a", "b", 0.40, -0.30, -0.35, 5.0, False),
+            ("bm25", "a", 0.30, -0.30, -0.36, 0.3, False),
+            ("bm25", "b", 0.70, 0.0, 0.0, 0.3, False),
+            ("balanced", "a", 0.55, -0.05, -0.08, 7.0, False),
+            ("balanced", "b", 0.62, -0.08, -0.11, 7.0, False),
+        ]
+    )
+    result = choose(summary, ["a", "b"], margin=0.01)
+    assert result["rule"] == "smallest worst-case loss"
+    assert result["recommended"]["method"] == "balanced"  # loses at most 0.08; the others 0.30
+    assert result["eligible"].is_empty()

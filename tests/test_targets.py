@@ -25,7 +25,8 @@ CONFIG = {
 }
 CORPUS = {"search_archive": 1, "download_archive": 1, "clean_documents": 1, "chunk_documents": 1}
 PAIRS = 6  # 2 models x 3 methods
-EVALUATE = {"evaluate_variant": 3 * PAIRS, "measure_latency": PAIRS, "retrieval_set": 1}
+EVALUATE = {"evaluate_variant": 5 * PAIRS, "measure_latency": PAIRS, "retrieval_set": 1}
+EXPORT = {"export_onnx": PAIRS, "export_openvino": PAIRS, "export_static": PAIRS}
 TRAIN = {"train_model": PAIRS, "split_documents": 1, "mine_triplets": 1}
 
 
@@ -57,10 +58,11 @@ def planned_jobs(tmp_path: Path, *targets: str) -> dict[str, int]:
             },
         ),
         ("train", {**CORPUS, **TRAIN, "train": 1}),
-        ("export", {**CORPUS, **TRAIN, "export_onnx": PAIRS, "export": 1}),
-        ("evaluate", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "evaluate": 1}),
-        ("report", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "build_report": 1, "report": 1}),
-        ("all", {**CORPUS, **TRAIN, "export_onnx": PAIRS, **EVALUATE, "build_report": 1, "all": 1}),
+        ("export", {**CORPUS, **TRAIN, **EXPORT, "export": 1}),
+        ("evaluate", {**CORPUS, **TRAIN, **EXPORT, **EVALUATE, "evaluate": 1}),
+        ("report", {**CORPUS, **TRAIN, **EXPORT, **EVALUATE, "build_report": 1, "report": 1}),
+        ("index", {**CORPUS, **TRAIN, **EXPORT, **EVALUATE, "build_report": 1, "build_index": 1, "index": 1}),
+        ("all", {**CORPUS, **TRAIN, **EXPORT, **EVALUATE, "build_report": 1, "build_index": 1, "all": 1}),
     ],
 )
 def test_named_target_plans_its_stage_and_what_it_needs(tmp_path, target, expected):

@@ -91,4 +91,12 @@ def load_encoder(
         from .onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(folder, variant=entry.file_key, threads=threads, device=device)
+    if entry.runtime == "openvino":
+        from .openvino_encoder import OpenVinoEncoder
+
+        return OpenVinoEncoder(folder, variant=entry.file_key, threads=threads, device=device)
+    if entry.runtime == "model2vec":
+        from .static_encoder import StaticEncoder
+
+        return StaticEncoder(folder, threads=threads, device=device)
     raise ValueError(f"variant {variant!r}: no loader for runtime {entry.runtime!r}")

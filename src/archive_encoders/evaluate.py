@@ -34,6 +34,7 @@ from .metrics import RETRIEVAL_METRICS, mean_random_pair_cosine, per_query_score
 from .ranking import DocumentRanker, Run, dense_run, run_to_frame
 from .stats import group_bootstrap
 from .variants import REFERENCE
+from .variants import variant as variant_entry
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,12 @@ class EmbeddedCorpus:
         return emb
 
 
-def score_dense(encoder: Encoder, groups, batch_size: int) -> tuple[list[ScoredSet], dict[str, np.ndarray]]:
-    """Every set ranked by the encoder; returns the scored sets and each corpus's base embeddings."""
+def score_dense(
+    encoder: Encoder, groups, batch_size: int, on_set=None
+) -> tuple[list[ScoredSet], dict[str, np.ndarray]]:
+    """Every set ranked by the encoder; returns the scored sets and each corpus's base embeddings.
+
+    on_set(query_set, query_emb, corpus_emb, corpus_ids) sees each set's embeddings (e.g. compression)."""
     scored, embedded = [], {}
     for corpus, sets in groups:
         started = time.perf_counter()
@@ -167,10 +172,11 @@ def score_dense(encoder: Encoder, groups, batch_size: int) -> tuple[list[ScoredS
             queries = query_set.queries
             query_emb = encoder.encode_queries(queries["text"].to_list(), batch_size=batch_size)
             ranker = documents if query_set.level == qs.DOCUMENT_LEVEL else None
-            run = dense_run(
-                queries["query_id"].to_list(), query_emb, corpus.ids, base.for_set(query_set), ranker
-            )
+            corpus_emb = base.for_set(query_set)
+            run = dense_run(queries["query_id"].to_list(), query_emb, corpus.ids, corpus_emb, ranker)
             scored.append(score_run(query_set, run))
+            if on_set is not None:
+                on_set(query_set, query_emb, corpus_emb, corpus.ids)
         log.info(
             "%s: %d passages, %d sets in %.1f s",
             corpus.key,
@@ -270,10 +276,11 @@ def evaluate_variant(
     sts_sets: Iterable[Mapping[str, Any]],
     settings: Mapping[str, Any],
     seed: int,
+    on_set=None,
 ) -> tuple[dict, list[ScoredSet], dict[str, np.ndarray]]:
     """(the eval JSON's measurement part, the scored sets, the base corpus embeddings) for one encoder."""
     started = time.perf_counter()
-    scored, embedded = score_dense(encoder, groups, settings["batch_size"])
+    scored, embedded = score_dense(encoder, groups, settings["batch_size"], on_set)
     test = embedded.get("test", next(iter(embedded.values()), np.zeros((0, 1))))
     result = {
         "query_sets": summarize_sets(scored, settings["bootstrap_samples"], seed),
@@ -295,46 +302,92 @@ def evaluate_model(
     evaluate_settings: Mapping[str, Any],
     seed: int,
     threads: int | None = None,
-    probe_inputs: Mapping[str, Any] | None = None,
+    tables: Mapping[str, str | os.PathLike] | None = None,
 ) -> dict[str, dict]:
     """Evaluate every variant of one model x method; write the folder paths.EVAL_DIR atomically.
 
-    artefacts: {artefact kind: folder} (paths.ARTEFACTS); user_sets: imported user-judged sets;
-    probe_inputs: the metadata probe's tables (probe.run_probe), scored on the reference variant.
+    artefacts: {artefact kind: folder} (paths.ARTEFACTS); user_sets: imported user-judged sets.
+    tables: the corpus tables the reference variant's side measurements read: items, documents and
+    chunks for the metadata probe (probe.py), chunks and splits for compression (its train passages).
     """
-    from .variants import variant as variant_entry
-
+    tables = dict(tables or {})
     settings = with_defaults("evaluate", evaluate_settings)
     spec = with_defaults("models.*", model_spec)
+    names = {"model": spec["name"], "method": method}
     groups = read_sets(query_sets, user_sets)
     results, per_query, runs = {}, [], []
     with atomic_dir(out_dir) as tmp:
         for variant in variants:
             folder = artefacts[variant_entry(variant).artefact]
             encoder = load_encoder(variant, folder, spec, threads)
-            measured, scored, _ = evaluate_variant(encoder, groups, settings["sts"], settings, seed)
-            results[variant] = {"model": spec["name"], "method": method, "variant": variant, **measured}
+            reference = variant == REFERENCE
+            compression = CompressionRows.when_asked(encoder, tables, settings, seed) if reference else None
+            measured, scored, _ = evaluate_variant(
+                encoder, groups, settings["sts"], settings, seed, compression
+            )
+            results[variant] = {**names, "variant": variant, **measured}
             write_json(tmp / f"{variant}.json", results[variant])
             per_query.extend(s.per_query_frame(variant) for s in scored)
             runs.extend(s.run_frame(variant) for s in scored)
-            if variant == REFERENCE and probe_inputs:
-                from .probe import run_probe
-
-                probe = run_probe(
-                    encoder,
-                    **probe_inputs,
-                    settings=settings["probe"],
-                    seed=seed,
-                    batch_size=settings["batch_size"],
-                )
-                write_json(
-                    tmp / "probe.json", {"model": spec["name"], "method": method, "variant": variant, **probe}
-                )
+            if compression is not None:
+                write_json(tmp / "compression.json", {**names, **compression.record()})
+            if reference and {"items", "documents", "chunks"} <= set(tables):
+                probe = run_probe_on(encoder, tables, settings, seed)
+                write_json(tmp / "probe.json", {**names, "variant": variant, **probe})
             _log_headline(results[variant])
             del encoder
         write_parquet(pl.concat(per_query), tmp / "per_query.parquet")
         write_parquet(pl.concat(runs), tmp / "runs.parquet")
     return results
+
+
+def run_probe_on(encoder: Encoder, tables: Mapping[str, Any], settings: Mapping[str, Any], seed: int) -> dict:
+    from .probe import run_probe
+
+    probe_tables = {k: tables[k] for k in ("items", "documents", "chunks")}
+    return run_probe(
+        encoder, **probe_tables, settings=settings["probe"], seed=seed, batch_size=settings["batch_size"]
+    )
+
+
+class CompressionRows:
+    """Compression of the reference variant's stored vectors (compression.py), per chunk-level test set,
+    computed from the embeddings the evaluation already has; int8 ranges and PCA fitted on train passages."""
+
+    @classmethod
+    def when_asked(cls, encoder: Encoder, tables: Mapping[str, Any], settings: Mapping[str, Any], seed: int):
+        """The collector, or None when compression is off or the train passages are not given."""
+        if not settings["compression"]["enabled"] or not {"chunks", "splits"} <= set(tables):
+            return None
+        return cls(encoder, tables["chunks"], tables["splits"], settings, seed)
+
+    def __init__(self, encoder: Encoder, chunks, splits, settings: Mapping[str, Any], seed: int) -> None:
+        from .samples import sample_split, train_chunk_texts
+
+        self.settings = settings["compression"]
+        texts, _ = sample_split(train_chunk_texts(chunks, splits), self.settings["train_samples"], seed)
+        self.train = encoder.encode_passages(texts, batch_size=settings["batch_size"])
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, query_set: qs.QuerySet, query_emb, corpus_emb, corpus_ids) -> None:
+        from .compression import compression_table
+
+        if query_set.split != "test" or query_set.level != qs.CHUNK_LEVEL:
+            return
+        rows = compression_table(
+            query_emb,
+            corpus_emb,
+            self.train,
+            query_set.qrels,
+            query_set.queries["query_id"].to_list(),
+            corpus_ids,
+            dims=self.settings["dims"],
+            rescore_multiplier=self.settings["rescore_multiplier"],
+        )
+        self.rows += [{"query_set": query_set.name, **row} for row in rows]
+
+    def record(self) -> dict[str, Any]:
+        return {"variant": REFERENCE, "train_embeddings": len(self.train), "rows": self.rows}
 
 
 def _log_headline(result: Mapping[str, Any]) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import re
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ from .config import ModelSpec, with_defaults
 from .io import atomic_dir, write_json
 from .metrics import spearman
 from .onnx_encoder import CONFIG_FILE, DEFAULT_FILES, OnnxEncoder
+from .samples import query_like, sample_split, train_chunk_texts
 from .system import size_mb
 from .vectors import cosines, unit
 
@@ -66,16 +66,19 @@ def export(
     threads: int | None = None,
     *,
     method: str,
+    splits_path: str | os.PathLike | None = None,
 ) -> dict:
     """Export the sentence-transformers folder `model_dir` into `out_dir`; return the fidelity report.
 
-    Sample texts (for calibration and the gate) are drawn, seeded, from the `text` column of
-    `chunks_path`, or given directly as `sample_texts`.
+    Sample texts (for calibration and the gate) are drawn, seeded, from the train-split chunks of
+    `chunks_path` (`splits_path` says which documents are train), or given directly as `sample_texts`.
     """
     settings = with_defaults("export", export_settings)
     out_dir = Path(out_dir).resolve()  # absolute: the ORT tools run with the scratch folder as cwd
     spec = replace(ModelSpec.from_config(dict(model_spec)), path=str(model_dir))
-    texts = list(sample_texts) if sample_texts is not None else read_sample_chunks(chunks_path)
+    texts = (
+        list(sample_texts) if sample_texts is not None else read_calibration_texts(chunks_path, splits_path)
+    )
     if not texts:
         raise ValueError("export: no sample texts for calibration and the fidelity gate")
     fidelity_texts, calibration_texts = sample_split(texts, int(settings["fidelity_samples"]), seed)
@@ -591,31 +594,11 @@ def encoder_config(model, spec: ModelSpec, method: str, files, settings, fusion,
     }
 
 
-def read_sample_chunks(chunks_path: str | os.PathLike | None) -> list[str]:
-    if chunks_path is None:
-        raise ValueError("export: give chunks_path or sample_texts")
-    import pyarrow.parquet as pq
-
-    return [
-        t
-        for t in pq.read_table(str(chunks_path), columns=["text"]).column("text").to_pylist()
-        if t and t.strip()
-    ]
-
-
-def sample_split(texts: Sequence[str], n: int, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded sample of `n` texts for the gate, and a disjoint one (if there are enough) to calibrate on."""
-    order = list(range(len(texts)))
-    random.Random(seed).shuffle(order)
-    gate = [texts[i] for i in order[:n]]
-    rest = [texts[i] for i in order[n : 2 * n]]
-    return gate, rest or gate
-
-
-def query_like(text: str, words: int = 12) -> str:
-    """A short query-length text from a chunk: its first sentence, at most `words` words."""
-    first = re.split(r"(?<=[.!?…])\s+", text.strip(), maxsplit=1)[0]
-    return " ".join(first.split()[:words])
+def read_calibration_texts(chunks_path, splits_path) -> list[str]:
+    """Train-split chunk texts: calibrating on test chunks would leak the evaluation set into the export."""
+    if chunks_path is None or splits_path is None:
+        raise ValueError("export: give chunks_path and splits_path (train chunks only), or sample_texts")
+    return train_chunk_texts(chunks_path, splits_path)
 
 
 @contextlib.contextmanager

@@ -15,21 +15,17 @@ sentence embedding. This module must stay importable without torch: a search eng
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
-CONFIG_FILE = "encoder_config.json"
+from .graph_encoder import CONFIG_FILE, GraphEncoder, read_encoder_config
+
+__all__ = ["CONFIG_FILE", "DEFAULT_FILES", "OnnxEncoder", "read_encoder_config", "session_options"]
+
 DEFAULT_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "fp16": "model_fp16.onnx"}
-
-
-def read_encoder_config(folder: str | os.PathLike) -> dict:
-    return json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
 
 
 def session_options(threads: int | None = None, allow_spinning: bool = False) -> ort.SessionOptions:
@@ -50,7 +46,7 @@ def session_options(threads: int | None = None, allow_spinning: bool = False) ->
     return opts
 
 
-class OnnxEncoder:
+class OnnxEncoder(GraphEncoder):
     """Sentence embeddings from an exported folder.
 
     variant: "int8" (default; the CPU deployment), "fp32", or "fp16" (GPU, when exported).
@@ -67,26 +63,7 @@ class OnnxEncoder:
         providers: Sequence[str] | None = None,
         allow_spinning: bool = False,
     ) -> None:
-        self.folder = Path(folder)
-        self.config = read_encoder_config(self.folder)
-        files = {**DEFAULT_FILES, **self.config.get("files", {})}
-        if variant not in files:
-            raise ValueError(f"variant {variant!r}: expected one of {sorted(files)}")
-        self.variant = variant
-        self.model_path = self.folder / files[variant]
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"{self.model_path}: variant {variant!r} was not exported")
-        self.query_prefix: str = self.config.get("query_prefix", "")
-        self.passage_prefix: str = self.config.get("passage_prefix", "")
-        self.max_seq_length: int = int(self.config["max_seq_length"])
-
-        # tokenizer.json is written without padding; pad per batch to the longest input ourselves
-        # (a fixed padding length in a shipped tokenizer.json once made every 9-token query cost 128).
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_seq_length)
-        self.pad_id = int(self.config.get("pad_token_id", 0))
-
+        super().__init__(folder, variant)
         if providers is None:
             providers = ["CPUExecutionProvider"]
             if device == "cuda":
@@ -99,64 +76,14 @@ class OnnxEncoder:
         self.providers = self.session.get_providers()
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise RuntimeError("device cuda: onnxruntime has no CUDAExecutionProvider here")
-        # Names resolved once: per-call work is only tokenise, copy ids into an int64 array, run.
+        # Resolved once: per call there is only tokenise, copy ids into an int64 array, run.
         input_names = [i.name for i in self.session.get_inputs()]
         self._with_type_ids = "token_type_ids" in input_names
         self._output_names = [self.session.get_outputs()[0].name]
-        self._run = self.session.run
-        self.dimension = int(self.config.get("dimension") or self.session.get_outputs()[0].shape[-1])
+        self._session_run = self.session.run
 
-    # --- public API ---
-
-    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embeddings of search queries (the model's query prefix, e.g. e5's "query: ", is added)."""
-        return self.encode(texts, batch_size=batch_size, prefix=self.query_prefix)
-
-    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embeddings of passages/documents (the model's passage prefix is added)."""
-        return self.encode(texts, batch_size=batch_size, prefix=self.passage_prefix)
-
-    def encode(self, texts: Sequence[str] | str, batch_size: int = 32, prefix: str = "") -> np.ndarray:
-        """L2-normalised float32 embeddings, shape (len(texts), dimension), in input order.
-
-        Texts are tokenised once, sorted by length and batched, so each batch pads only to its own
-        longest text; a single text runs unpadded.
-        """
-        if isinstance(texts, str):
-            texts = [texts]
-        if prefix:
-            texts = [prefix + t for t in texts]
-        n = len(texts)
-        if n == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        if n == 1:
-            return self._embed_one(self.tokenizer.encode(texts[0]).ids)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = [e.ids for e in encodings]
-        order = sorted(range(n), key=lambda i: len(ids[i]))
-        out = np.empty((n, self.dimension), dtype=np.float32)
-        for start in range(0, n, batch_size):
-            chunk = order[start : start + batch_size]
-            out[chunk] = self._embed_batch([ids[i] for i in chunk])
-        return out
-
-    # --- internals ---
-
-    def _feed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._with_type_ids:
             feed["token_type_ids"] = np.zeros_like(input_ids)
-        return feed
-
-    def _embed_one(self, ids: list[int]) -> np.ndarray:
-        input_ids = np.array([ids], dtype=np.int64)
-        return self._run(self._output_names, self._feed(input_ids, np.ones_like(input_ids)))[0]
-
-    def _embed_batch(self, batch: list[list[int]]) -> np.ndarray:
-        width = max(len(x) for x in batch)
-        input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-        attention_mask = np.zeros((len(batch), width), dtype=np.int64)
-        for row, x in enumerate(batch):
-            input_ids[row, : len(x)] = x
-            attention_mask[row, : len(x)] = 1
-        return self._run(self._output_names, self._feed(input_ids, attention_mask))[0]
+        return self._session_run(self._output_names, feed)[0]

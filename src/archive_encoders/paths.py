@@ -46,7 +46,9 @@ DATASET_META = {name: path.removesuffix(".parquet") + ".json" for name, path in 
 # trained models and their exports: the artefacts a variant is served from (variants.Variant.artefact)
 MODEL = "results/models/{model}/{method}"
 ONNX = "results/onnx/{model}/{method}"
-ARTEFACTS = {"model": MODEL, "onnx": ONNX}
+OPENVINO = "results/openvino/{model}/{method}"
+STATIC = "results/static/{model}/{method}"
+ARTEFACTS = {"model": MODEL, "onnx": ONNX, "openvino": OPENVINO, "static": STATIC}
 
 # measurements
 EVAL_DIR = "results/eval/{model}/{method}"  # <variant>.json, runs.parquet, per_query.parquet, probe.json
@@ -63,12 +65,17 @@ REPORT_FILES = {
     "cost": f"{REPORT_DIR}/cost.csv",
     "variants": f"{REPORT_DIR}/variants.csv",
     "probe": f"{REPORT_DIR}/probe.csv",
+    "compression": f"{REPORT_DIR}/compression.csv",
     "pareto_png": f"{REPORT_DIR}/pareto.png",
     "pareto_svg": f"{REPORT_DIR}/pareto.svg",
     "report_md": f"{REPORT_DIR}/report.md",
     "recommendation": f"{REPORT_DIR}/recommendation.json",
 }
 RECOMMENDATION = REPORT_FILES["recommendation"]
+
+# the search index of the recommended variant over the whole corpus (rules/index.smk)
+INDEX_DIR = "results/index/recommended"
+INDEX_REPORT = "results/index/index_report.json"
 
 
 def log(stage: str, name: str) -> str:

@@ -12,8 +12,8 @@ val: train), encoded once and shared by every set. A set is queries + qrels + op
   passages of its cluster holding every query word;
 - title: a book's title (sometimes with its creator) must find the book: documents are scored by their
   best passage, metrics are per document;
-- spelling: inverse-cloze queries in modern spelling against passages in their original pre-1918
-  spelling (documents.text_original), so each model's robustness to old orthography is measured;
+- spelling: keyword queries in modern spelling against passages in their original pre-1918 spelling
+  (documents.text_original), so each model's robustness to old orthography is measured;
 - user sets (config evaluate.retrieval_sets): a team's own labelled queries in BEIR layout or Parquet,
   with their own corpus (`import_user_set`).
 
@@ -68,7 +68,7 @@ SET_KINDS = {
         SetKind("ict", "inverse_cloze", CHUNK_LEVEL, "a sentence of a passage finds the rest of it"),
         SetKind("keyword", "keyword", CHUNK_LEVEL, "2-5 distinctive words of a passage find it"),
         SetKind("title", "title", DOCUMENT_LEVEL, "a title (and creator) finds its book"),
-        SetKind("spelling", "inverse_cloze", CHUNK_LEVEL, "modern-spelling sentences find pre-1918 passages"),
+        SetKind("spelling", "keyword", CHUNK_LEVEL, "modern-spelling keywords find pre-1918 passages"),
     )
 }
 
@@ -242,21 +242,39 @@ def _cut_sentence_set(kind: SetKind, sc: SplitCorpus, chosen: list[tuple], texts
 
 def build_keyword(sc: SplitCorpus, n: int, rng: np.random.Generator, analyzer: Analyzer, **_) -> BuiltSet:
     """Keyword queries; the passages of the source's cluster that hold every query word are relevant."""
-    corpus = sc.corpus
-    keywords = gen.KeywordQueries(corpus["text"].to_list(), corpus["doc_id"].to_list(), analyzer)
-    stems_of = {
-        cid: set(analyzer.tokens(text)) for cid, text in sc.members().select("corpus_id", "text").rows()
-    }
-    clusters = sc.by_cluster()
+    candidates = _keyword_candidates(sc, analyzer, rng)
+    return _keyword_set(SET_KINDS["keyword"], sc, _cap(candidates, n, rng), analyzer, {})
+
+
+def _keyword_candidates(
+    sc: SplitCorpus, analyzer: Analyzer, rng: np.random.Generator, only: set[str] | None = None
+) -> list[tuple]:
+    """(corpus_id, doc_id, cluster, query, stems) for the split's passages (those in `only`, if given);
+    IDF counted over the whole split corpus, distractors included."""
+    keywords = gen.KeywordQueries(sc.corpus["text"].to_list(), sc.corpus["doc_id"].to_list(), analyzer)
     candidates = []
     for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
-        made = keywords.make(text, rng)
+        made = keywords.make(text, rng) if only is None or cid in only else None
         if made:
             candidates.append((cid, doc_id, cluster, *made))
-    built = BuiltSet(SET_KINDS["keyword"], [], [])
-    for cid, doc_id, cluster, query, stems in _cap(candidates, n, rng):
-        qid = _query_id("keyword", cid)
-        built.queries.append((qid, query, doc_id, "keyword"))
+    return candidates
+
+
+def _keyword_set(
+    kind: SetKind, sc: SplitCorpus, chosen: list[tuple], analyzer: Analyzer, overrides: dict[str, str]
+) -> BuiltSet:
+    """Keyword queries judged on the set's own texts: the source and every passage of its cluster that
+    holds every query word's stem (the analyzer folds pre-1918 letters, so either spelling agrees)."""
+    built = BuiltSet(kind, [], [], overrides=dict(overrides))
+    clusters = sc.by_cluster()
+    stems_of = {
+        cid: set(analyzer.tokens(overrides.get(cid, text)))
+        for passages in clusters.values()
+        for cid, text in passages
+    }
+    for cid, doc_id, cluster, query, stems in chosen:
+        qid = _query_id(kind.name, cid)
+        built.queries.append((qid, query, doc_id, kind.generator))
         built.qrels.append((qid, cid, 1))
         wanted = set(stems)
         built.qrels.extend(
@@ -292,24 +310,15 @@ def build_title(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> Built
     return built
 
 
-def build_spelling(sc: SplitCorpus, n: int, rng: np.random.Generator, chunks: pl.DataFrame, **_) -> BuiltSet:
-    """Modern-spelling inverse-cloze queries against passages in their original spelling."""
+def build_spelling(
+    sc: SplitCorpus, n: int, rng: np.random.Generator, analyzer: Analyzer, chunks: pl.DataFrame, **_
+) -> BuiltSet:
+    """Modern-spelling keyword queries against passages in their original (pre-1918) spelling: the words
+    a reader types today, looking for a book printed before the reform."""
     corpus_ids = set(sc.corpus["corpus_id"])
     originals = {cid: t for cid, t in original_chunk_texts(chunks, sc.documents).items() if cid in corpus_ids}
-    candidates = []
-    for cid, doc_id, cluster, text in sc.members().select("corpus_id", "doc_id", "cluster_id", "text").rows():
-        original = originals.get(cid)
-        if original is None:
-            continue  # a passage in modern spelling measures nothing here
-        modern_parts, original_parts = gen.sentences(text), gen.sentences(original)
-        pair = gen.inverse_cloze(text, rng)
-        if not pair or len(modern_parts) != len(original_parts):
-            continue
-        i = modern_parts.index(pair[0])
-        rest = " ".join(original_parts[:i] + original_parts[i + 1 :])
-        candidates.append((cid, doc_id, cluster, pair[0], rest))
-    chosen = _cap(_distinct_sentences(candidates), n, rng)
-    return _cut_sentence_set(SET_KINDS["spelling"], sc, chosen, originals)
+    candidates = _keyword_candidates(sc, analyzer, rng, only=set(originals))  # passages in old spelling
+    return _keyword_set(SET_KINDS["spelling"], sc, _cap(candidates, n, rng), analyzer, originals)
 
 
 BUILDERS: dict[str, Callable[..., BuiltSet]] = {

@@ -65,13 +65,14 @@ def cpu_flags() -> list[str]:
 
 
 def size_mb(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None) -> float:
-    """Size on disk in MiB: a file with its external-data sibling (`<file>.data`, ONNX over 2 GB), or
+    """Size on disk in MiB: a file with its weights sibling (`<file>.data`, `<name>.bin`), or
     the files of a folder (only those with one of `suffixes`, e.g. weights, when given)."""
     path = Path(path)
     if path.is_dir():
         files = [f for f in path.rglob("*") if f.is_file() and (suffixes is None or f.suffix in suffixes)]
         return sum(f.stat().st_size for f in files) / 2**20
-    extra = Path(str(path) + ".data")
+    # ONNX over 2 GB keeps its weights in <file>.data; OpenVINO's <name>.xml has them in <name>.bin
+    extra = path.with_suffix(".bin") if path.suffix == ".xml" else Path(str(path) + ".data")
     return (path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)) / 2**20
 
 

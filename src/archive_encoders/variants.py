@@ -15,8 +15,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Variant:
     name: str
-    artefact: str  # "model" (results/models/...) or "onnx" (results/onnx/...)
-    runtime: str  # "torch" or "onnxruntime"
+    artefact: str  # a key of paths.ARTEFACTS: "model", "onnx", "openvino", "static"
+    runtime: str  # "torch", "onnxruntime", "openvino" or "model2vec" (encoders.load_encoder)
     precision: str
     file_key: str | None = None  # the file inside the artefact folder
     reference: bool = False  # the variant every other one is compared with (fidelity, speedups)
@@ -28,6 +28,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("torch", artefact="model", runtime="torch", precision="fp32", reference=True),
         Variant("onnx-fp32", artefact="onnx", runtime="onnxruntime", precision="fp32", file_key="fp32"),
         Variant("onnx-int8", artefact="onnx", runtime="onnxruntime", precision="int8", file_key="int8"),
+        Variant("openvino-int8", artefact="openvino", runtime="openvino", precision="int8", file_key="int8"),
+        Variant("static", artefact="static", runtime="model2vec", precision="fp32"),
     )
 }
 NAMES = tuple(VARIANTS)

@@ -17,9 +17,10 @@ evaluate_model(
     evaluate_settings=snakemake.params.evaluate,
     seed=snakemake.params.seed,
     threads=snakemake.threads,
-    probe_inputs={
+    tables={
         "items": snakemake.input.item_list,
         "documents": snakemake.input.documents,
         "chunks": snakemake.input.chunks,
+        "splits": snakemake.input.splits,
     },
 )

@@ -13,6 +13,7 @@ export(
     method=snakemake.wildcards.method,
     export_settings=snakemake.params.export,
     chunks_path=snakemake.input.chunks,
+    splits_path=snakemake.input.splits,
     seed=snakemake.params.seed,
     threads=snakemake.threads,
 )

@@ -25,7 +25,15 @@ from . import choice as decide
 from .inputs import read_inputs
 from .plot import plot_pareto
 from .render import Column, ci, col, fmt, render, row_name, table, with_ci
-from .tables import LATENCY, cost_table, pareto_front, probe_table, summary_table, variants_table
+from .tables import (
+    LATENCY,
+    compression_table,
+    cost_table,
+    pareto_front,
+    probe_table,
+    summary_table,
+    variants_table,
+)
 
 log = logging.getLogger(__name__)
 TOP_N = 15
@@ -78,6 +86,18 @@ COST_COLUMNS = [
     col("trainable_params", "trainable"),
     col("trainable_pct", "% trainable", 2),
     col("full_corpus_hours", "full-corpus hours", 2),
+]
+COMPRESSION_COLUMNS = [
+    col("model"),
+    col("method"),
+    col("query_set", "query set"),
+    col("encoding"),
+    col("dimension", "dims"),
+    Column("rescored", lambda r: fmt(r.get("rescored"))),
+    col("bytes_per_vector", "bytes/vector"),
+    col("compression", "× smaller", 0),
+    col("ndcg@10", "NDCG@10"),
+    col("ndcg@10_kept_pct", "kept %", 1),
 ]
 PROBE_COLUMNS = [
     col("label"),
@@ -180,6 +200,22 @@ def set_notes(summary: pl.DataFrame, set_info: Mapping[str, Mapping[str, Any]]) 
     return notes
 
 
+def serving_note(row: Mapping[str, Any] | None) -> str:
+    if row is None or row["retriever"] == DENSE:
+        return ""
+    if row["retriever"] == LEXICAL:
+        return (
+            "Keyword search is as good as any encoder here: keep BM25. The `index` target still builds a "
+            "vector index of the best dense row, for comparison."
+        )
+    fusion = row["retriever"].removeprefix("hybrid-")
+    return (
+        f"It is a hybrid: run BM25 and `{row['model']}/{row['method']}/{row['variant']}` side by side and "
+        f"fuse their top-100 ({fusion}; a weight, where there is one, is in summary.csv). The `index` target "
+        "builds the dense half; the search command serves it alone."
+    )
+
+
 def dense_latency(inputs) -> Mapping[str, Any]:
     return next(iter(inputs.latency.values()), {})
 
@@ -242,13 +278,17 @@ def write_report(
     _write_csv(costs, outputs["cost"])
     _write_csv(variants, outputs["variants"])
     _write_csv(probes, outputs["probe"])
+    compression = compression_table(inputs.compression)
+    _write_csv(compression, outputs["compression"])
     plot_pareto(summary, outputs["pareto_png"], outputs["pareto_svg"])
-    write_json(outputs["recommendation"], decide.recommendation_record(result))
+    write_json(outputs["recommendation"], decide.recommendation_record(result, summary))
     lexical_latency = inputs.lexical.get("latency", {})
     text = render(
         "report.md.j2",
         scope=scope_text(summary, inputs),
         recommended=result["recommended"],
+        rule=result["rule"],
+        serving_note=serving_note(result["recommended"]),
         sets=sets,
         margin=settings["margin"],
         verdict_lines=verdict_lines(result, summary, costs),
@@ -263,6 +303,7 @@ def write_report(
         variants=table(variants, variant_columns(variants)) if variants.height else "_(none)_\n",
         cost=table(costs, COST_COLUMNS) if costs.height else "_(none)_\n",
         cost_note=COST_NOTE,
+        compression=table(compression, COMPRESSION_COLUMNS) if compression.height else "_(none)_\n",
         probe=table(probes.filter(pl.col("skipped").is_null()), PROBE_COLUMNS)
         if probes.height
         else "_(none)_\n",

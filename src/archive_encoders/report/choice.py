@@ -6,6 +6,10 @@ paired difference to the best row is above -margin (report.margin, 0.01 NDCG@10 
 recommendation is the fastest row (batch-1 query p50) that is non-inferior on every decision set and not
 flagged for low fidelity; BM25 and the hybrids compete like any other row, so a dense encoder is only
 recommended when it is as good as keyword search.
+
+When the sets disagree (no row is within the margin of the best on all of them), the recommendation is
+the row whose largest shortfall against a set's best is smallest (minimax regret on the paired
+differences), and the report says that no row could be shown non-inferior everywhere.
 """
 
 from __future__ import annotations
@@ -62,20 +66,55 @@ def choose(summary: pl.DataFrame, sets: Sequence[str], margin: float) -> dict[st
         & ~pl.col("low_fidelity").fill_null(False)
         & pl.col(LATENCY).is_not_null()
     ).sort([LATENCY, "mean_ndcg"], descending=[False, True])
+    rule = "non-inferior"
     recommended = eligible.row(0, named=True) if eligible.height else None
+    if recommended is None:
+        rule = "smallest worst-case loss"
+        recommended = least_worst(decided, len(sets))
     best = {
         name: group.sort(HEADLINE, descending=True).row(0, named=True)
         for (name,), group in decided.group_by(["query_set"], maintain_order=True)
     }
     return {
+        "rule": rule if recommended is not None else None,
         "recommended": recommended,
-        "recommended_rows": decided.filter(_is_row(recommended)) if recommended else decided.head(0),
         "eligible": eligible,
         "best": best,
         "dense_vs_bm25": best_dense_vs_bm25(decided),
         "sets": list(sets),
         "margin": margin,
     }
+
+
+def least_worst(decided: pl.DataFrame, n_sets: int) -> dict[str, Any] | None:
+    """The row (present on every set, not low-fidelity) whose worst paired difference to a set's best
+    is the least negative; ties by latency."""
+    worst = (
+        decided.filter(~pl.col("low_fidelity").fill_null(False) & pl.col(LATENCY).is_not_null())
+        .group_by(ROW, maintain_order=True)
+        .agg(
+            pl.col("delta_vs_best").min().alias("worst_delta"),
+            pl.len().alias("n_sets"),
+            pl.col(HEADLINE).mean().alias("mean_ndcg"),
+            pl.col(LATENCY).first(),
+            pl.col("low_fidelity").first(),
+        )
+        .filter(pl.col("n_sets") == n_sets)
+        .sort(["worst_delta", LATENCY], descending=[True, False])
+    )
+    return worst.row(0, named=True) if worst.height else None
+
+
+def dense_part(choice: Mapping[str, Any], summary: pl.DataFrame) -> dict[str, Any] | None:
+    """The dense row the index serves: the recommendation itself, a hybrid's dense half, or (when BM25 is
+    recommended) the dense row the same rule picks among dense rows only."""
+    row = choice["recommended"]
+    if row is None:
+        return None
+    if row["retriever"] != LEXICAL:
+        return {**row, "retriever": DENSE}
+    dense = choose(summary.filter(pl.col("retriever") == DENSE), choice["sets"], choice["margin"])
+    return dense["recommended"]
 
 
 def _is_row(row: Mapping[str, Any]) -> pl.Expr:
@@ -103,18 +142,22 @@ def best_dense_vs_bm25(summary: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def recommendation_record(choice: Mapping[str, Any]) -> dict[str, Any]:
-    """recommendation.json: the row to deploy and the folder it is served from (what `index` builds)."""
+def recommendation_record(choice: Mapping[str, Any], summary: pl.DataFrame) -> dict[str, Any]:
+    """recommendation.json: the row to deploy, by which rule, and the dense variant the `index` target
+    builds (`artefact`: the folder it is served from; for a hybrid its dense half, for BM25 the best
+    dense row, since a vector index needs one)."""
     row = choice["recommended"]
     empty = {"model": None, "method": None, "variant": None, "retriever": None, "artefact": None}
     if row is None:
-        return {**empty, "reason": "no row is non-inferior to the best on every decision set"}
-    record = {k: row[k] for k in ROW}
-    if row["retriever"] == LEXICAL:
-        record["artefact"] = None
-    else:
-        kind = variant_entry(row["variant"]).artefact
-        record["artefact"] = paths.ARTEFACTS[kind].format(model=row["model"], method=row["method"])
+        return {**empty, "reason": "no row was evaluated on every decision set"}
+    record = {k: row[k] for k in ROW} | {"rule": choice["rule"]}
+    dense = dense_part(choice, summary)
+    record["index"] = None if dense is None else {k: dense[k] for k in ("model", "method", "variant")}
+    record["artefact"] = None
+    if dense is not None:
+        kind = variant_entry(dense["variant"]).artefact
+        record["artefact"] = paths.ARTEFACTS[kind].format(model=dense["model"], method=dense["method"])
+    rows = summary.filter(_is_row(row) & pl.col("query_set").is_in(choice["sets"]))
     record |= {
         "decision_sets": choice["sets"],
         "margin": choice["margin"],
@@ -122,11 +165,10 @@ def recommendation_record(choice: Mapping[str, Any]) -> dict[str, Any]:
         LATENCY: row[LATENCY],
         "ndcg@10": {
             r["query_set"]: {
-                "value": r[HEADLINE],
-                "ci_low": r[f"{HEADLINE}_ci_low"],
-                "ci_high": r[f"{HEADLINE}_ci_high"],
+                k: r[f"{HEADLINE}{s}"]
+                for k, s in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
             }
-            for r in choice["recommended_rows"].iter_rows(named=True)
+            for r in rows.iter_rows(named=True)
         },
     }
     return record

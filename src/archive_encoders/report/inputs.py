@@ -23,6 +23,7 @@ class ReportInputs:
     fidelity: dict[tuple[str, str], dict]  # (model, method) -> {variant: fidelity entry}
     evaluations: dict[tuple[str, str, str], dict]  # (model, method, variant) -> eval JSON
     probes: list[dict]  # probe.json of every model x method
+    compression: list[dict]  # compression.json of every model x method
     latency: dict[tuple[str, str, str], dict]  # (model, method, variant) -> latency JSON
     lexical: dict  # the BM25 eval JSON (its latency inside)
     corpus_chunks: int
@@ -42,16 +43,20 @@ def read_fidelity(exports: Iterable[str | os.PathLike]) -> dict[tuple[str, str],
     return out
 
 
-def read_evaluations(folders: Iterable[str | os.PathLike]) -> tuple[dict, list[dict]]:
-    evaluations, probes = {}, []
+SIDE_RECORDS = ("probe.json", "compression.json")  # in an evaluation folder beside the variant JSONs
+
+
+def read_evaluations(folders: Iterable[str | os.PathLike]) -> tuple[dict, dict[str, list[dict]]]:
+    """((model, method, variant) -> eval JSON, {side record name: [records]})."""
+    evaluations, side = {}, {name: [] for name in SIDE_RECORDS}
     for folder in map(Path, folders):
         for path in sorted(folder.glob("*.json")):
             record = read_json(path)
-            if path.name == "probe.json":
-                probes.append(record)
+            if path.name in side:
+                side[path.name].append(record)
             else:
                 evaluations[(record["model"], record["method"], record["variant"])] = record
-    return evaluations, probes
+    return evaluations, side
 
 
 def set_info(query_sets: str | os.PathLike, user_sets: Iterable[str | os.PathLike]) -> dict[str, dict]:
@@ -74,14 +79,15 @@ def read_inputs(
     query_sets: str | os.PathLike,
     user_sets: Iterable[str | os.PathLike] = (),
 ) -> ReportInputs:
-    evals, probes = read_evaluations(evaluations)
+    evals, side = read_evaluations(evaluations)
     lexical_json = next(p for p in Path(lexical).glob("*.json"))
     return ReportInputs(
         rows=pl.read_parquet(Path(comparison) / "rows.parquet"),
         train=[read_json(Path(folder) / "train_metrics.json") for folder in models],
         fidelity=read_fidelity(exports),
         evaluations=evals,
-        probes=probes,
+        probes=side["probe.json"],
+        compression=side["compression.json"],
         latency={(r["model"], r["method"], r["variant"]): r for r in map(read_json, latency)},
         lexical=read_json(lexical_json),
         corpus_chunks=corpus_chunks,

