@@ -290,6 +290,35 @@ def test_mining_finds_negatives_below_a_positive_that_is_not_the_top_hit(data, m
     assert len(theirs) < sum(map(len, mined)) / 2
 
 
+def test_document_level_anchors_skip_the_margin(data, minilm):
+    """A title query's positive is one chunk of a relevant book (the book is masked): no margin below it."""
+    f = _frames(data)
+    pairs = f["triplets"].unique("anchor", keep="first", maintain_order=True).head(8)
+    anchors, positives = pairs["anchor"].to_list(), pairs["positive"].to_list()
+    corpus = list(dict.fromkeys([*f["chunks"]["text"].head(60), *positives]))
+    groups, owners = [f"p{i}" for i in range(8)], [{"c"}] * len(corpus)
+    window = {"num_negatives": 2, "range_min": 0, "range_max": 10}
+    with_margin = td.mine_negatives(
+        anchors, positives, groups, corpus, owners, minilm, {**window, "relative_margin": 0.05}
+    )
+    without = td.mine_negatives(
+        anchors, positives, groups, corpus, owners, minilm, {**window, "relative_margin": None}
+    )
+    levels = [i % 2 == 0 for i in range(8)]
+    mixed = td.mine_negatives(
+        anchors,
+        positives,
+        groups,
+        corpus,
+        owners,
+        minilm,
+        {**window, "relative_margin": 0.05},
+        document_level=levels,
+    )
+    assert with_margin != without  # the margin does drop candidates here
+    assert mixed == [w if level else m for w, m, level in zip(without, with_margin, levels, strict=True)]
+
+
 def test_mined_triplets_record_their_random_share_per_kind(data):
     import json
 

@@ -337,6 +337,7 @@ def mine_negatives(
     query_prefix: str = "",
     passage_prefix: str = "",
     batch_size: int = 64,
+    document_level: list[bool] | None = None,
 ) -> list[list[str]]:
     """Hard negatives for each (anchor, positive, group), hardest first, never from the anchor's group.
 
@@ -347,6 +348,10 @@ def mine_negatives(
     real data: for most inverse-cloze anchors dozens of chunks outscore the positive, and
     sentence-transformers' `mine_hard_negatives` (which filters its top `range_max` afterwards) then
     finds nothing. With no margin the two select the same negatives (tests/test_training_data.py).
+
+    `document_level` anchors (title queries) skip the margin: their positive is one chunk of a book that is
+    relevant as a whole, the whole book (its cluster) is masked already, and the chunk they were paired
+    with says nothing about how close another book may come.
     """
     import torch
 
@@ -355,6 +360,7 @@ def mine_negatives(
     encode = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_tensor": True}
     queries = model.encode_query(anchors, prompt=query_prefix or None, **encode)
     docs = model.encode_document(corpus, prompt=passage_prefix or None, **encode)
+    guarded = torch.tensor([not d for d in document_level or [False] * len(anchors)], device=docs.device)
     index = {text: j for j, text in enumerate(corpus)}  # every positive is in the corpus
     positive_idx = torch.tensor([index[p] for p in positives], device=docs.device)
     positive_scores = (queries * docs[positive_idx]).sum(-1)
@@ -371,7 +377,8 @@ def mine_negatives(
         scores = queries[start:stop] @ docs.T  # a slice at a time bounds the (queries x corpus) matrix
         if margin is not None:  # the false-negative guard, before ranking
             pos = positive_scores[start:stop, None]
-            scores = scores.masked_fill(scores > pos - pos.abs() * margin, -torch.inf)
+            too_close = (scores > pos - pos.abs() * margin) & guarded[start:stop, None]
+            scores = scores.masked_fill(too_close, -torch.inf)
         for row, i in enumerate(range(start, stop)):
             scores[row, positive_idx[i]] = -torch.inf
             if groups[i] in masks:
@@ -511,6 +518,7 @@ def mine_triplets(
         query_prefix=spec.query_prefix,
         passage_prefix=spec.passage_prefix,
         batch_size=batch_size,
+        document_level=pairs["chunk_index"].is_null().to_list(),
     )
     mining_s = time.perf_counter() - encode_started
 
