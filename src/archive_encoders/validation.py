@@ -83,9 +83,14 @@ class ValidationSets:
             self.texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False
         )
         per_set = {}
-        for name, evaluator in self.evaluators.items():
-            metrics = evaluator(model, corpus_embeddings=embeddings[self.positions[name]])
-            per_set[name] = float(metrics[f"{name}_cosine_{METRIC}"])
+        quiet = logging.getLogger(type(next(iter(self.evaluators.values()))).__module__)
+        level, quiet.level = quiet.level, logging.WARNING  # it logs a dozen lines per set and call
+        try:
+            for name, evaluator in self.evaluators.items():
+                metrics = evaluator(model, corpus_embeddings=embeddings[self.positions[name]])
+                per_set[name] = float(metrics[f"{name}_cosine_{METRIC}"])
+        finally:
+            quiet.level = level
         return float(np.mean(list(per_set.values()))), per_set
 
 
