@@ -43,7 +43,7 @@ rule all:
 
 rule corpus:
     input:
-        rules.chunk_documents.output,
+        rules.corpus_manifest.output,
 
 
 rule datasets:

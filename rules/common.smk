@@ -5,6 +5,7 @@ from archive_encoders import config as aec
 from archive_encoders import paths
 from archive_encoders.methods import METHOD_TYPES
 from archive_encoders.variants import VARIANTS as VARIANT_REGISTRY
+from archive_encoders import shards as aec_shards
 
 aec.validate(
     config
@@ -35,6 +36,7 @@ wildcard_constraints:
     teacher=_one_of(TEACHERS),
     variant=_one_of(VARIANTS),
     retrieval_set=_one_of([e["name"] for e in config["evaluate"]["retrieval_sets"]]),
+    shard=rf"\d{{{aec_shards.SHARD_DIGITS}}}",
 
 
 # --- params: only the keys a rule depends on, so a change reruns only what it affects ---
@@ -51,6 +53,26 @@ def archive_search_settings():
         "file_preference",
     )
     return {k: config["archive"].get(k) for k in keys}
+
+
+def archive_location_settings():
+    """Where downloads.parquet paths lie (local_dir's parent for a local source): all a shard's job reads
+    of the archive section, so a wider query does not rerun the shards it leaves alone.
+    """
+    return {k: config["archive"].get(k) for k in ("source", "local_dir")}
+
+
+# The keys of `clean` that dedupe_corpus alone reads.
+DEDUPE_KEYS = ("dedupe_threshold", "cluster_threshold")
+
+
+def clean_shard_settings():
+    """The clean keys a shard's job reads: all but the dedupe thresholds, which only dedupe_corpus reads."""
+    return {k: v for k, v in config["clean"].items() if k not in DEDUPE_KEYS}
+
+
+def dedupe_settings():
+    return {k: config["clean"][k] for k in DEDUPE_KEYS}
 
 
 def model_settings(wildcards):
@@ -87,6 +109,21 @@ def reference_model_settings(key):
 
 def method_type(wildcards):
     return METHOD_TYPES[aec.method_type(config, wildcards.method)]
+
+
+def shard_names(wildcards=None):
+    """The shards assign_shards listed; known once that checkpoint has run (until then Snakemake
+    plans the jobs that need them after it)."""
+    return aec_shards.shard_names(checkpoints.assign_shards.get().output.shard_items)
+
+
+def every_shard(template):
+    """An input function: `template` (a per-shard output, with {shard}) for every shard."""
+
+    def of_every_shard(wildcards):
+        return expand(template, shard=shard_names())
+
+    return of_every_shard
 
 
 def training_inputs(wildcards):
@@ -133,7 +170,7 @@ def static_inputs(wildcards):
     """The trained model; the chunks and splits only when static.max_vocabulary counts tokens in them."""
     inputs = {"model": paths.MODEL.format(**wildcards)}
     if config["static"]["max_vocabulary"]:
-        inputs.update(chunks=paths.CHUNKS, splits=paths.SPLITS)
+        inputs.update(corpus=paths.CORPUS, splits=paths.SPLITS)
     return inputs
 
 

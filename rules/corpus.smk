@@ -1,35 +1,90 @@
-# Clean and chunk: OCR clean-up, language id, quality filter, dedupe -> documents -> token chunks.
+# Clean and chunk, shard by shard: OCR clean-up, language id, quality filter, MinHash signatures ->
+# documents -> token chunks; duplicates and clusters once, over every shard's signatures; one manifest
+# that later stages read the corpus through (archive_encoders.corpus).
 
 
-rule clean_documents:
+localrules:
+    assign_shards,
+    corpus_manifest,
+
+
+checkpoint assign_shards:
     input:
         item_list=rules.search_archive.output.item_list,
         downloads=rules.download_archive.output.downloads,
     output:
-        documents=ensure("results/corpus/documents.parquet", non_empty=True),
-        rejected="results/corpus/rejected.parquet",
+        # update(): not emptied before a rerun, which rewrites only the lists whose items changed, so
+        # the jobs of an untouched shard find their input older than their outputs and do not rerun
+        shard_items=update(directory(paths.SHARD_ITEMS_DIR)),
     log:
-        "logs/corpus/clean_documents.log",
+        paths.log("corpus", "assign_shards"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        items_per_shard=config["corpus"]["items_per_shard"],
+        ledger=paths.SHARD_LEDGER,
+    script:
+        "../workflow/scripts/assign_shards.py"
+
+
+rule clean_shard:
+    input:
+        shard_items=paths.SHARD_ITEMS,
+    output:
+        documents=ensure(paths.SHARD_DOCUMENTS, non_empty=True),
+        rejected=paths.SHARD_REJECTED,
+        signatures=paths.SHARD_SIGNATURES,
+    log:
+        paths.log("corpus", "clean_shard/{shard}"),
+    benchmark:
+        "logs/corpus/clean_shard/{shard}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=120,
+        runtime=60,
     params:
-        clean=config["clean"],
-        archive=archive_search_settings(),  # where downloads.parquet paths lie (local_dir's parent)
+        clean=clean_shard_settings(),
+        archive=archive_location_settings(),
     script:
-        "../workflow/scripts/clean_documents.py"
+        "../workflow/scripts/clean_shard.py"
 
 
-rule chunk_documents:
+rule dedupe_corpus:
     input:
-        documents=rules.clean_documents.output.documents,
+        signatures=every_shard(rules.clean_shard.output.signatures),
     output:
-        chunks=ensure("results/corpus/chunks.parquet", non_empty=True),
+        dedupe=ensure(paths.DEDUPE, non_empty=True),
     log:
-        "logs/corpus/chunk_documents.log",
+        paths.log("corpus", "dedupe_corpus"),
+    benchmark:
+        "logs/corpus/dedupe_corpus/dedupe_corpus.benchmark.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        dedupe=dedupe_settings(),
+    script:
+        "../workflow/scripts/dedupe_corpus.py"
+
+
+rule chunk_shard:
+    input:
+        documents=rules.clean_shard.output.documents,
+    output:
+        chunks=ensure(paths.SHARD_CHUNKS, non_empty=True),
+    log:
+        paths.log("corpus", "chunk_shard/{shard}"),
+    benchmark:
+        "logs/corpus/chunk_shard/{shard}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -40,4 +95,27 @@ rule chunk_documents:
         chunk=config["chunk"],
         tokenizer=reference_model_settings("chunk.tokenizer_model"),
     script:
-        "../workflow/scripts/chunk_documents.py"
+        "../workflow/scripts/chunk_shard.py"
+
+
+rule corpus_manifest:
+    input:
+        documents=every_shard(rules.clean_shard.output.documents),
+        rejected=every_shard(rules.clean_shard.output.rejected),
+        signatures=every_shard(rules.clean_shard.output.signatures),
+        chunks=every_shard(rules.chunk_shard.output.chunks),
+        dedupe=rules.dedupe_corpus.output.dedupe,
+    output:
+        manifest=ensure(paths.CORPUS, non_empty=True),
+    log:
+        paths.log("corpus", "corpus_manifest"),
+    conda:
+        "../envs/workflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        shards=shard_names,
+    script:
+        "../workflow/scripts/corpus_manifest.py"

@@ -4,7 +4,7 @@
 
 rule split_documents:
     input:
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
     output:
         splits=ensure(paths.SPLITS, non_empty=True),
     log:
@@ -24,7 +24,7 @@ rule split_documents:
 
 rule tsdae_pairs:
     input:
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         pairs=ensure(paths.TSDAE_PAIRS, non_empty=True),
@@ -47,8 +47,7 @@ rule tsdae_pairs:
 
 rule mine_triplets:
     input:
-        chunks=rules.chunk_documents.output.chunks,
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         triplets=ensure(paths.TRIPLETS, non_empty=True),
@@ -77,8 +76,7 @@ rule mine_triplets:
 
 rule build_query_sets:
     input:
-        chunks=rules.chunk_documents.output.chunks,
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         query_sets=directory(paths.QUERY_SETS),

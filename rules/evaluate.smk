@@ -26,8 +26,7 @@ rule evaluate_model:
         user_sets=user_query_sets(),
         sts=[sts["path"] for sts in config["evaluate"]["sts"]],
         item_list=rules.search_archive.output.item_list,
-        documents=rules.clean_documents.output.documents,
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         evaluation=directory(paths.EVAL_DIR),

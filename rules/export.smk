@@ -5,7 +5,7 @@
 rule export_onnx:
     input:
         model=rules.train_model.output.model,
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         onnx=directory(paths.ONNX),
@@ -28,7 +28,7 @@ rule export_onnx:
 rule export_openvino:
     input:
         onnx=rules.export_onnx.output.onnx,
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
         openvino=directory(paths.OPENVINO),

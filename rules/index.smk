@@ -5,8 +5,7 @@
 rule build_index:
     input:
         recommendation=rules.build_report.output.recommendation,
-        chunks=rules.chunk_documents.output.chunks,
-        documents=rules.clean_documents.output.documents,
+        corpus=rules.corpus_manifest.output.manifest,
     output:
         index=directory(paths.INDEX_DIR),
         report=paths.INDEX_REPORT,

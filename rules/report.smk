@@ -15,7 +15,7 @@ rule build_report:
         latency=latency_measurements(),
         query_sets=rules.build_query_sets.output.query_sets,
         user_sets=user_query_sets(),
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
     output:
         summary_parquet=paths.REPORT_FILES["summary_parquet"],
         summary_csv=report(

@@ -4,7 +4,7 @@
 
 rule teacher_embeddings:
     input:
-        chunks=rules.chunk_documents.output.chunks,
+        corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
         triplets=rules.mine_triplets.output.triplets,
         triplets_meta=rules.mine_triplets.output.meta,

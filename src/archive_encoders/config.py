@@ -23,6 +23,7 @@ import yaml
 from .methods import METHOD_TYPES
 
 SCHEMA_RESOURCE = "schema/config.schema.yaml"
+RESERVED_MODEL_NAME = "bm25"  # results/eval/bm25 holds the lexical row
 
 
 class ConfigError(ValueError):
@@ -236,6 +237,10 @@ def check(config: dict[str, Any]) -> None:
 
 def _check_names(config: dict[str, Any]) -> None:
     names = [m["name"] for m in config["models"]]
+    if RESERVED_MODEL_NAME in names:
+        raise ConfigError(
+            f"models: the name {RESERVED_MODEL_NAME!r} is the keyword-search row's; rename the model"
+        )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"models: duplicate model name(s) {duplicates}")
@@ -375,6 +380,10 @@ def _check_sizes(config: dict[str, Any]) -> None:
         raise ConfigError("archive.query: required when archive.source is remote")
     if archive["source"] == "local" and not archive["local_dir"]:
         raise ConfigError("archive.local_dir: required when archive.source is local")
+
+    for i, entry in enumerate(config["evaluate"]["retrieval_sets"]):
+        if not Path(entry["path"]).expanduser().is_dir():
+            raise ConfigError(f"evaluate.retrieval_sets[{i}].path: {entry['path']!r} is not a folder")
 
     chunk = config["chunk"]
     if chunk["overlap_tokens"] >= chunk["max_tokens"]:

@@ -1,6 +1,8 @@
-"""Clean stage: downloaded text files -> documents.parquet (+ rejected.parquet).
+"""Clean stage: downloaded text files -> clean documents, rejections and MinHash signatures per shard;
+near-duplicates and clusters once over the signatures of every shard.
 
-For every item the download stage fetched (status `ok`), in identifier order:
+For every item of a shard that the download stage fetched (status `ok`), in identifier order
+(`clean_shard`, one job per shard):
 
 1. decode  - bytes -> str (`clean.decode_bytes`: UTF-8, else cp1251 when it reads as Russian); an
              empty, missing or undecodable file is rejected with the reason, never a crash;
@@ -8,13 +10,17 @@ For every item the download stage fetched (status `ok`), in identifier order:
 3. quality - minimum length, letter ratio, garbage-token ratio (thresholds from the config);
 4. language - py3langid, offline, restricted to the configured languages plus a few that old scans
              are often in, so that a German or Latin book is detected as such and rejected;
-5. duplicates - exact (same clean text) and near (MinHash/LSH from datasketch, Jaccard above
-             `dedupe_threshold`): the smaller scan, or the later identifier on a tie, is dropped and
-             `duplicate_of` names the one kept. Kept documents whose Jaccard reaches
-             `cluster_threshold` share a `cluster_id` (the smallest doc_id in the group), so later
-             stages keep related books in one split.
+5. signature - the document's length, a digest of its clean text and a MinHash of its word bigrams.
 
-Both tables are sorted by doc_id: a rerun on the same inputs writes the same rows.
+Then, over the signatures alone (`dedupe_corpus`, one job for the whole corpus, so a pair that falls
+into two shards is found): exact duplicates (same digest) and near ones (MinHash/LSH from datasketch,
+Jaccard above `dedupe_threshold`): the smaller scan, or the later identifier on a tie, is dropped and
+`duplicate_of` names the one kept. Kept documents whose Jaccard reaches `cluster_threshold` share a
+`cluster_id` (the smallest doc_id in the group), so later stages keep related books in one split.
+
+`build_documents` runs the same steps on a whole corpus in one process and writes the single
+documents/rejected tables the sharded stage is read back as (`corpus.scan_documents`). Every table is
+sorted by doc_id: a rerun on the same inputs writes the same rows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import hashlib
 import logging
 import os
 import re
-import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,43 +38,49 @@ import numpy as np
 import polars as pl
 
 from .clean import RULES, clean_text, decode_bytes
-from .io import write_parquet
+from .config import with_defaults
+from .io import parquet_batches, write_parquet
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {  # the `clean` section of workflow/schemas/config.schema.yaml
-    "prereform_spelling": True,
-    "languages": ["ru", "en"],
-    "min_chars": 1000,
-    "min_letter_ratio": 0.6,
-    "max_garbage_ratio": 0.25,
-    "dedupe_threshold": 0.8,
-    "cluster_threshold": 0.5,
-    "minhash_permutations": 128,
-}
 # Languages old archive.org scans often come in; the detector chooses among these and the configured
 # ones, so a document in one of them is rejected rather than forced into a configured language.
 OTHER_LANGUAGES = ("en", "ru", "de", "fr", "la", "it", "es", "pl", "uk", "bg", "be", "sr", "nl", "sv", "cs")
 LANGUAGE_SAMPLE_CHARS = 6000  # language id and quality read evenly spaced slices, not whole books
 QUALITY_SAMPLE_CHARS = 40_000
-SHINGLE_WORDS = 2  # word bigrams survive OCR noise better than longer shingles (one bad word spoils n)
 MAX_SHINGLES = 4096  # bottom-k sample of shingle hashes: bounded cost, consistent across scans
 MINHASH_SEED = 1
+MINHASH_SCHEME = "affine32"  # datasketch's: hash values are uint32
+ROW_GROUP_CHARS = 64_000_000  # a shard's documents are written in row groups of about this much text
 
 STATS = ["chars_in", "chars_out", *(f"removed_{rule}" for rule in RULES)]
-DOCUMENT_SCHEMA = {
+META = {"title": pl.String, "creator": pl.String, "date": pl.String}
+# What the clean stage reads about an item: its metadata and where its downloaded file is.
+ITEM_LIST_SCHEMA = {"identifier": pl.String, **META, "path": pl.String, "status": pl.String, "md5": pl.String}
+SHARD_DOCUMENT_SCHEMA = {
     "doc_id": pl.String,
-    "title": pl.String,
-    "creator": pl.String,
-    "date": pl.String,
+    **META,
     "language": pl.String,
     "language_score": pl.Float64,
     "text": pl.String,
     "text_original": pl.String,
+    **dict.fromkeys(STATS, pl.Int64),
+}
+# The corpus as read back: a shard's columns plus the cluster from the dedupe step, in this order.
+DOCUMENT_SCHEMA = {
+    **{k: v for k, v in SHARD_DOCUMENT_SCHEMA.items() if k not in STATS},
     "cluster_id": pl.String,
     **dict.fromkeys(STATS, pl.Int64),
 }
 REJECTED_SCHEMA = {"doc_id": pl.String, "stage": pl.String, "reason": pl.String, "duplicate_of": pl.String}
+SIGNATURE_SCHEMA = {
+    "doc_id": pl.String,
+    "chars": pl.Int64,
+    "digest": pl.String,
+    "minhash": pl.List(pl.UInt32),
+}
+# One row per document that passed cleaning: kept (cluster_id set) or dropped (duplicate_of, reason set).
+DEDUPE_SCHEMA = {"doc_id": pl.String, "cluster_id": pl.String, "duplicate_of": pl.String, "reason": pl.String}
 
 
 @dataclass
@@ -78,6 +91,19 @@ class Document:
     language: str
     language_score: float
     stats: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, str | None] = field(default_factory=dict)
+    digest: str = ""
+    minhash: np.ndarray | None = None  # uint32 hash values
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What duplicate detection reads of a document (never its text)."""
+
+    doc_id: str
+    chars: int
+    digest: str
+    minhash: np.ndarray  # uint32, one value per permutation
 
 
 # --- language -------------------------------------------------------------------------------------
@@ -142,7 +168,7 @@ def is_garbage_token(token: str) -> bool:
     return bool(_LATIN.search(core) and _CYRILLIC.search(core))
 
 
-def quality_problem(text: str, settings: dict[str, Any]) -> str | None:
+def quality_problem(text: str, settings: Mapping[str, Any]) -> str | None:
     """Why `text` fails the quality filter, or None. Ratios are measured on a sample of large texts."""
     if len(text) < settings["min_chars"]:
         return f"too short: {len(text)} chars < min_chars {settings['min_chars']}"
@@ -159,85 +185,154 @@ def quality_problem(text: str, settings: dict[str, Any]) -> str | None:
     return None
 
 
-# --- near duplicates ------------------------------------------------------------------------------
+# --- signatures: MinHash of word bigrams ----------------------------------------------------------
+# Words are runs of bytes other than ASCII whitespace in the lowercased UTF-8 text (the clean text has
+# no other whitespace). Every step is a numpy pass over the bytes, in blocks: ~30 MB/s where hashing
+# word by word in Python managed ~12.
+
+_SPACE_BYTES = np.zeros(256, dtype=bool)
+_SPACE_BYTES[list(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")] = True
+_POSITIONS = 32  # a byte's weight depends on its position in the word (mod 32)
+# (byte + 1) * weight[position]: one random odd 64-bit weight per position, derived from a fixed digest
+# (not from a random generator, whose streams may change between numpy versions)
+_WEIGHTS = np.array(
+    [
+        int.from_bytes(hashlib.blake2b(b"shingle weight %d" % i, digest_size=8).digest()) | 1
+        for i in range(32)
+    ],
+    dtype=np.uint64,
+)
+_BYTE_WEIGHTS = (np.arange(1, 257, dtype=np.uint64)[None, :] * _WEIGHTS[:, None]).ravel()  # [pos << 8 | byte]
+_HASH_BLOCK = 1 << 18  # bytes per numpy pass: keeps the temporary arrays in cache
 
 
-class _WordHashes(dict):
-    """word -> crc32, computed once per distinct word (deterministic across runs, unlike hash())."""
+def _mix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: every input bit reaches every output bit (wraps mod 2^64)."""
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
 
-    def __missing__(self, word: str) -> int:
-        value = zlib.crc32(word.encode("utf-8"))
-        self[word] = value
-        return value
+
+def _word_hashes(data: np.ndarray) -> np.ndarray:
+    """64-bit hashes of the words of `data` (uint8, whole words only), in order."""
+    in_word = ~_SPACE_BYTES[data]
+    edges = np.diff(in_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if not len(starts):
+        return np.zeros(0, dtype=np.uint64)
+    lengths = ends - starts
+    letters = data[in_word]
+    offsets = np.zeros(len(starts), dtype=np.int64)  # where each word starts among `letters`
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    resets = np.zeros(len(letters), dtype=np.int32)
+    resets[offsets[1:]] = lengths[:-1]
+    index = np.arange(len(letters), dtype=np.int32) - np.cumsum(resets, dtype=np.int32)  # position in word
+    index &= _POSITIONS - 1
+    index <<= 8
+    index |= letters
+    sums = np.add.reduceat(_BYTE_WEIGHTS[index], offsets)
+    return _mix(sums ^ lengths.astype(np.uint64))
 
 
-_word_hashes = _WordHashes()
+def _next_space(data: np.ndarray, at: int) -> int:
+    """The first whitespace byte at or after `at` (len(data) when none), looking a window at a time."""
+    window = 4096
+    while at < len(data):
+        found = np.flatnonzero(_SPACE_BYTES[data[at : at + window]])
+        if len(found):
+            return at + int(found[0])
+        at, window = at + window, window * 2
+    return len(data)
 
 
 def shingle_hashes(text: str) -> np.ndarray:
-    """Sorted distinct 32-bit hashes of lowercase word bigrams; for long texts the MAX_SHINGLES
-    smallest (a bottom-k sample: two near-identical texts keep near-identical samples)."""
-    if len(_word_hashes) > 2_000_000:  # bound the cache on huge corpora
-        _word_hashes.clear()
-    words = text.lower().split()
-    ids = np.fromiter(map(_word_hashes.__getitem__, words), dtype=np.uint64, count=len(words))
-    if len(ids) >= SHINGLE_WORDS:
-        n = len(ids) - SHINGLE_WORDS + 1
-        h = ids[:n].copy()
-        for j in range(1, SHINGLE_WORDS):
-            h = h * np.uint64(0x100000001B3) + ids[j : j + n]  # wraps mod 2^64, as intended
-        ids = h
-    hashes = np.unique(((ids ^ (ids >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-    return hashes[:MAX_SHINGLES]
+    """Sorted distinct 32-bit hashes of lowercase word bigrams (of the words, for a one-word text); for
+    long texts the MAX_SHINGLES smallest (a bottom-k sample: near-identical texts keep near-identical
+    samples)."""
+    data = np.frombuffer(text.lower().encode("utf-8"), dtype=np.uint8)
+    words = []
+    start = 0
+    while start < len(data):  # blocks end at a space, so no word is cut
+        end = _next_space(data, min(len(data), start + _HASH_BLOCK))
+        words.append(_word_hashes(data[start:end]))
+        start = end
+    ids = np.concatenate(words) if words else np.zeros(0, dtype=np.uint64)
+    if len(ids) >= 2:
+        ids = _mix(ids[:-1] * np.uint64(0x100000001B3) + ids[1:])
+    hashes = (ids >> np.uint64(32)).astype(np.uint32)
+    take = 2 * MAX_SHINGLES
+    while take < len(hashes):  # the smallest values first: a partition, not a full sort
+        smallest = np.unique(np.partition(hashes, take - 1)[:take])
+        if len(smallest) >= MAX_SHINGLES:  # else repeated shingles crowd the smallest values: take more
+            return smallest[:MAX_SHINGLES]
+        take *= 4
+    return np.unique(hashes)[:MAX_SHINGLES]
 
 
 def _identity(value):
     return value
 
 
-def minhash(text: str, num_perm: int):
+def minhash(text: str, num_perm: int) -> np.ndarray:
+    """The MinHash hash values (uint32) of the text's shingles."""
     from datasketch import MinHash
 
-    sketch = MinHash(num_perm=num_perm, seed=MINHASH_SEED, hashfunc=_identity)
+    sketch = MinHash(num_perm=num_perm, seed=MINHASH_SEED, hashfunc=_identity, scheme=MINHASH_SCHEME)
     sketch.update_batch(shingle_hashes(text))
-    return sketch
+    return sketch.hashvalues.astype(np.uint32)
+
+
+def text_digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# --- near duplicates, over signatures -------------------------------------------------------------
+
+
+def _sketch(signature: Signature):
+    from datasketch import LeanMinHash
+
+    return LeanMinHash(seed=MINHASH_SEED, hashvalues=signature.minhash, scheme=MINHASH_SCHEME)
 
 
 def find_duplicates(
-    docs: list[Document], threshold: float, num_perm: int
+    signatures: Iterable[Signature], threshold: float
 ) -> tuple[dict[str, tuple[str, str]], dict[str, Any]]:
-    """{dropped doc_id: (kept doc_id, reason)} and the MinHash of every kept document.
+    """{dropped doc_id: (kept doc_id, reason)} and the MinHash (None when empty) of every kept document.
 
     Larger documents are kept first (a fuller scan beats a partial one), ties by doc_id."""
     from datasketch import MinHashLSH
 
-    order = sorted(docs, key=lambda d: (-len(d.text), d.doc_id))
+    order = sorted(signatures, key=lambda s: (-s.chars, s.doc_id))
+    num_perm = len(order[0].minhash) if order else 1
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     exact: dict[str, str] = {}
     sketches: dict[str, Any] = {}
     dropped: dict[str, tuple[str, str]] = {}
-    for doc in order:
-        digest = hashlib.blake2b(doc.text.encode("utf-8"), digest_size=16).hexdigest()
-        if digest in exact:
-            dropped[doc.doc_id] = (exact[digest], "exact duplicate")
+    for signature in order:
+        doc_id = signature.doc_id
+        if signature.digest in exact:
+            dropped[doc_id] = (exact[signature.digest], "exact duplicate")
             continue
-        sketch = minhash(doc.text, num_perm)
+        sketch = _sketch(signature)
         if sketch.is_empty():  # no word pairs: two empty sketches would look identical
-            exact[digest] = doc.doc_id
-            sketches[doc.doc_id] = None
+            exact[signature.digest] = doc_id
+            sketches[doc_id] = None
             continue
         matches = sorted((-sketches[other].jaccard(sketch), other) for other in lsh.query(sketch))
         if matches and -matches[0][0] >= threshold:
             similarity, original = -matches[0][0], matches[0][1]
-            dropped[doc.doc_id] = (original, f"near duplicate (MinHash Jaccard {similarity:.2f})")
+            dropped[doc_id] = (original, f"near duplicate (MinHash Jaccard {similarity:.2f})")
             continue
-        exact[digest] = doc.doc_id
-        sketches[doc.doc_id] = sketch
-        lsh.insert(doc.doc_id, sketch)
+        exact[signature.digest] = doc_id
+        sketches[doc_id] = sketch
+        lsh.insert(doc_id, sketch)
     return dropped, sketches
 
 
-def cluster_ids(sketches: dict[str, Any], threshold: float, num_perm: int) -> dict[str, str]:
+def cluster_ids(sketches: dict[str, Any], threshold: float) -> dict[str, str]:
     """doc_id -> the smallest doc_id of its group; groups link documents with Jaccard >= threshold."""
     from datasketch import MinHashLSH
 
@@ -249,6 +344,7 @@ def cluster_ids(sketches: dict[str, Any], threshold: float, num_perm: int) -> di
             x = parent[x]
         return x
 
+    num_perm = next((len(s) for s in sketches.values() if s is not None), 1)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     for doc_id in sorted(sketches):
         sketch = sketches[doc_id]
@@ -262,7 +358,43 @@ def cluster_ids(sketches: dict[str, Any], threshold: float, num_perm: int) -> di
     return {doc_id: root(doc_id) for doc_id in sketches}
 
 
-# --- the stage ------------------------------------------------------------------------------------
+def dedupe_table(signatures: Iterable[Signature], settings: Mapping[str, Any]) -> pl.DataFrame:
+    """DEDUPE_SCHEMA rows for every signature, sorted by doc_id."""
+    dropped, sketches = find_duplicates(signatures, settings["dedupe_threshold"])
+    clusters = cluster_ids(sketches, settings["cluster_threshold"])
+    rows = [{"doc_id": d, "cluster_id": c, "duplicate_of": None, "reason": None} for d, c in clusters.items()]
+    for doc_id, (original, reason) in dropped.items():
+        log.info("rejected %s as duplicate of %s: %s", doc_id, original, reason)
+        rows.append({"doc_id": doc_id, "cluster_id": None, "duplicate_of": original, "reason": reason})
+    return pl.DataFrame(rows, schema=DEDUPE_SCHEMA).sort("doc_id")
+
+
+def read_signatures(paths: Iterable[str | os.PathLike]) -> Iterator[Signature]:
+    for path in paths:
+        frame = pl.read_parquet(path)
+        for doc_id, chars, digest, values in frame.iter_rows():
+            yield Signature(doc_id, chars, digest, np.asarray(values, dtype=np.uint32))
+
+
+def dedupe_corpus(
+    signatures: Iterable[str | os.PathLike], dedupe_out: str | os.PathLike, settings: Mapping[str, Any] | None
+) -> tuple[int, int]:
+    """Every shard's signatures.parquet -> dedupe.parquet (DEDUPE_SCHEMA). Returns (kept, dropped)."""
+    settings = with_defaults("clean", settings)
+    table = dedupe_table(read_signatures(signatures), settings)
+    write_parquet(table, dedupe_out)
+    dropped = table["duplicate_of"].is_not_null().sum()
+    clusters = table["cluster_id"].n_unique() - (1 if dropped else 0)
+    log.info(
+        "%d documents kept in %d clusters, %d dropped as duplicates",
+        table.height - dropped,
+        clusters,
+        dropped,
+    )
+    return table.height - dropped, dropped
+
+
+# --- one document ---------------------------------------------------------------------------------
 
 
 def _scalar(value) -> str | None:
@@ -276,9 +408,9 @@ def _scalar(value) -> str | None:
 
 
 def process_document(
-    doc_id: str, data: bytes, settings: dict[str, Any], languages: tuple[str, ...]
+    doc_id: str, data: bytes, settings: Mapping[str, Any], languages: tuple[str, ...]
 ) -> Document | tuple[str, str]:
-    """One file through decode, clean, language and quality: a Document, or (stage, reason)."""
+    """One file through decode, clean, quality, language and signature: a Document, or (stage, reason)."""
     decoded = decode_bytes(data)
     if decoded.text is None:
         return "decode", decoded.reason
@@ -295,74 +427,172 @@ def process_document(
     stats |= {f"removed_{rule}": n for rule, n in cleaned.counts.items()}
     if decoded.encoding != "utf-8":
         log.info("%s: decoded as %s", doc_id, decoded.encoding)
-    return Document(doc_id, cleaned.text, cleaned.text_original, lang, score, stats)
+    doc = Document(doc_id, cleaned.text, cleaned.text_original, lang, score, stats)
+    doc.digest = text_digest(cleaned.text)
+    doc.minhash = minhash(cleaned.text, settings["minhash_permutations"])
+    return doc
+
+
+class _Cleaner:
+    """Cleans item rows (ITEM_LIST_SCHEMA) into Documents or rejection rows; picklable for a pool."""
+
+    def __init__(self, settings: Mapping[str, Any], archive_settings: Mapping[str, Any] | None):
+        self.settings = dict(settings)
+        self.archive_settings = dict(archive_settings or {})
+        self.languages = candidate_languages(self.settings["languages"])
+
+    def __call__(self, row: Mapping[str, Any]) -> Document | dict[str, str | None]:
+        from .archive import downloaded_file
+
+        doc_id = row["identifier"]
+        try:
+            data = downloaded_file(row["path"], self.archive_settings).read_bytes()
+        except OSError as err:
+            outcome: Document | tuple[str, str] = ("decode", f"cannot read {row['path']}: {err.strerror}")
+        else:
+            outcome = process_document(doc_id, data, self.settings, self.languages)
+        if isinstance(outcome, Document):
+            outcome.meta = {name: row.get(name) for name in META}
+            return outcome
+        stage, reason = outcome
+        log.info("rejected %s at %s: %s", doc_id, stage, reason)
+        return {"doc_id": doc_id, "stage": stage, "reason": reason, "duplicate_of": None}
+
+
+def clean_items(
+    rows: list[dict[str, Any]],
+    settings: Mapping[str, Any],
+    archive_settings: Mapping[str, Any] | None,
+    workers: int = 1,
+) -> Iterator[Document | dict[str, str | None]]:
+    """Every fetched row (status `ok`), in the order given, through `_Cleaner`; `workers` > 1 spreads
+    the documents over that many processes (cleaning is pure Python: threads would share one core)."""
+    cleaner = _Cleaner(settings, archive_settings)
+    fetched = [row for row in rows if row["status"] == "ok"]
+    if workers <= 1 or len(fetched) <= 1:
+        yield from map(cleaner, fetched)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(fetched))) as pool:
+        yield from pool.map(cleaner, fetched)
+
+
+def item_list(item_list_path: str | os.PathLike, downloads: str | os.PathLike) -> pl.DataFrame:
+    """items.parquet + downloads.parquet -> one row per item (ITEM_LIST_SCHEMA), sorted by identifier.
+    An item the download stage has no row for gets status null (not cleaned); a column either table
+    lacks (hand-made inputs) is null."""
+    items = _with_columns(pl.read_parquet(item_list_path), ["identifier", *META])
+    duplicated = items.filter(pl.col("identifier").is_duplicated())["identifier"].unique().sort().to_list()
+    if duplicated:
+        raise ValueError(f"{item_list_path}: identifiers listed twice: {duplicated[:5]}")
+    as_text = [name for name in META if items.schema[name] != pl.String]  # lists from archive.org metadata
+    meta = items.with_columns(pl.col(name).map_elements(_scalar, return_dtype=pl.String) for name in as_text)
+    fetched = _with_columns(pl.read_parquet(downloads), ["identifier", "path", "status", "md5"])
+    rows = meta.join(fetched, on="identifier", how="left").sort("identifier")
+    return rows.select(pl.col(name).cast(dtype) for name, dtype in ITEM_LIST_SCHEMA.items())
+
+
+def _with_columns(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    return frame.select(pl.col(n) if n in frame.columns else pl.lit(None, pl.String).alias(n) for n in names)
+
+
+# --- the stage: one shard -------------------------------------------------------------------------
+
+
+def _document_row(doc: Document) -> dict[str, Any]:
+    return {
+        "doc_id": doc.doc_id,
+        **doc.meta,
+        "language": doc.language,
+        "language_score": doc.language_score,
+        "text": doc.text,
+        "text_original": doc.text_original,
+        **doc.stats,
+    }
+
+
+def clean_shard(
+    shard_items: str | os.PathLike,
+    documents_out: str | os.PathLike,
+    rejected_out: str | os.PathLike,
+    signatures_out: str | os.PathLike,
+    settings: Mapping[str, Any] | None = None,
+    archive_settings: Mapping[str, Any] | None = None,
+    threads: int = 1,
+) -> tuple[int, int]:
+    """One shard's item list (ITEM_LIST_SCHEMA) -> its documents (SHARD_DOCUMENT_SCHEMA), rejections and
+    signatures, each sorted by doc_id. Documents are written in row groups as they come, so memory
+    holds about one row group, not the shard. Returns (documents kept, documents rejected)."""
+    settings = with_defaults("clean", settings)
+    rows = pl.read_parquet(shard_items).sort("identifier").to_dicts()
+    rejected: list[dict[str, str | None]] = []
+    signatures: dict[str, list] = {name: [] for name in SIGNATURE_SCHEMA}
+    batch: list[dict[str, Any]] = []
+    batch_chars = kept = 0
+    with parquet_batches(documents_out, SHARD_DOCUMENT_SCHEMA) as write:
+        for outcome in clean_items(rows, settings, archive_settings, workers=threads):
+            if not isinstance(outcome, Document):
+                rejected.append(outcome)
+                continue
+            kept += 1
+            for name, value in zip(SIGNATURE_SCHEMA, _signature_values(outcome), strict=True):
+                signatures[name].append(value)
+            batch.append(_document_row(outcome))
+            batch_chars += 2 * len(outcome.text)
+            if batch_chars >= ROW_GROUP_CHARS:
+                write(batch)
+                batch, batch_chars = [], 0
+        if batch or not kept:
+            write(batch)
+    write_parquet(pl.DataFrame(rejected, schema=REJECTED_SCHEMA), rejected_out)
+    write_parquet(pl.DataFrame(signatures, schema=SIGNATURE_SCHEMA), signatures_out)
+    stages = dict(pl.DataFrame(rejected, schema=REJECTED_SCHEMA).group_by("stage").len().sort("stage").rows())
+    log.info("%s: %d documents kept, %d rejected %s", shard_items, kept, len(rejected), stages)
+    return kept, len(rejected)
+
+
+def _signature_values(doc: Document) -> tuple[str, int, str, list[int]]:
+    return doc.doc_id, len(doc.text), doc.digest, doc.minhash.tolist()
+
+
+# --- the whole corpus in one process --------------------------------------------------------------
 
 
 def build_documents(
-    item_list: str | os.PathLike,
+    item_list_path: str | os.PathLike,
     downloads: str | os.PathLike,
     documents_out: str | os.PathLike,
     rejected_out: str | os.PathLike,
-    settings: dict[str, Any] | None = None,
-    archive_settings: dict[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    archive_settings: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
-    """Read items.parquet + downloads.parquet, write documents.parquet and rejected.parquet.
+    """items.parquet + downloads.parquet -> documents.parquet (DOCUMENT_SCHEMA) and rejected.parquet,
+    all in this process: the tables the workflow's shards are read back as (`corpus.scan_documents`,
+    `corpus.scan_rejected`), for small corpora and for checking the sharded stage against.
 
     `settings` is the config's `clean` section; `archive_settings` its `archive` section, which says
     where a download `path` lies (`archive.downloaded_file`: the working directory, or local_dir's
     parent for a local source). Returns (documents kept, documents rejected)."""
-    from .archive import downloaded_file
-
-    settings = {**DEFAULTS, **(settings or {})}
-    languages = candidate_languages(settings["languages"])
-    items = pl.read_parquet(item_list)
-    meta = {row["identifier"]: row for row in items.iter_rows(named=True)}
-    fetched = pl.read_parquet(downloads).filter(pl.col("status") == "ok").sort("identifier")
-
-    kept: list[Document] = []
+    settings = with_defaults("clean", settings)
+    rows = item_list(item_list_path, downloads).to_dicts()
+    docs: list[Document] = []
     rejected: list[dict[str, str | None]] = []
-    for row in fetched.iter_rows(named=True):
-        doc_id, path = row["identifier"], downloaded_file(row["path"], archive_settings or {})
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            outcome: Document | tuple[str, str] = ("decode", f"cannot read {row['path']}: {err.strerror}")
-        else:
-            outcome = process_document(doc_id, data, settings, languages)
-        if isinstance(outcome, Document):
-            kept.append(outcome)
-        else:
-            stage, reason = outcome
-            log.info("rejected %s at %s: %s", doc_id, stage, reason)
-            rejected.append({"doc_id": doc_id, "stage": stage, "reason": reason, "duplicate_of": None})
-
-    num_perm = settings["minhash_permutations"]
-    dropped, sketches = find_duplicates(kept, settings["dedupe_threshold"], num_perm)
-    for doc_id, (original, reason) in dropped.items():
-        log.info("rejected %s as duplicate of %s: %s", doc_id, original, reason)
-        rejected.append({"doc_id": doc_id, "stage": "duplicate", "reason": reason, "duplicate_of": original})
-    kept = [doc for doc in kept if doc.doc_id not in dropped]
-    clusters = cluster_ids(sketches, settings["cluster_threshold"], num_perm)
-
-    rows = []
-    for doc in kept:
-        info = meta.get(doc.doc_id, {})
-        rows.append(
-            {
-                "doc_id": doc.doc_id,
-                "title": _scalar(info.get("title")),
-                "creator": _scalar(info.get("creator")),
-                "date": _scalar(info.get("date")),
-                "language": doc.language,
-                "language_score": doc.language_score,
-                "text": doc.text,
-                "text_original": doc.text_original,
-                "cluster_id": clusters[doc.doc_id],
-                **doc.stats,
-            }
-        )
-    documents = pl.DataFrame(rows, schema=DOCUMENT_SCHEMA).sort("doc_id")
-    rejected_frame = pl.DataFrame(rejected, schema=REJECTED_SCHEMA).sort("doc_id")
+    for outcome in clean_items(rows, settings, archive_settings):
+        (docs if isinstance(outcome, Document) else rejected).append(outcome)
+    dedupe = dedupe_table((Signature(*_signature_values(d)) for d in docs), settings)
+    kept = dedupe.filter(pl.col("duplicate_of").is_null())
+    duplicates = dedupe.filter(pl.col("duplicate_of").is_not_null())
+    documents = (
+        pl.DataFrame([_document_row(d) for d in docs], schema=SHARD_DOCUMENT_SCHEMA)
+        .join(kept.select("doc_id", "cluster_id"), on="doc_id")
+        .select(list(DOCUMENT_SCHEMA))
+        .sort("doc_id")
+    )
+    rejected_frame = pl.concat(
+        [
+            pl.DataFrame(rejected, schema=REJECTED_SCHEMA),
+            duplicates.select("doc_id", pl.lit("duplicate").alias("stage"), "reason", "duplicate_of"),
+        ]
+    ).sort("doc_id")
     write_parquet(documents, documents_out)
     write_parquet(rejected_frame, rejected_out)
     stages = rejected_frame.group_by("stage").len().sort("stage").rows()

@@ -100,7 +100,9 @@ def read_corpus(chunks_path: str | os.PathLike, documents_path: str | os.PathLik
     from .samples import read_chunks
 
     chunks = read_chunks(chunks_path, ["chunk_id", "doc_id", "text"])
-    titles = pl.read_parquet(documents_path, columns=["doc_id", "title"]).unique("doc_id", keep="first")
+    from .corpus import scan_documents
+
+    titles = scan_documents(documents_path).select("doc_id", "title").collect().unique("doc_id", keep="first")
     chunks = chunks.join(titles, on="doc_id", how="left", maintain_order="left")
     if chunks.is_empty():
         raise ValueError(f"{chunks_path}: no chunks to index")

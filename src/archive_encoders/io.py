@@ -95,3 +95,16 @@ def write_parquet(frame, path: str | os.PathLike) -> None:
             import pyarrow.parquet as pq
 
             pq.write_table(frame, tmp, compression="zstd")
+
+
+@contextlib.contextmanager
+def parquet_batches(path: str | os.PathLike, schema: Any) -> Iterator[Any]:
+    """Write a Parquet file one row group at a time, atomically: yields `write(rows)`, where rows is
+    anything `polars.DataFrame(rows, schema=schema)` takes. Memory holds one row group, not the file."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        empty = pl.DataFrame(schema=schema).to_arrow()
+        with pq.ParquetWriter(tmp, empty.schema, compression="zstd") as writer:
+            yield lambda rows: writer.write_table(pl.DataFrame(rows, schema=schema).to_arrow())

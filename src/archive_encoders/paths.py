@@ -14,9 +14,18 @@ ARCHIVE_CACHE = "resources/archive"
 # corpus
 ITEMS = "results/corpus/items.parquet"
 DOWNLOADS = "results/corpus/downloads.parquet"
-DOCUMENTS = "results/corpus/documents.parquet"
-REJECTED = "results/corpus/rejected.parquet"
-CHUNKS = "results/corpus/chunks.parquet"
+# the corpus stage, per shard (wildcard {shard}: a zero-padded number, shards.shard_name)
+SHARD_LEDGER = "resources/corpus/shard_ledger.json"  # which shard each item is in, kept across runs
+SHARD_ITEMS_DIR = "results/corpus/shard_items"
+SHARD_ITEMS = f"{SHARD_ITEMS_DIR}/{{shard}}.parquet"
+SHARD_DIR = "results/corpus/shards/{shard}"
+SHARD_DOCUMENTS = f"{SHARD_DIR}/documents.parquet"
+SHARD_REJECTED = f"{SHARD_DIR}/rejected.parquet"
+SHARD_SIGNATURES = f"{SHARD_DIR}/signatures.parquet"
+SHARD_CHUNKS = f"{SHARD_DIR}/chunks.parquet"
+# ... and once for the corpus: duplicates and clusters, and the manifest later stages read it through
+DEDUPE = "results/corpus/dedupe.parquet"
+CORPUS = "results/corpus/corpus.json"
 
 # training data
 SPLITS = "results/datasets/splits.parquet"

@@ -135,7 +135,9 @@ def run_probe(
 ) -> dict[str, Any]:
     """{"labels": {label: scores or {"skipped": reason}}, "max_chunks_per_doc"} over the kept documents."""
     item_frame = pl.read_parquet(items)
-    doc_ids = sorted(pl.read_parquet(documents, columns=["doc_id"])["doc_id"].to_list())
+    from .corpus import scan_chunks, scan_documents
+
+    doc_ids = sorted(scan_documents(documents).select("doc_id").collect()["doc_id"].to_list())
     item_frame = item_frame.filter(pl.col("identifier").is_in(doc_ids))
     labelled = {
         label: usable_labels(label_values(item_frame, label), settings) for label in settings["labels"]
@@ -143,7 +145,7 @@ def run_probe(
     needed = sorted({d for kept, reason in labelled.values() if not reason for d in kept})
     embeddings = None
     if needed:
-        chunk_frame = pl.read_parquet(chunks, columns=["doc_id", "chunk_index", "text"])
+        chunk_frame = scan_chunks(chunks).select("doc_id", "chunk_index", "text").collect()
         embeddings = document_embeddings(
             encoder, chunk_frame, needed, settings["max_chunks_per_doc"], batch_size
         )

@@ -466,11 +466,12 @@ def query_sets(
 ) -> dict[str, dict[str, int]]:
     """The rule's entry point: read the corpus tables, write the query sets (paths.QUERY_SETS)."""
     from .config import with_defaults
+    from .corpus import scan_chunks, scan_documents
 
     chunk_columns = ["chunk_id", "doc_id", "chunk_index", "text", "char_start", "char_end"]
     return build_query_sets(
-        pl.read_parquet(chunks, columns=chunk_columns),
-        pl.read_parquet(documents, columns=["doc_id", "title", "creator", "text", "text_original"]),
+        scan_chunks(chunks).select(chunk_columns).collect(),
+        scan_documents(documents).select("doc_id", "title", "creator", "text", "text_original").collect(),
         pl.read_parquet(splits),
         out_dir,
         with_defaults("datasets.retrieval", retrieval),

@@ -18,7 +18,9 @@ def read_chunks(chunks_path: str | os.PathLike, columns: Sequence[str] = ("chunk
     """The chunk table (a polars DataFrame with `columns`), rows with empty text dropped."""
     import polars as pl
 
-    frame = pl.read_parquet(chunks_path, columns=list(columns))
+    from .corpus import scan_chunks
+
+    frame = scan_chunks(chunks_path).select(list(columns)).collect()
     if "text" in frame.columns:
         frame = frame.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     return frame

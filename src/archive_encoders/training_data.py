@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from . import queries as gen
+from .corpus import scan_chunks, scan_documents
 from .io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,11 @@ CHUNK_COLUMNS = ["chunk_id", "doc_id", "chunk_index", "text", "char_start", "cha
 
 def read_chunks(path: str | os.PathLike, columns: Sequence[str] = CHUNK_COLUMNS) -> pl.DataFrame:
     """The corpus chunks (the one place the datasets read them: the corpus stage's layout may change)."""
-    return pl.read_parquet(path, columns=list(columns))
+    return scan_chunks(path).select(list(columns)).collect()
 
 
 def count_chunks(path: str | os.PathLike) -> int:
-    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    return int(scan_chunks(path).select(pl.len()).collect().item())
 
 
 def dataset_meta(name: str, rows: int, source_chunks: int, corpus_chunks: int, started: float, **extra):
@@ -149,7 +150,7 @@ def split_documents(
     from .config import with_defaults
 
     split = with_defaults("datasets.split", split)
-    frame = pl.read_parquet(documents, columns=["doc_id", "cluster_id"])
+    frame = scan_documents(documents).select("doc_id", "cluster_id").collect()
     splits = assign_splits(frame, split["val"], split["test"], seed, split["test_items"])
     write_parquet(splits, splits_out)
 
@@ -489,7 +490,7 @@ def mine_triplets(
     train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
     if train["cluster_id"].n_unique() < 2:
         raise ValueError("mine_triplets: the train split needs documents from at least 2 clusters")
-    docs = pl.read_parquet(documents, columns=["doc_id", "title", "creator"])
+    docs = scan_documents(documents).select("doc_id", "title", "creator").collect()
     pairs, available = training_pairs(train, docs, query_kinds, languages, max_pairs, rng)
 
     # 1. the candidate pool: train chunks (capped like the pairs) plus every positive

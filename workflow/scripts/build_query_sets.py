@@ -7,8 +7,8 @@ log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's lo
 from archive_encoders.querysets import query_sets
 
 query_sets(
-    snakemake.input.chunks,
-    snakemake.input.documents,
+    snakemake.input.corpus,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.query_sets,
     retrieval=snakemake.params.retrieval,

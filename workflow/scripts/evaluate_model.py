@@ -19,8 +19,8 @@ evaluate_model(
     threads=snakemake.threads,
     tables={
         "items": snakemake.input.item_list,
-        "documents": snakemake.input.documents,
-        "chunks": snakemake.input.chunks,
+        "documents": snakemake.input.corpus,
+        "chunks": snakemake.input.corpus,
         "splits": snakemake.input.splits,
     },
 )

@@ -7,8 +7,8 @@ log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's lo
 from archive_encoders.training_data import mine_triplets
 
 mine_triplets(
-    snakemake.input.chunks,
-    snakemake.input.documents,
+    snakemake.input.corpus,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.triplets,
     miner=snakemake.params.miner,

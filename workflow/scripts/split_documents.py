@@ -7,7 +7,7 @@ log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's lo
 from archive_encoders.training_data import split_documents
 
 split_documents(
-    snakemake.input.documents,
+    snakemake.input.corpus,
     snakemake.output.splits,
     split=snakemake.params.split,
     seed=snakemake.params.seed,

@@ -7,7 +7,7 @@ log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's lo
 from archive_encoders.teachers import teacher_embeddings
 
 teacher_embeddings(
-    snakemake.input.chunks,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.input.triplets,
     snakemake.output.embeddings,

@@ -7,7 +7,7 @@ log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's lo
 from archive_encoders.training_data import tsdae_pairs
 
 tsdae_pairs(
-    snakemake.input.chunks,
+    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.pairs,
     deletion_ratio=snakemake.params.deletion_ratio,

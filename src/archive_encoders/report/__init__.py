@@ -44,7 +44,9 @@ __all__ = ["corpus_size", "pareto_front", "write_report"]
 
 def corpus_size(chunks: str | os.PathLike) -> int:
     """The number of corpus chunks (what the training cost is extrapolated to)."""
-    return int(pl.scan_parquet(chunks).select(pl.len()).collect().item())
+    from ..corpus import scan_chunks
+
+    return int(scan_chunks(chunks).select(pl.len()).collect().item())
 
 
 def _name_column() -> Column:

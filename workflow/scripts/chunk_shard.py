@@ -1,4 +1,4 @@
-"""Snakemake adapter: clean documents -> token-bounded chunks with overlap."""
+"""Snakemake adapter: one shard's clean documents -> token-bounded chunks with overlap."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
@@ -11,4 +11,5 @@ chunk_documents(
     snakemake.output.chunks,
     snakemake.params.chunk,
     snakemake.params.tokenizer,
+    threads=snakemake.threads,
 )

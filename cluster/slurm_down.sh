@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the one-node SLURM cluster started by scripts/slurm_up.sh: slurmd, slurmctld, then munged, each by
+# Stop the one-node SLURM cluster started by cluster/slurm_up.sh: slurmd, slurmctld, then munged, each by
 # the PID file slurm_up.sh recorded (nothing else is touched; packages stay installed). Safe to run twice.
 set -euo pipefail
 

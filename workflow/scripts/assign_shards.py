@@ -1,0 +1,16 @@
+"""Snakemake adapter: items + downloads -> one item list per shard (stable across runs: a ledger)."""
+# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+
+from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])
+
+from archive_encoders.shards import assign_shards  # noqa: E402 - after the log is set up
+
+assign_shards(
+    snakemake.input.item_list,
+    snakemake.input.downloads,
+    snakemake.output.shard_items,
+    snakemake.params.ledger,
+    snakemake.params.items_per_shard,
+)

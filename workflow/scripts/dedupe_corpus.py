@@ -1,0 +1,10 @@
+"""Snakemake adapter: every shard's signatures -> duplicates and clusters of the whole corpus."""
+# ruff: noqa: F821 - `snakemake` is injected by Snakemake
+
+from archive_encoders.runlog import log_to
+
+log_to(snakemake.log[0])
+
+from archive_encoders.documents import dedupe_corpus  # noqa: E402 - after the log is set up
+
+dedupe_corpus(snakemake.input.signatures, snakemake.output.dedupe, snakemake.params.dedupe)
