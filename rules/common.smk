@@ -18,7 +18,7 @@ TEACHERS = sorted(
     {
         params["teacher"]
         for method, params in config["methods"].items()
-        if aec.method_type(config, method) == "distill"
+        if METHOD_TYPES[aec.method_type(config, method)].teacher
     }
 )
 VARIANTS = list(VARIANT_REGISTRY)
@@ -84,11 +84,18 @@ def teacher_settings(wildcards):
 
 
 def method_settings(wildcards):
-    params = dict(config["methods"][wildcards.method])
-    params["type"] = aec.method_type(config, wildcards.method)
-    if params["type"] == "distill":
-        params["teacher_model"] = aec.model_spec(config, params["teacher"]).as_dict()
-    return params
+    """The run's method entry with its type, the method a seeded run repeats, its teacher's entry."""
+    return aec.method_params(config, wildcards.method)
+
+
+def run_seed(wildcards):
+    """The training seed of a run (`seeds`: full-seed14 trains with seed 14)."""
+    return aec.run_seed(config, wildcards.method)
+
+
+def validation_settings(wildcards):
+    """config `validation` for a method that learns (baseline's params stay empty: never rerun by it)."""
+    return config["validation"] if method_type(wildcards).trains != "nothing" else {}
 
 
 def reference_model_settings(key):
@@ -120,11 +127,18 @@ def every_shard(template):
 
 
 def training_inputs(wildcards):
-    """Only the datasets a method reads (methods.py), so new TSDAE pairs do not retrain the MNRL methods."""
-    params = config["methods"][wildcards.method]
+    """Only the datasets a method reads (methods.py), each with its metadata JSON (for the cost), so new
+    TSDAE pairs do not retrain the MNRL methods; and the query sets a learning method validates on.
+    """
+    params = config["methods"][aec.base_method(config, wildcards.method)]
     inputs = {}
     for name in method_type(wildcards).needs_for(params):
         inputs[name] = paths.DATASETS[name].format(teacher=params.get("teacher"))
+        inputs[f"{name}_meta"] = paths.DATASET_META[name].format(
+            teacher=params.get("teacher")
+        )
+    if inputs:
+        inputs["query_sets"] = paths.QUERY_SETS
     return inputs
 
 
@@ -196,8 +210,15 @@ def artefact_inputs():
 
 
 def training_gpus(wildcards):
-    """One GPU when the config asks for CUDA; cluster profiles may override with set-resources."""
-    return 1 if config["device"] == "cuda" else 0
+    """One GPU for a method that uses one (methods.py), unless the config says `device: cpu`: with
+    `device: auto` a cluster job asks for it and the job falls back to the CPU on a node without one.
+    """
+    return int(config["device"] != "cpu" and method_type(wildcards).uses_gpu)
+
+
+def model_job_gpus(wildcards):
+    """One GPU for the jobs that run a model over the corpus (mining, teachers), unless `device: cpu`."""
+    return int(config["device"] != "cpu")
 
 
 def training_mem_mb(wildcards):

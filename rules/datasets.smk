@@ -1,11 +1,12 @@
 # Training data: document-level splits, TSDAE pairs, triplets with hard negatives; held-out query sets.
+# Each training dataset has a metadata JSON beside it (rows, source chunks, build time, hardware).
 
 
 rule split_documents:
     input:
         corpus=rules.corpus_manifest.output.manifest,
     output:
-        splits=ensure("results/datasets/splits.parquet", non_empty=True),
+        splits=ensure(paths.SPLITS, non_empty=True),
     log:
         "logs/datasets/split_documents.log",
     conda:
@@ -26,7 +27,8 @@ rule tsdae_pairs:
         corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
-        pairs=ensure("results/datasets/tsdae.parquet", non_empty=True),
+        pairs=ensure(paths.TSDAE_PAIRS, non_empty=True),
+        meta=paths.DATASET_META["tsdae_pairs"],
     log:
         "logs/datasets/tsdae_pairs.log",
     conda:
@@ -48,7 +50,9 @@ rule mine_triplets:
         corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
     output:
-        triplets=ensure("results/datasets/triplets.parquet", non_empty=True),
+        triplets=ensure(paths.TRIPLETS, non_empty=True),
+        # rows per query kind, the share of random negatives per kind, mining time and hardware
+        meta=paths.DATASET_META["triplets"],
     log:
         "logs/datasets/mine_triplets.log",
     conda:
@@ -56,10 +60,13 @@ rule mine_triplets:
     threads: 2
     resources:
         mem_mb=8000,
-        runtime=120,
+        runtime=240,
+        gpu=model_job_gpus,
     params:
         miner=reference_model_settings("datasets.miner_model"),
         hard_negatives=config["datasets"]["hard_negatives"],
+        query_kinds=config["datasets"]["query_kinds"],
+        languages=config["clean"]["languages"],
         max_pairs=config["datasets"]["max_pairs"],
         seed=config["seed"],
         device=config["device"],

@@ -1,12 +1,16 @@
-# Fine-tuning matrix: every candidate model x method (minus `exclude`), with its cost recorded.
+# Fine-tuning matrix: every candidate model x method (minus `exclude`), with its cost recorded; the
+# teachers' outputs are cached in jobs of their own (a cluster gives them a GPU too).
 
 
 rule teacher_embeddings:
     input:
         corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
+        triplets=rules.mine_triplets.output.triplets,
+        triplets_meta=rules.mine_triplets.output.meta,
     output:
         embeddings=ensure(paths.TEACHER_EMBEDDINGS, non_empty=True),
+        meta=paths.DATASET_META["teacher_embeddings"],
     log:
         "logs/train/teacher_embeddings/{teacher}.log",
     conda:
@@ -15,7 +19,7 @@ rule teacher_embeddings:
     resources:
         mem_mb=16000,
         runtime=240,
-        gpu=training_gpus,
+        gpu=model_job_gpus,
     params:
         teacher=teacher_settings,
         max_pairs=config["datasets"]["max_pairs"],
@@ -23,6 +27,29 @@ rule teacher_embeddings:
         device=config["device"],
     script:
         "../workflow/scripts/teacher_embeddings.py"
+
+
+rule teacher_scores:
+    input:
+        triplets=rules.mine_triplets.output.triplets,
+        triplets_meta=rules.mine_triplets.output.meta,
+    output:
+        scores=ensure(paths.TEACHER_SCORES, non_empty=True),
+        meta=paths.DATASET_META["teacher_scores"],
+    log:
+        "logs/train/teacher_scores/{teacher}.log",
+    conda:
+        "../envs/workflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=model_job_gpus,
+    params:
+        teacher=teacher_settings,
+        device=config["device"],
+    script:
+        "../workflow/scripts/teacher_scores.py"
 
 
 rule train_model:
@@ -44,7 +71,8 @@ rule train_model:
     params:
         model=model_settings,
         method=method_settings,
-        seed=config["seed"],
+        validation=validation_settings,
+        seed=run_seed,
         device=config["device"],
     script:
         "../workflow/scripts/train_model.py"

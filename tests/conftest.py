@@ -86,13 +86,16 @@ def run_snakemake(
 
 # --- the tiny end-to-end workflow, shared by the e2e and kill-and-resume tests ---
 
+SMALL = {"batch_size": 8, "mini_batch_size": 4, "eval_steps": 2}
+LORA = {"learning_rate": 1.0e-3, "lora_r": 4, "lora_alpha": 8}
 METHODS = {
     "baseline": {},
-    "full": {"max_steps": 3, "batch_size": 8, "learning_rate": 1.0e-3},
-    "lora": {"max_steps": 3, "batch_size": 8, "learning_rate": 1.0e-3, "lora_r": 4, "lora_alpha": 8},
-    "qlora": {"max_steps": 2, "batch_size": 4, "learning_rate": 1.0e-3, "lora_r": 4, "lora_alpha": 8},
-    "tsdae": {"max_steps": 2, "batch_size": 4, "then_mnrl": True},
-    "distill": {"max_steps": 3, "batch_size": 8, "teacher": "tiny", "student_layers": 1},
+    "full": {"max_steps": 3, **SMALL, "learning_rate": 1.0e-3},
+    "lora": {"max_steps": 3, **SMALL, **LORA},
+    "qlora": {"max_steps": 2, **SMALL, "batch_size": 4, **LORA},
+    "tsdae": {"max_steps": 2, **SMALL, "batch_size": 4, "then_mnrl": True, "mnrl": {"max_steps": 2, **SMALL}},
+    "gpl": {"max_steps": 2, **SMALL, "teacher": "tiny", "tsdae_first": True, "tsdae": {"max_steps": 1}},
+    "distill": {"max_steps": 3, **SMALL, "teacher": "tiny", "student_layers": 1},
 }
 
 
@@ -107,9 +110,11 @@ def tiny_config(methods=None) -> dict:
         "datasets": {
             "split": {"val": 0.15, "test": 0.25},
             "max_pairs": 300,
-            "hard_negatives": {"range_min": 0, "range_max": 10},
+            # the tiny model is random: every cosine is near 1, so no margin below the positive
+            "hard_negatives": {"range_min": 0, "range_max": 10, "relative_margin": 0.0},
             "retrieval": {"max_queries": 40, "distractors": 100},
         },
+        "validation": {"max_queries": 20, "max_corpus": 80},
         "models": [{"name": "tiny", "path": "./models/tiny", "max_seq_length": 64}],
         "methods": methods or METHODS,
         "export": {"fidelity_samples": 8},

@@ -107,7 +107,8 @@ def tiny_spec(tiny_model: Path) -> dict:
 
 
 def build_datasets(root: Path, tiny_model: Path) -> Path:
-    """The corpus plus every dataset stage's output under root (built once per test session)."""
+    """The corpus plus every dataset stage's output under root (built once per test session), each
+    training dataset with its metadata JSON beside it, and the val/test query sets under root/querysets."""
     from archive_encoders import querysets
     from archive_encoders import training_data as td
 
@@ -117,7 +118,9 @@ def build_datasets(root: Path, tiny_model: Path) -> Path:
     documents, chunks = build(root)
     splits = root / "splits.parquet"
     td.split_documents(documents, splits, split=SPLIT, seed=SEED)
-    td.tsdae_pairs(chunks, splits, root / "tsdae.parquet", deletion_ratio=0.6, max_pairs=2000, seed=SEED)
+    td.tsdae_pairs(
+        chunks, splits, root / "tsdae.parquet", 0.6, max_pairs=2000, seed=SEED, meta_out=root / "tsdae.json"
+    )
     td.mine_triplets(
         chunks,
         documents,
@@ -128,6 +131,8 @@ def build_datasets(root: Path, tiny_model: Path) -> Path:
         max_pairs=2000,
         seed=SEED,
         device="cpu",
+        languages=["en"],
+        meta_out=root / "triplets.json",
     )
     querysets.query_sets(
         chunks,

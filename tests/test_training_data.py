@@ -1,4 +1,5 @@
-"""Training data: cluster-level splits, TSDAE noise, mined triplets and the held-out retrieval set."""
+"""Training data: cluster-level splits, TSDAE noise, training pairs of every query kind, mined triplets; the
+held-out query sets."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import polars as pl
 import pytest
 from synthetic_corpus import HARD_NEGATIVES, SEED, SPLIT, build_datasets, tiny_spec
 
+from archive_encoders import queries as gen
 from archive_encoders import training_data as td
 from archive_encoders.queries import inverse_cloze, sentences
+from archive_encoders.text_analysis import Analyzer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,6 +56,25 @@ def test_splits_are_deterministic_per_seed(data):
     assert first.equals(td.assign_splits(documents, **SPLIT, seed=SEED))
     others = [td.assign_splits(documents, **SPLIT, seed=s)["split"] for s in range(1, 6)]
     assert any(not o.equals(first["split"]) for o in others)
+
+
+def test_test_items_pin_documents_and_their_clusters_to_test():
+    documents = pl.DataFrame(
+        {
+            "doc_id": [f"vol09_{i}" for i in range(6)] + [f"vol11_{i}" for i in range(3)] + ["other"],
+            "cluster_id": [None] * 6
+            + [None, None, "vol11_1"]
+            + ["vol09_2"],  # "other" is a rescan of vol09_2
+        }
+    )
+    splits = td.assign_splits(documents, val=0.2, test=0.2, seed=1, test_items=["vol11_*", "other"])
+    split_of = dict(splits.select("doc_id", "split").rows())
+    assert {split_of[f"vol11_{i}"] for i in range(3)} == {"test"}
+    assert split_of["other"] == split_of["vol09_2"] == "test"  # a pinned document takes its cluster along
+    counts = dict(splits["split"].value_counts().rows())
+    assert counts["test"] == 5 and counts["val"] == 2 and counts["train"] == 3  # the ratios fill the rest
+    with pytest.raises(ValueError, match="datasets.split.test_items"):
+        td.assign_splits(documents, val=0.2, test=0.2, seed=1, test_items=["vol12_*"])
 
 
 def test_split_of_a_document_without_cluster_is_its_own():
@@ -113,6 +135,44 @@ def test_tsdae_pairs_come_from_train_chunks(data):
 # --- pseudo-queries and triplets ---
 
 
+def test_question_is_a_short_span_of_one_sentence_behind_an_interrogative():
+    corpus = [
+        "В 1755 году в Москве по проекту Ломоносова был основан университет. Студенты слушали лекции.",
+        "Университет в Москве открыл две гимназии. Ломоносов писал оды.",
+        "Профессора университета читали лекции по-латыни. Гимназии готовили студентов.",
+        "Ломоносов родился в Холмогорах. Москва приняла его студентом.",
+    ]
+    keywords = gen.KeywordQueries(corpus, ["a", "b", "c", "d"], Analyzer(["ru"]))
+    rng = np.random.default_rng(0)
+    first = corpus[0].split(". ")[0]
+    made = [gen._question_from(first, keywords)]
+    made += [gen.question(corpus[0], keywords, rng) for _ in range(5)]
+    for q in made:
+        assert q and q.endswith("?") and q == q.lower()
+        asks, *span = q[:-1].split()
+        assert asks in ("когда", "что") and 2 <= len(span) <= gen.MAX_QUESTION_SPAN
+        assert "1755" not in q  # the year is the answer, not part of the question
+    # the span of the first sentence: its words in order, between its two most distinctive words
+    asks, *span = made[0][:-1].split()
+    words = first.lower().replace(".", "").split()
+    start = words.index(span[0])
+    assert words[start : start + len(span)] == span and asks == "когда"  # the sentence holds a year
+    assert gen.question("Одно предложение.", keywords, rng) is None
+
+
+def test_kind_quotas_share_by_weight_and_pass_on_what_a_kind_lacks():
+    # 100 rows by weights 1:1:2 = 25/25/50; b has only 10, its 15 go to a and c by 1:2 = 30/60
+    quotas = td.kind_quotas({"a": 100, "b": 10, "c": 100}, 100, {"a": 1, "b": 1, "c": 2})
+    assert quotas == {"a": 30, "b": 10, "c": 60}
+    assert td.kind_quotas({"a": 5, "b": 3}, 100, {"a": 1, "b": 1}) == {"a": 5, "b": 3}
+    assert td.kind_quotas({"a": 50, "b": 50}, 10, {"a": 1, "b": 0}) == {"a": 10, "b": 0}
+    assert sum(td.kind_quotas({"a": 9, "b": 9, "c": 9}, 10, {"a": 1, "b": 1, "c": 1}).values()) == 10
+    frame = pl.DataFrame({"kind": ["a"] * 100 + ["b"] * 10 + ["c"] * 100, "x": range(210)})
+    taken = td.weighted_take(frame, 100, {"a": 1, "b": 1, "c": 2}, np.random.default_rng(0))
+    assert dict(taken["kind"].value_counts().rows()) == {"a": 30, "b": 10, "c": 60}
+    assert taken["x"].is_sorted()
+
+
 def test_inverse_cloze_cuts_the_sentence_out():
     text = "Alpha beta gamma delta epsilon zeta. Eta theta iota kappa lambda mu. Nu xi omicron pi rho sigma."
     query, rest = inverse_cloze(text, np.random.default_rng(0))
@@ -124,16 +184,18 @@ def test_inverse_cloze_cuts_the_sentence_out():
 def test_triplets_shape_kinds_and_negatives_off_cluster(data):
     f = _frames(data)
     triplets = f["triplets"]
-    assert triplets.columns == ["anchor", "positive", "negative", "kind", "doc_id"]
+    assert triplets.schema == td.TRIPLET_SCHEMA
     assert set(triplets["kind"]) == set(td.KINDS)
     assert triplets.height == triplets.unique(["anchor", "positive"]).height * HARD_NEGATIVES["num_negatives"]
+    assert triplets.filter(pl.col("kind") == "title")["chunk_index"].is_null().all()
+    assert triplets.filter(pl.col("kind") != "title")["chunk_index"].is_not_null().all()
     cluster_of_doc = dict(f["splits"].select("doc_id", "cluster_id").iter_rows())
     cluster_of_sentence = {
         s: cluster_of_doc[d]
         for d, text in f["documents"].select("doc_id", "text").iter_rows()
         for s in _sentences(text)
     }
-    for anchor, positive, negative, _, doc_id in triplets.iter_rows():
+    for anchor, positive, negative, _, doc_id, *_ in triplets.iter_rows():
         assert negative not in (anchor, positive)
         negative_clusters = {cluster_of_sentence[s] for s in _sentences(negative)}
         assert cluster_of_doc[doc_id] not in negative_clusters
@@ -160,7 +222,9 @@ def minilm(minilm_path):
 
 @pytest.mark.parametrize("margin", [None, 0.05])
 def test_mining_selects_what_mine_hard_negatives_selects(data, minilm, margin):
-    """Without groups to mask, our miner picks exactly the negatives sentence-transformers' function picks."""
+    """Without groups to mask, our miner picks the negatives sentence-transformers' function picks: the
+    same with no margin; with one, what it picks when it searches the whole corpus (ours ranks only the
+    candidates below the positive's margin, so its window is never filled by what the margin drops)."""
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
@@ -173,15 +237,124 @@ def test_mining_selects_what_mine_hard_negatives_selects(data, minilm, margin):
     ours = td.mine_negatives(
         anchors, positives, [f"p{i}" for i in range(12)], corpus, [{"corpus"}] * len(corpus), model, window
     )
+    deep = {**window, "range_max": window["range_max"] if margin is None else len(corpus) - 1}
     theirs = mine_hard_negatives(
         Dataset.from_dict({"anchor": anchors, "positive": positives}), model, corpus=corpus,
-        sampling_strategy="top", output_format="triplet", verbose=False, **window,
+        sampling_strategy="top", output_format="triplet", verbose=False, **deep,
     )  # fmt: skip
     expected = {a: [] for a in anchors}
     for row in theirs:
         expected[row["anchor"]].append(row["negative"])
     assert dict(zip(anchors, ours, strict=True)) == expected
     assert any(expected.values())
+
+
+def test_mining_finds_negatives_below_a_positive_that_is_not_the_top_hit(data, minilm):
+    """On this corpus (eight topics, several books each) many chunks outscore most anchors' positive, so a
+    window over the top range_max (sentence-transformers' mine_hard_negatives) holds nothing below the
+    positive's margin. Ours ranks below the margin and finds mined negatives there."""
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    f = _frames(data)
+    pairs = f["triplets"].unique("anchor", keep="first", maintain_order=True).head(30)
+    anchors, positives = pairs["anchor"].to_list(), pairs["positive"].to_list()
+    chunks = f["chunks"].join(f["splits"], on="doc_id")
+    corpus = list(dict.fromkeys([*chunks["text"], *positives]))
+    model = minilm
+    window = {"num_negatives": 2, "range_min": 1, "range_max": 5, "relative_margin": 0.05}
+
+    q = model.encode(anchors, normalize_embeddings=True)
+    d = model.encode(corpus, normalize_embeddings=True)
+    scores = q @ d.T
+    pos = np.array([scores[i, corpus.index(p)] for i, p in enumerate(positives)])
+    outscoring = (scores > pos[:, None]).sum(axis=1)
+    assert (outscoring > window["range_max"]).mean() > 0.5  # the case real OCR data shows
+
+    mined = td.mine_negatives(anchors, positives, [f"p{i}" for i in range(30)], corpus, [{"c"}] * len(corpus),
+                              model, window)  # fmt: skip
+    threshold = pos - np.abs(pos) * window["relative_margin"]
+    for i, negatives in enumerate(mined):
+        below = sorted(
+            (s for s, text in zip(scores[i], corpus, strict=True) if s <= threshold[i]), reverse=True
+        )
+        got = [scores[i, corpus.index(n)] for n in negatives]
+        # the 2nd and 3rd best below the margin (range_min = 1, num_negatives = 2), up to float noise
+        np.testing.assert_allclose(got, below[1:3], atol=1e-4)
+    found = [len(m) == 2 for m, n in zip(mined, outscoring, strict=True) if n > window["range_max"]]
+    assert sum(found) >= 10
+    theirs = mine_hard_negatives(
+        Dataset.from_dict({"anchor": anchors, "positive": positives}), model, corpus=corpus,
+        sampling_strategy="top", output_format="triplet", verbose=False, **window,
+    )  # fmt: skip
+    assert len(theirs) < sum(map(len, mined)) / 2
+
+
+def test_document_level_anchors_skip_the_margin(data, minilm):
+    """A title query's positive is one chunk of a relevant book (the book is masked): no margin below it."""
+    f = _frames(data)
+    pairs = f["triplets"].unique("anchor", keep="first", maintain_order=True).head(8)
+    anchors, positives = pairs["anchor"].to_list(), pairs["positive"].to_list()
+    corpus = list(dict.fromkeys([*f["chunks"]["text"].head(60), *positives]))
+    groups, owners = [f"p{i}" for i in range(8)], [{"c"}] * len(corpus)
+    window = {"num_negatives": 2, "range_min": 0, "range_max": 10}
+    with_margin = td.mine_negatives(
+        anchors, positives, groups, corpus, owners, minilm, {**window, "relative_margin": 0.05}
+    )
+    without = td.mine_negatives(
+        anchors, positives, groups, corpus, owners, minilm, {**window, "relative_margin": None}
+    )
+    levels = [i % 2 == 0 for i in range(8)]
+    mixed = td.mine_negatives(
+        anchors,
+        positives,
+        groups,
+        corpus,
+        owners,
+        minilm,
+        {**window, "relative_margin": 0.05},
+        document_level=levels,
+    )
+    assert with_margin != without  # the margin does drop candidates here
+    assert mixed == [w if level else m for w, m, level in zip(without, with_margin, levels, strict=True)]
+
+
+def test_mined_triplets_record_their_random_share_per_kind(data):
+    import json
+
+    meta = json.loads((data / "triplets.json").read_text())
+    triplets = pl.read_parquet(data / "triplets.parquet")
+    assert meta["rows"] == triplets.height and meta["pairs"] == triplets.unique(["anchor", "positive"]).height
+    assert set(meta["kinds"]) == set(td.KINDS) and meta["random_share"] == 0.0
+    for kind, stats in meta["kinds"].items():
+        assert stats["pairs"] == triplets.filter(pl.col("kind") == kind).height
+        assert stats["random"] == 0 and stats["mined"] == stats["pairs"]
+    assert meta["source_chunks"] > 0 and meta["corpus_chunks"] >= meta["source_chunks"]
+    assert meta["encode_s"] > 0 and meta["hardware"]["device"] == "cpu"
+
+
+def test_mining_fails_when_too_many_negatives_are_random(tmp_path, data, tiny_model):
+    """A window that cannot hold enough candidates (range_min beyond the pool) makes every negative
+    random: the job fails, names the setting to change, and writes no triplets."""
+    with pytest.raises(ValueError, match=r"max_random_share.*range_max") as error:
+        td.mine_triplets(
+            data / "chunks.parquet",
+            data / "documents.parquet",
+            data / "splits.parquet",
+            tmp_path / "t.parquet",
+            miner=tiny_spec(tiny_model),
+            hard_negatives={"range_min": 500, "range_max": 501},
+            max_pairs=40,
+            seed=SEED,
+            device="cpu",
+            languages=["en"],
+            meta_out=tmp_path / "t.json",
+        )
+    assert "datasets.hard_negatives" in str(error.value)
+    assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()
+    with pytest.raises(ValueError, match="keyword"):
+        td.check_random_share({"keyword": 0.5, "title": 0.0}, 0.1)
+    td.check_random_share({"keyword": 0.1}, 0.1)  # at the limit is fine
 
 
 def test_mining_masks_the_anchors_own_cluster(data, tiny_model):
@@ -202,15 +375,6 @@ def test_mining_masks_the_anchors_own_cluster(data, tiny_model):
     for group, negatives in zip(groups, mined, strict=True):
         assert len(negatives) == 5
         assert group not in {cluster_of[n] for n in negatives}
-
-
-def test_balanced_take_mixes_kinds():
-    frame = pl.DataFrame(
-        {"kind": ["inverse_cloze"] * 50 + ["title"] * 3 + ["neighbour"] * 50, "x": range(103)}
-    )
-    taken = td.balanced_take(frame, 20, np.random.default_rng(0))
-    # round robin: three of each until the titles run out, then the other two alternate
-    assert dict(taken["kind"].value_counts().iter_rows()) == {"title": 3, "inverse_cloze": 9, "neighbour": 8}
 
 
 # --- held-out query sets ---

@@ -39,6 +39,7 @@ class ModelSpec:
     pooling: str = "mean"
     max_seq_length: int = 256
     trust_remote_code: bool = False
+    encoder_type: str = "bi-encoder"
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> ModelSpec:
@@ -187,14 +188,54 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         return validate(yaml.safe_load(fh) or {})
 
 
+SEED_SUFFIX = "-seed"  # a method's repeat with another seed: results/models/<model>/<method>-seed<N>/
+
+
+def method_runs(config: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """Every trained run, by the name its results go under: name -> (configured method, training seed).
+
+    With `seeds`, every method that learns runs once per seed (the first keeps the method's name);
+    baseline trains nothing and runs once. Without, each method runs once with `seed`."""
+    seeds = config["seeds"] or [config["seed"]]
+    runs: dict[str, tuple[str, int]] = {}
+    for method, params in config["methods"].items():
+        learns = METHOD_TYPES[params.get("type") or method].trains != "nothing"
+        for i, seed in enumerate(seeds if learns else seeds[:1]):
+            runs[method if i == 0 else f"{method}{SEED_SUFFIX}{seed}"] = (method, seed)
+    return runs
+
+
+def run_seed(config: dict[str, Any], run: str) -> int:
+    """The training seed of a run (`full-seed14` -> 14)."""
+    base_method(config, run)
+    return method_runs(config)[run][1]
+
+
+def base_method(config: dict[str, Any], run: str) -> str:
+    """The configured method a run repeats (`full-seed14` -> `full`)."""
+    runs = method_runs(config)
+    if run not in runs:
+        raise ConfigError(f"methods: {run!r} is neither a configured method nor a seeded repeat of one")
+    return runs[run][0]
+
+
 def method_type(config: dict[str, Any], method: str) -> str:
-    """The type of a configured method (`type`, by default the method's own name)."""
+    """The type of a configured method or of a seeded run of one (`type`, by default the method's name)."""
+    method = base_method(config, method)
     return config["methods"][method].get("type") or method
 
 
 def check(config: dict[str, Any]) -> None:
     """Cross-key rules on a config whose defaults are filled in: unique names, known method types,
-    existing local paths, a teacher for distill, exclusions that name something, sizes that fit."""
+    existing local paths, teachers of the right kind, model x method pairs that can run, exclusions that
+    name something, sizes that fit."""
+    _check_names(config)
+    _check_methods(config)
+    _check_pairs(config)
+    _check_sizes(config)
+
+
+def _check_names(config: dict[str, Any]) -> None:
     names = [m["name"] for m in config["models"]]
     if RESERVED_MODEL_NAME in names:
         raise ConfigError(
@@ -214,7 +255,30 @@ def check(config: dict[str, Any]) -> None:
             local = resolve_model_path(path)
             if is_local_path(path) and not Path(local).expanduser().is_dir():
                 raise ConfigError(f"{key}[{i}].path: model folder {path!r} does not exist")
+    for i, entry in enumerate(config["models"]):
+        if entry["encoder_type"] != "bi-encoder":
+            raise ConfigError(
+                f"models[{i}].encoder_type: a candidate must be a bi-encoder (a cross-encoder "
+                "can only be a gpl teacher, under `teachers`)"
+            )
 
+    for i, pair in enumerate(config["exclude"]):
+        if pair["model"] not in names:
+            raise ConfigError(f"exclude[{i}].model: {pair['model']!r} is not a configured model")
+        if pair["method"] not in config["methods"]:
+            raise ConfigError(f"exclude[{i}].method: {pair['method']!r} is not a configured method")
+    for method in config["methods"]:
+        for seed in config["seeds"][1:]:
+            if f"{method}{SEED_SUFFIX}{seed}" in config["methods"]:
+                raise ConfigError(
+                    f"seeds: the repeat of methods.{method} with seed {seed} would be named "
+                    f"{method}{SEED_SUFFIX}{seed}, which is a configured method already"
+                )
+
+
+def _check_methods(config: dict[str, Any]) -> None:
+    """Per method: a known type, the teacher it needs, mini-batches that divide the batch."""
+    names = [m["name"] for m in [*config["models"], *config["teachers"]]]
     for name, params in config["methods"].items():
         kind = params.get("type") or name
         if kind not in METHOD_TYPES:
@@ -222,21 +286,95 @@ def check(config: dict[str, Any]) -> None:
                 f"methods.{name}: unknown method {kind!r}; "
                 f"set methods.{name}.type to one of {list(METHOD_TYPES)}"
             )
-        if kind == "distill":
+        mt = METHOD_TYPES[kind]
+        if mt.teacher:
             teacher = params.get("teacher")
             if not teacher:
                 raise ConfigError(
-                    f"methods.{name}.teacher: distill needs a teacher (a name from teachers/models)"
+                    f"methods.{name}.teacher: {kind} needs a teacher (a name from teachers/models)"
                 )
-            if teacher not in teacher_names + names:
+            if teacher not in names:
                 raise ConfigError(f"methods.{name}.teacher: {teacher!r} is not in teachers or models")
+            if mt.teacher == "bi-encoder" and model_spec(config, teacher).encoder_type != "bi-encoder":
+                raise ConfigError(
+                    f"methods.{name}.teacher: {kind} learns a teacher's embeddings, and {teacher!r} is a "
+                    "cross-encoder (it has none); use a bi-encoder, or a gpl method for a cross-encoder"
+                )
+        for phase in mt.phases_for(params):
+            settings = mt.settings_for(phase, params)
+            key = f"methods.{name}" + next(
+                (f".{k}" for _, (p, k) in mt.optional.items() if p == phase and p not in mt.phases), ""
+            )
+            if (
+                settings["batch_size"] % settings["mini_batch_size"]
+                and settings["mini_batch_size"] < settings["batch_size"]
+            ):
+                raise ConfigError(
+                    f"{key}.mini_batch_size: {settings['mini_batch_size']} must divide batch_size "
+                    f"({settings['batch_size']}), or be at least as large"
+                )
 
-    for i, pair in enumerate(config["exclude"]):
-        if pair["model"] not in names:
-            raise ConfigError(f"exclude[{i}].model: {pair['model']!r} is not a configured model")
-        if pair["method"] not in config["methods"]:
-            raise ConfigError(f"exclude[{i}].method: {pair['method']!r} is not a configured method")
 
+def _check_pairs(config: dict[str, Any]) -> None:
+    """Each model x method of the matrix can run: the packages it needs, a decoder for TSDAE, a teacher
+    no narrower than the student and not the student itself, layers to drop. Read from the models'
+    config files only (no weights; a hub model not on this machine yet is checked by its training job)."""
+    from .models import model_info
+
+    for model, method in dict.fromkeys((m, base_method(config, r)) for m, r in matrix(config)):
+        params = config["methods"][method]
+        mt = METHOD_TYPES[params.get("type") or method]
+        exclude = f"or add {{model: {model}, method: {method}}} to exclude"
+        for package in mt.requires:
+            if importlib.util.find_spec(package) is None:
+                raise ConfigError(
+                    f"methods.{method}: {mt.name} needs the Python package {package!r}, which is not "
+                    f"installed here (model {model}); install it {exclude}"
+                )
+        spec = model_spec(config, model)
+        info = model_info(spec.path)
+        problem = pair_problem(spec, info, mt, params, config)
+        if problem:
+            raise ConfigError(f"methods.{method}: {problem} ({exclude})")
+
+
+def pair_problem(
+    spec: ModelSpec, info, mt, params: dict[str, Any], config: dict[str, Any] | None
+) -> str | None:
+    """Why this model cannot be trained with this method (None when it can, or when it cannot be told):
+    shared by the config check and the training job, which checks again once the model is downloaded."""
+    from .models import causal_lm_types, model_info
+
+    if "tsdae" in mt.phases_for(params) and info and info.model_type not in causal_lm_types():
+        return (
+            f"TSDAE needs a decoder of {spec.name}'s architecture ({info.model_type!r}) and transformers "
+            "has no causal-LM class for it"
+        )
+    if not mt.teacher or not (config or params.get("teacher_model")):
+        return None
+    teacher = (
+        model_spec(config, params["teacher"]) if config else ModelSpec.from_config(params["teacher_model"])
+    )
+    layers = params.get("student_layers") if mt.name == "distill" else None
+    same = resolve_model_path(teacher.path) == resolve_model_path(spec.path)
+    if mt.name == "distill" and same and not layers:
+        return (
+            f"{spec.name} would be distilled into itself (teacher {teacher.name!r}): set student_layers "
+            "for a smaller, faster student, or pick another teacher"
+        )
+    if info and layers and info.layers and layers >= info.layers:
+        return f"student_layers {layers} must be below the {info.layers} layers of {spec.name}"
+    teacher_info = model_info(teacher.path) if mt.teacher == "bi-encoder" else None
+    widths = (teacher_info and teacher_info.embedding_dim, info and info.embedding_dim)
+    if all(widths) and widths[0] < widths[1]:
+        return (
+            f"teacher {teacher.name!r} ({widths[0]}-d) is narrower than the student {spec.name} "
+            f"({widths[1]}-d): PCA can only narrow the teacher's embeddings"
+        )
+    return None
+
+
+def _check_sizes(config: dict[str, Any]) -> None:
     archive = config["archive"]
     if archive["source"] == "remote" and not archive.get("query"):
         raise ConfigError("archive.query: required when archive.source is remote")
@@ -258,17 +396,33 @@ def check(config: dict[str, Any]) -> None:
         raise ConfigError(
             "datasets.hard_negatives: range_max - range_min must leave room for num_negatives candidates"
         )
+    if not any(config["datasets"]["query_kinds"].values()):
+        raise ConfigError("datasets.query_kinds: at least one kind needs a weight above 0")
 
 
 def matrix(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every (model, method) pair to train, in config order, minus `exclude`."""
+    """Every (model, run) pair to train, in config order, minus `exclude` (which names configured
+    methods: it leaves out their seeded repeats too). A run is a method or a seeded repeat of one."""
     excluded = {(e["model"], e["method"]) for e in config["exclude"]}
+    runs = method_runs(config)
     return [
-        (m["name"], method)
+        (m["name"], run)
         for m in config["models"]
-        for method in config["methods"]
+        for run, (method, _) in runs.items()
         if (m["name"], method) not in excluded
     ]
+
+
+def method_params(config: dict[str, Any], run: str) -> dict[str, Any]:
+    """A run's hyperparameters as the training job takes them: the method's entry with its `type`, the
+    method it repeats (`base_method`) and its teacher's model entry."""
+    method = base_method(config, run)
+    params = copy.deepcopy(config["methods"][method])
+    params["type"] = params.get("type") or method
+    params["base_method"] = method
+    if METHOD_TYPES[params["type"]].teacher:
+        params["teacher_model"] = model_spec(config, params["teacher"]).as_dict()
+    return params
 
 
 def model_spec(config: dict[str, Any], name: str) -> ModelSpec:

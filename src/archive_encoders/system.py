@@ -74,3 +74,45 @@ def size_mb(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None) ->
     # ONNX over 2 GB keeps its weights in <file>.data; OpenVINO's <name>.xml has them in <name>.bin
     extra = path.with_suffix(".bin") if path.suffix == ".xml" else Path(str(path) + ".data")
     return (path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)) / 2**20
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now, in MiB (Linux /proc; None elsewhere): a per-step figure that
+    shows whether memory stays flat, where the peak only ever grows."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def hardware(device: str) -> dict[str, str | None]:
+    """The hardware class a cost figure was measured on: device, CPU model (and cores), GPU model."""
+    gpu = None
+    if device == "cuda":
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
+    return {"device": device, "cpu": cpu_model(), "gpu": gpu}
+
+
+@cache
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand memory the allocator holds but no longer uses back to the OS (glibc's malloc_trim).
+
+    A CPU training step frees gigabytes of activations whose sizes change with every batch's padding;
+    glibc keeps those pages in its arenas, so resident memory creeps up step after step although the
+    live tensors do not grow. Trimming after each step keeps it at what the step needs."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

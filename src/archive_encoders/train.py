@@ -1,18 +1,25 @@
-"""Fine-tune one candidate encoder with one method, and cache a distillation teacher's embeddings.
+"""Fine-tune one candidate encoder with one method.
 
 `train` follows the numbered shape of sentence-transformers' training examples (model, data, loss,
-evaluator, arguments, trainer, evaluate, save) for every method type:
+evaluator, arguments, trainer, evaluate, save) for every method type (methods.py):
 
 - baseline: the model unchanged (zero steps), so the matrix has a reference row;
-- full: MultipleNegativesRankingLoss (MNRL) on the mined triplets, every weight trained;
+- full: CachedMultipleNegativesRankingLoss (MNRL with GradCache) on the mined triplets, every weight
+  trained; batches keep examples that are each other's positives apart (batching.SourceBatchSampler);
 - lora: peft LoRA adapters trained with MNRL, merged into the weights for export;
 - qlora: a 4-bit NF4 base (bitsandbytes) + LoRA, the adapter merged onto the fp32 base for export;
-- tsdae: DenoisingAutoEncoderLoss on our noisy pairs, optionally followed by the MNRL phase (then_mnrl);
-- distill: MSE to the teacher's cached embeddings (PCA-projected when the teacher is wider), optionally on
-  a student with fewer layers (student_layers).
+- tsdae: DenoisingAutoEncoderLoss on our noisy pairs, optionally followed by an MNRL phase with its own
+  settings (then_mnrl, mnrl);
+- gpl: MarginMSELoss to a teacher's score margins on the triplets (teachers.teacher_scores), optionally
+  after a TSDAE phase (tsdae_first, tsdae);
+- distill: MSE to the teacher's cached embeddings of train passages and pseudo-queries, each side with
+  its own prefixes (PCA-projected when the teacher is wider), optionally into fewer layers.
 
-Every setting comes from the arguments; the output folder appears atomically with train_metrics.json and a
-model card recording what was done.
+A phase trains `batch_size` examples per optimizer step with at most `mini_batch_size` texts encoded
+with gradients at once (GradCache for MNRL, gradient accumulation for the others), so peak memory is
+set by the mini-batch. With the val query sets among the inputs, every phase validates as it goes and
+ends on its best weights (validation.py). Every setting comes from the arguments; the output folder
+appears atomically with train_metrics.json (fields in docs/ARCHITECTURE.md) and a model card.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import logging
 import os
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +38,15 @@ import numpy as np
 import polars as pl
 import yaml
 
-from .config import ConfigError, ModelSpec, with_defaults
-from .corpus import scan_chunks
-from .io import atomic_dir, write_json, write_parquet, write_text
-from .methods import METHOD_TYPES
-from .models import load_sentence_transformer
-from .system import peak_rss_mb, pick_device
-from .training_data import chunks_in_split
+from .config import ConfigError, ModelSpec, pair_problem, with_defaults
+from .io import atomic_dir, read_json, write_json, write_text
+from .methods import METHOD_TYPES, PHASES
+from .models import ModelInfo, load_sentence_transformer
+from .system import current_rss_mb, hardware, peak_rss_mb, pick_device, release_freed_memory
 from .vectors import cosines, unit
 
 log = logging.getLogger(__name__)
 
-# What each training phase reads (a paths.DATASETS name); phases are listed per method type in methods.py.
-PHASE_DATA = {"mnrl": "triplets", "tsdae": "tsdae_pairs", "distill": "teacher_embeddings"}
 PROBE_TEXTS = 16  # texts encoded before and after a LoRA merge to check the export matches what was trained
 
 
@@ -126,12 +131,22 @@ def keep_layers(model, n: int) -> list[int]:
     return keep
 
 
+def check_pair(model, spec: ModelSpec, kind: str, params: dict[str, Any]) -> None:
+    """The config check's model x method rules again, on the loaded model (a hub model the config check
+    could not read before it was downloaded)."""
+    config = model[0].model.config
+    info = ModelInfo(config.model_type, config.num_hidden_layers, model.get_embedding_dimension())
+    problem = pair_problem(spec, info, METHOD_TYPES[kind], params, None)
+    if problem:
+        raise ConfigError(f"method {params.get('base_method') or kind!r}: {problem}")
+
+
 def load_model(spec: ModelSpec, kind: str, params: dict[str, Any], device: str):
-    """The model to train: 4-bit for qlora, LoRA-wrapped for lora/qlora, fewer layers for distill."""
-    if kind == "qlora":
-        return add_lora(load_4bit(spec, device), params)
-    model = load_sentence_transformer(spec, device=device)
-    if kind == "lora":
+    """The model to train, once the model x method rules hold for it: 4-bit for qlora, LoRA-wrapped for
+    lora/qlora, fewer layers for distill."""
+    model = load_4bit(spec, device) if kind == "qlora" else load_sentence_transformer(spec, device=device)
+    check_pair(model, spec, kind, params)
+    if METHOD_TYPES[kind].trains == "adapters":
         add_lora(model, params)
     if kind == "distill" and params.get("student_layers"):
         keep_layers(model, params["student_layers"])
@@ -155,31 +170,64 @@ def count_params(module) -> tuple[int, int]:
 # --- 2. data ---
 
 
+@dataclass
+class PhaseData:
+    """A phase's training set, where its examples come from (for MNRL's batches), its dataset JSON."""
+
+    dataset: Any
+    sources: list | None = None
+    meta: dict[str, Any] | None = None
+    kinds: list[str] | None = None  # the pseudo-query kind of each query it trains on
+
+
 def _read(path, columns: list[str]) -> pl.DataFrame:
     return pl.read_parquet(path, columns=columns)
 
 
-def triplet_dataset(path, spec: ModelSpec):
+def triplet_dataset(path, spec: ModelSpec) -> PhaseData:
     """anchor/positive/negative with the model's query prefix on anchors and passage prefix on the rest."""
     from datasets import Dataset
 
-    frame = _read(path, ["anchor", "positive", "negative"])
-    return Dataset.from_dict(
+    from .batching import Source
+
+    frame = _read(path, ["anchor", "positive", "negative", "kind", "doc_id", "cluster_id", "chunk_index"])
+    dataset = Dataset.from_dict(
         {
             "anchor": [spec.query_prefix + t for t in frame["anchor"]],
             "positive": [spec.passage_prefix + t for t in frame["positive"]],
             "negative": [spec.passage_prefix + t for t in frame["negative"]],
         }
     )
+    sources = [Source(*row) for row in frame.select("cluster_id", "doc_id", "chunk_index").rows()]
+    return PhaseData(dataset, sources, kinds=frame["kind"].to_list())
 
 
-def tsdae_dataset(path, spec: ModelSpec):
+def tsdae_dataset(path, spec: ModelSpec) -> PhaseData:
     """(noisy passage, original text): the encoder sees a prefixed passage, the decoder rebuilds the text."""
     from datasets import Dataset
 
     frame = _read(path, ["noisy", "text"])
-    return Dataset.from_dict(
-        {"noisy": [spec.passage_prefix + t for t in frame["noisy"]], "text": frame["text"]}
+    return PhaseData(
+        Dataset.from_dict({"noisy": [spec.passage_prefix + t for t in frame["noisy"]], "text": frame["text"]})
+    )
+
+
+def margin_dataset(path, spec: ModelSpec) -> PhaseData:
+    """GPL: (query, positive, negative) with the student's prefixes; label = the teacher's margin
+    score(query, positive) - score(query, negative) (MarginMSELoss's target)."""
+    from datasets import Dataset
+
+    frame = _read(path, ["anchor", "positive", "negative", "kind", "margin"])
+    return PhaseData(
+        Dataset.from_dict(
+            {
+                "anchor": [spec.query_prefix + t for t in frame["anchor"]],
+                "positive": [spec.passage_prefix + t for t in frame["positive"]],
+                "negative": [spec.passage_prefix + t for t in frame["negative"]],
+                "label": frame["margin"].cast(pl.Float32).to_list(),
+            }
+        ),
+        kinds=frame["kind"].to_list(),
     )
 
 
@@ -197,11 +245,12 @@ def _normalizes(model) -> bool:
     return type(model[len(model) - 1]).__name__ == "Normalize"
 
 
-def distill_dataset(path, spec: ModelSpec, model):
-    """(passage, teacher embedding), the teacher's embedding projected to the student's width if needed."""
+def distill_dataset(path, spec: ModelSpec, model) -> PhaseData:
+    """(text, teacher embedding) for passages and pseudo-queries: each text gets the STUDENT's prefix of
+    its role (the teacher embedded it with its own), the targets projected to the student's width."""
     from datasets import Dataset
 
-    frame = _read(path, ["text", "embedding"])
+    frame = _read(path, ["text", "role", "kind", "embedding"])
     labels = np.asarray(frame["embedding"].to_list(), dtype=np.float32)
     student_dim = model.get_embedding_dimension()
     if labels.shape[1] < student_dim:
@@ -214,19 +263,25 @@ def distill_dataset(path, spec: ModelSpec, model):
         if _normalizes(model):  # a unit-length student cannot match non-unit targets
             labels = unit(labels)
         log.info("teacher embeddings projected by PCA to %d dims", student_dim)
-    return Dataset.from_dict(
-        {
-            "text": [spec.passage_prefix + t for t in frame["text"]],
-            "label": labels.astype(np.float32).tolist(),
-        }
+    prefix = {"query": spec.query_prefix, "passage": spec.passage_prefix}
+    return PhaseData(
+        Dataset.from_dict(
+            {
+                "text": [prefix[role] + t for role, t in frame.select("role", "text").rows()],
+                "label": labels.astype(np.float32).tolist(),
+            }
+        ),
+        kinds=frame["kind"].drop_nulls().to_list(),
     )
 
 
-def _phase_dataset(phase: str, path: str, spec: ModelSpec, model):
+def _phase_data(phase: str, path: str, spec: ModelSpec, model) -> PhaseData:
     if phase == "mnrl":
         return triplet_dataset(path, spec)
     if phase == "tsdae":
         return tsdae_dataset(path, spec)
+    if phase == "margin_mse":
+        return margin_dataset(path, spec)
     if phase == "distill":
         return distill_dataset(path, spec, model)
     raise ValueError(f"unknown training phase {phase!r}")
@@ -234,59 +289,78 @@ def _phase_dataset(phase: str, path: str, spec: ModelSpec, model):
 
 def load_data(
     kind: str, params: dict[str, Any], inputs: dict[str, Any], spec: ModelSpec, model
-) -> dict[str, Any]:
-    """Training phases in order (methods.METHOD_TYPES), name -> dataset, from the `inputs` paths."""
-    datasets = {}
+) -> dict[str, PhaseData]:
+    """Training phases in order (methods.METHOD_TYPES), name -> data, from the `inputs` paths (a dataset
+    `<name>` with its metadata JSON as `<name>_meta` when given)."""
+    data = {}
     for phase in METHOD_TYPES[kind].phases_for(params):
-        name = PHASE_DATA[phase]
+        name = PHASES[phase]
         if not inputs.get(name):
             raise ValueError(f"method type {kind!r} needs the {name!r} input")
-        datasets[phase] = _phase_dataset(phase, str(inputs[name]), spec, model)
-    return datasets
+        data[phase] = _phase_data(phase, str(inputs[name]), spec, model)
+        if inputs.get(f"{name}_meta"):
+            data[phase].meta = read_json(inputs[f"{name}_meta"])
+    return data
 
 
 # --- 3. loss ---
 
 
-def make_loss(phase: str, model):
+def make_loss(phase: str, model, settings: dict[str, Any]):
     from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import pairwise_cos_sim
 
     if phase == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model)
+        # GradCache: the batch's in-batch negatives at the memory of one mini-batch
+        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=settings["mini_batch_size"])
     if phase == "tsdae":
         # the decoder is built from the encoder's own folder and shares its weights (tie_encoder_decoder)
         return losses.DenoisingAutoEncoderLoss(model, tie_encoder_decoder=True)
+    if phase == "margin_mse":
+        # cosine like the evaluation; the teacher's scores are on a comparable scale (teachers.py)
+        return losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
     if phase == "distill":
         return losses.MSELoss(model)
     raise ValueError(f"unknown training phase {phase!r}")
 
 
+# --- 4. evaluator: validation.ValidationSets on the val query sets, built once per run in train() ---
+
+
 # --- 5. arguments ---
 
 
-def training_arguments(params: dict[str, Any], phase: str, seed: int, device: str, work_dir: str):
+def batch_shape(settings: dict[str, Any], phase: str) -> tuple[int, int]:
+    """(examples per forward batch, gradient-accumulation steps): MNRL takes the whole batch at once
+    (its loss caches gradients per mini-batch); the other losses accumulate mini-batches."""
+    if phase == "mnrl":
+        return settings["batch_size"], 1
+    mini = min(settings["mini_batch_size"], settings["batch_size"])
+    return mini, max(1, settings["batch_size"] // mini)
+
+
+def training_arguments(settings: dict[str, Any], phase: str, seed: int, device: str, work_dir: str):
     import torch
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
+    per_device, accumulation = batch_shape(settings, phase)
     return SentenceTransformerTrainingArguments(
         output_dir=work_dir,
-        num_train_epochs=params["epochs"],
-        max_steps=params["max_steps"],
-        per_device_train_batch_size=params["batch_size"],
-        learning_rate=params["learning_rate"],
+        num_train_epochs=settings["epochs"],
+        max_steps=settings["max_steps"],
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=settings["learning_rate"],
         # transformers 5 takes a ratio as a float below 1 in warmup_steps (warmup_ratio is gone)
-        warmup_steps=min(float(params["warmup_ratio"]), 0.999),
-        weight_decay=params["weight_decay"],
+        warmup_steps=min(float(settings["warmup_ratio"]), 0.999),
+        weight_decay=settings["weight_decay"],
         seed=seed,
         data_seed=seed,
         use_cpu=device == "cpu",
         bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
-        # in-batch negatives: a duplicate text in a batch would be a false negative
-        batch_sampler=BatchSamplers.NO_DUPLICATES if phase == "mnrl" else BatchSamplers.BATCH_SAMPLER,
         logging_strategy="steps",
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="no",  # validation keeps the best weights in memory (validation.py)
         report_to="none",
         push_to_hub=False,
         disable_tqdm=True,
@@ -294,62 +368,136 @@ def training_arguments(params: dict[str, Any], phase: str, seed: int, device: st
     )
 
 
-def _log_callback():
-    from transformers import TrainerCallback
-
-    class LogLoss(TrainerCallback):
-        """Losses to the job log (stdout is not the log under Snakemake)."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, logs["loss"])
-
-    return LogLoss()
+# --- 6. trainer ---
 
 
-def run_phase(model, phase: str, dataset, params: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
-    """Loss, arguments, trainer, train: returns steps, samples, seconds, loss curve, parameter counts."""
+def _trainer(model, args, data: PhaseData, loss, callbacks):
+    """A SentenceTransformerTrainer whose batches come from SourceBatchSampler when the phase knows its
+    examples' sources (MNRL), so no example is another's false negative (batching.py)."""
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
     from transformers.trainer_callback import PrinterCallback
 
-    loss = make_loss(phase, model)
-    with tempfile.TemporaryDirectory(prefix=f"train-{phase}-") as work_dir:
-        args = training_arguments(params, phase, seed, device, work_dir)
-        trainer = SentenceTransformerTrainer(
-            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[_log_callback()]
+    from .batching import SourceBatchSampler
+
+    class Trainer(SentenceTransformerTrainer):
+        def get_batch_sampler(
+            self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0
+        ):
+            if data.sources is None:  # (only the train set is batched here: no eval datasets)
+                return super().get_batch_sampler(
+                    dataset, batch_size, drop_last, valid_label_columns, generator, seed
+                )
+            return SourceBatchSampler(
+                dataset, batch_size, drop_last, valid_label_columns, generator, seed, sources=data.sources
+            )
+
+    trainer = Trainer(model=model, args=args, train_dataset=data.dataset, loss=loss, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _step_log(memory: dict[int, float | None]):
+    from transformers import TrainerCallback
+
+    class StepLog(TrainerCallback):
+        """Losses to the job log (stdout is not the log under Snakemake), resident memory per step."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            release_freed_memory()
+            memory[state.global_step] = current_rss_mb()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                rss = memory.get(state.global_step)
+                log.info(
+                    "step %d/%d loss %.4f rss %s MB",
+                    state.global_step,
+                    state.max_steps,
+                    logs["loss"],
+                    rss and round(rss),
+                )
+
+    return StepLog()
+
+
+def rows_read(steps: int, rows: int, settings: dict[str, Any]) -> int:
+    """Examples the phase drew: steps x batch, at most its epochs over the rows when it ran by epochs."""
+    drawn = steps * settings["batch_size"]
+    return drawn if settings["max_steps"] > 0 else min(drawn, round(rows * settings["epochs"]))
+
+
+def run_phase(
+    model,
+    phase: str,
+    data: PhaseData,
+    settings: dict[str, Any],
+    seed: int,
+    device: str,
+    validation=None,
+    select: bool = True,
+) -> dict[str, Any]:
+    """Loss, arguments, trainer, train (validating when `validation` is given and eval_steps > 0; with
+    `select`, keeping the best weights and stopping early): the phase's record (steps, rows read,
+    seconds, loss and val curves, parameter counts, its data's JSON)."""
+    from .validation import validation_callback
+
+    loss = make_loss(phase, model, settings)
+    memory: dict[int, float | None] = {}
+    callbacks = [_step_log(memory)]
+    val = None
+    if validation is not None and settings["eval_steps"]:
+        val = validation_callback(
+            model, validation.score, settings["eval_steps"], settings["patience"], phase, select
         )
-        trainer.remove_callback(PrinterCallback)
+        callbacks.append(val)
+    with tempfile.TemporaryDirectory(prefix=f"train-{phase}-") as work_dir:
+        trainer = _trainer(
+            model, training_arguments(settings, phase, seed, device, work_dir), data, loss, callbacks
+        )
         started = time.perf_counter()
         output = trainer.train()
         seconds = time.perf_counter() - started
     trainable, total = count_params(loss)  # the loss holds the model (and TSDAE's decoder): all that trains
-    steps = output.global_step
-    samples = (
-        steps * params["batch_size"] if params["max_steps"] > 0 else round(len(dataset) * params["epochs"])
-    )
+    steps, rows = output.global_step, len(data.dataset)
+    read = rows_read(steps, rows, settings)
+    train_s = seconds - (val.seconds if val else 0.0)
     curve = [
-        {"step": entry["step"], "loss": float(entry["loss"]), "phase": phase}
-        for entry in trainer.state.log_history
-        if "loss" in entry
+        {"step": e["step"], "loss": float(e["loss"]), "phase": phase, "rss_mb": _round(memory.get(e["step"]))}
+        for e in trainer.state.log_history
+        if "loss" in e
     ]
     log.info(
-        "%s: %d steps, %d samples in %.1f s, final loss %s",
+        "%s: %d steps, %d of %d rows read in %.1f s (+ %.1f s validating), final loss %s",
         phase,
         steps,
-        samples,
-        seconds,
+        read,
+        rows,
+        train_s,
+        seconds - train_s,
         curve[-1]["loss"] if curve else None,
     )
     return {
         "phase": phase,
         "steps": steps,
-        "samples": min(samples, steps * params["batch_size"]),
-        "train_time_s": seconds,
+        "rows": rows,
+        "rows_read": read,
+        "epochs_read": round(read / rows, 4) if rows else 0.0,
+        "batch_size": settings["batch_size"],
+        "mini_batch_size": settings["mini_batch_size"],
+        "learning_rate": settings["learning_rate"],
+        "train_time_s": round(train_s, 3),
+        "seconds_per_row": round(train_s / read, 6) if read else None,
         "trainable_params": trainable,
         "total_params": total,
-        "rows": len(dataset),
+        "validation": val.summary() if val else None,
         "loss_curve": curve,
+        "val_curve": val.curve if val else [],
+        "data": data.meta,
     }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
 
 
 # --- 7. evaluate: the exported weights must give the embeddings of the model that was trained ---
@@ -385,11 +533,13 @@ def merge_adapter(model, spec: ModelSpec, kind: str, probe: list[str], device: s
 # --- 8. save ---
 
 
-def pair_kinds(inputs: dict[str, Any]) -> dict[str, int]:
-    """Rows per pseudo-query kind in the triplets a method trained on (the report marks the query sets
+def pair_kinds(phases: dict[str, PhaseData]) -> dict[str, int]:
+    """Rows per pseudo-query kind a method trained on, over its phases (the report marks the query sets
     made by the same generators as in-distribution for it)."""
-    kinds = pl.read_parquet(inputs["triplets"], columns=["kind"])["kind"].value_counts()
-    return {kind: int(n) for kind, n in kinds.rows()}
+    counts: Counter[str] = Counter()
+    for data in phases.values():
+        counts.update(data.kinds or [])
+    return dict(sorted(counts.items()))
 
 
 def model_card(metrics: dict[str, Any], spec: ModelSpec) -> str:
@@ -440,6 +590,80 @@ Training cost and the loss curve are in `train_metrics.json`.
 """
 
 
+def _on_one_axis(results: list[dict], key: str) -> list[dict]:
+    """Curve points of all phases on one step axis (tsdae's steps, then the next phase's)."""
+    points, offset = [], 0
+    for r in results:
+        points.extend({**p, "step": p["step"] + offset} for p in r[key])
+        offset += r["steps"]
+    return points
+
+
+def cost_record(results: list[dict], device: str) -> dict[str, Any]:
+    """What this run cost, and what it would cost on the whole corpus on the same hardware class.
+
+    Per phase: the dataset it read was made from `source_chunks` train chunks, `rows_available` rows
+    before the max_pairs cap (the rate the recipe makes rows at), and took `build_s` (plus its upstream
+    datasets', e.g. the mining behind the teacher's scores) to build; training read `epochs_read` epochs at
+    `seconds_per_row`. On the full corpus (`corpus_chunks`) the recipe makes rows_available / source_chunks
+    rows per chunk, each costing its share of the build time and epochs_read x seconds_per_row to train.
+    """
+    full_s, full_rows, data_s, data_hw, corpus_chunks = 0.0, 0, 0.0, [], None
+    per_chunk_rows, per_chunk_prep = 0.0, 0.0
+    for r in results:
+        meta = r["data"] or {}
+        build = meta.get("build_s", 0.0) + sum(
+            u.get("build_s", 0.0) for u in meta.get("upstream", {}).values()
+        )
+        data_s += build
+        if meta.get("hardware"):
+            data_hw.append({"dataset": meta["dataset"], **meta["hardware"]})
+        if not (meta.get("source_chunks") and r["rows"] and r["seconds_per_row"] is not None):
+            full_s = None
+            continue
+        corpus_chunks = meta["corpus_chunks"]
+        rate = meta["rows_available"] / meta["source_chunks"]  # rows the recipe makes per chunk
+        rows = rate * corpus_chunks
+        full_rows += round(rows)
+        per_chunk_rows += rate * r["epochs_read"]
+        per_chunk_prep += rate * build / r["rows"]
+        if full_s is not None:
+            full_s += rows * (r["epochs_read"] * r["seconds_per_row"] + build / r["rows"])
+    if not results:
+        full_s = 0.0
+    return {
+        "hardware": hardware(device),
+        "train_s": round(sum(r["train_time_s"] for r in results), 3),
+        "validation_s": round(sum((r["validation"] or {}).get("validation_s", 0.0) for r in results), 3),
+        "data_s": round(data_s, 3),
+        "data_hardware": data_hw,
+        "corpus_chunks": corpus_chunks,
+        "full_corpus_rows": full_rows,
+        # the same estimate in the report's terms: rows read per corpus chunk at the run's samples/s,
+        # plus the data preparation per chunk
+        "samples_per_corpus_chunk": round(per_chunk_rows, 4) if full_s is not None else None,
+        "data_prep_s_per_chunk": round(per_chunk_prep, 6) if full_s is not None else None,
+        "full_corpus_hours": None if full_s is None else float(f"{full_s / 3600:.4g}"),
+    }
+
+
+def validation_record(results: list[dict], validation) -> dict[str, Any] | None:
+    """Which val sets, how large, and where the exported weights come from (the last phase's best)."""
+    if validation is None:
+        return None
+    offset = sum(r["steps"] for r in results[:-1])
+    last = next((r["validation"] for r in reversed(results) if r["validation"]), None)
+    return {
+        "metric": "ndcg@10 (mean over sets)",
+        "sets": validation.sizes,
+        "corpus": validation.passages,
+        "texts_encoded": len(validation.texts),  # passages, and the sets' own versions of some
+        "best_step": last["best_step"] + offset if last and last["best_step"] is not None else None,
+        "best_score": last["best_score"] if last else None,
+        "stopped_early": any((r["validation"] or {}).get("stopped_early") for r in results),
+    }
+
+
 def train_record(
     spec: ModelSpec,
     method: str,
@@ -449,21 +673,21 @@ def train_record(
     device: str,
     results: list[dict],
     total: int,
+    validation=None,
 ) -> dict[str, Any]:
     """train_metrics.json without the figures known only at the end (wall time, peaks, exported size)."""
     hyper = {k: params[k] for k in METHOD_TYPES[kind].keys if k in params}
-    if kind == "distill":
+    if METHOD_TYPES[kind].teacher:
         hyper["teacher_path"] = params.get("teacher_model", {}).get("path")
     hyper["seed"] = seed
-    curve, offset = [], 0
-    for r in results:  # one step axis across phases (tsdae then MNRL)
-        curve.extend({**point, "step": point["step"] + offset} for point in r["loss_curve"])
-        offset += r["steps"]
     train_time = sum(r["train_time_s"] for r in results)
-    samples = sum(r["samples"] for r in results)
+    samples = sum(r["rows_read"] for r in results)
+    cost = cost_record(results, device)
     return {
         "model": spec.name,
         "method": method,
+        "base_method": params.get("base_method") or method,
+        "seed": seed,
         "type": kind,
         "base_model": spec.path,
         "device": device,
@@ -474,10 +698,15 @@ def train_record(
         # the largest phase: TSDAE's decoder trains with the encoder, then the MNRL phase trains the encoder
         "trainable_params": max([r["trainable_params"] for r in results], default=0),
         "total_params": max([r["total_params"] for r in results], default=total),
-        "loss_curve": curve,
-        "phases": [{k: v for k, v in r.items() if k != "loss_curve"} for r in results],
+        "loss_curve": _on_one_axis(results, "loss_curve"),
+        "val_curve": _on_one_axis(results, "val_curve"),
+        "validation": validation_record(results, validation),
+        "phases": [{k: v for k, v in r.items() if k not in ("loss_curve", "val_curve")} for r in results],
         "hyperparameters": hyper,
-        "data": {PHASE_DATA[r["phase"]]: r["rows"] for r in results},
+        "data": {PHASES[r["phase"]]: r["rows"] for r in results},
+        "cost": cost,
+        "samples_per_corpus_chunk": cost["samples_per_corpus_chunk"],
+        "data_prep_s_per_chunk": cost["data_prep_s_per_chunk"],
     }
 
 
@@ -489,15 +718,19 @@ def train(
     seed: int = 13,
     device: str = "auto",
     method_name: str | None = None,
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train `model_spec` with one method and write the sentence-transformers folder `out_dir`.
 
-    method_params: the method's config entry with `type` (and `teacher_model` for distill); missing keys take
-    the schema defaults. inputs: paths `triplets`, `tsdae`, `teacher` (each needed only by some types).
-    Returns the train_metrics dict (also written to out_dir/train_metrics.json).
+    method_params: the method's config entry with `type` (and `teacher_model` for a teacher's method);
+    missing keys take the schema defaults. inputs: dataset paths by paths.DATASETS name (each needed only
+    by some types), their metadata JSONs as `<name>_meta`, and `query_sets` (paths.QUERY_SETS) to validate
+    on. validation: config `validation`. Returns the train_metrics dict (also in out_dir/train_metrics.json).
     """
     import torch
     from transformers import set_seed
+
+    from .validation import ValidationSets
 
     spec = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_config(model_spec)
     params = with_defaults("methods.*", method_params)
@@ -507,6 +740,7 @@ def train(
             f"method {method_name!r}: unknown type {kind!r}; expected one of {list(METHOD_TYPES)}"
         )
     method_name = method_name or kind
+    method = METHOD_TYPES[kind]
     device = pick_device(device)
     set_seed(seed)
     started = time.perf_counter()
@@ -521,20 +755,42 @@ def train(
     # 2. data (prefixes are added here; the files hold plain text)
     phases = load_data(kind, params, inputs, spec, model)
     mnrl = phases.get("mnrl")
-    probe = mnrl["anchor"][: PROBE_TEXTS // 2] + mnrl["positive"][: PROBE_TEXTS // 2] if mnrl else []
+    probe = (
+        (mnrl.dataset["anchor"][: PROBE_TEXTS // 2] + mnrl.dataset["positive"][: PROBE_TEXTS // 2])
+        if mnrl
+        else []
+    )
+
+    # 4. evaluator: the val query sets, one sample for every run (so val curves compare across runs)
+    validates = (
+        phases
+        and inputs.get("query_sets")
+        and any(method.settings_for(p, params)["eval_steps"] for p in phases)
+    )
+    val_sets = (
+        ValidationSets(inputs["query_sets"], with_defaults("validation", validation), spec, seed=0)
+        if validates
+        else None
+    )
 
     # 3. loss, 5. arguments, 6. trainer: one run per phase (tsdae with then_mnrl has two)
-    # 4. evaluator: none here, the evaluate stage scores every model on the held-out retrieval set
-    results = [run_phase(model, phase, dataset, params, seed, device) for phase, dataset in phases.items()]
+    # (a first phase, TSDAE, prepares the encoder for the last: only the last keeps its best weights)
+    last = list(phases)[-1] if phases else None
+    results = [
+        run_phase(
+            model, phase, data, method.settings_for(phase, params), seed, device, val_sets, phase == last
+        )
+        for phase, data in phases.items()
+    ]
 
     # 7. evaluate the export: merged LoRA weights must give the adapter model's embeddings
     model.eval()
     model, merge_check = merge_adapter(model, spec, kind, probe, device)
 
     # 8. save
-    metrics = train_record(spec, method_name, kind, params, seed, device, results, base_total)
+    metrics = train_record(spec, method_name, kind, params, seed, device, results, base_total, val_sets)
     metrics["merge_check"] = merge_check
-    metrics["pair_kinds"] = pair_kinds(inputs) if "mnrl" in phases else {}
+    metrics["pair_kinds"] = pair_kinds(phases)
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
         metrics["exported_params"] = count_params(model)[1]
@@ -547,35 +803,3 @@ def train(
         write_json(Path(tmp) / "train_metrics.json", metrics)
     log.info("wrote %s: %s", out_dir, {k: metrics[k] for k in ("steps", "wall_time_s", "peak_ram_mb")})
     return metrics
-
-
-def teacher_embeddings(
-    chunks: str | os.PathLike,
-    splits: str | os.PathLike,
-    embeddings_out: str | os.PathLike,
-    teacher: ModelSpec | dict[str, Any],
-    device: str = "auto",
-    max_pairs: int | None = None,
-    seed: int = 13,
-    batch_size: int = 32,
-) -> None:
-    """chunk_id, text, embedding (list[float32]) of train-split chunks (up to max_pairs, seeded)."""
-    spec = teacher if isinstance(teacher, ModelSpec) else ModelSpec.from_config(teacher)
-    train_chunks = chunks_in_split(scan_chunks(chunks).collect(), pl.read_parquet(splits), ["train"])
-    if max_pairs and train_chunks.height > max_pairs:
-        rows = np.sort(np.random.default_rng(seed).choice(train_chunks.height, size=max_pairs, replace=False))
-        train_chunks = train_chunks[rows.tolist()]
-    model = load_sentence_transformer(spec, device=pick_device(device))
-    texts = train_chunks["text"].to_list()
-    embeddings = model.encode(
-        [spec.passage_prefix + t for t in texts],
-        batch_size=batch_size,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    ).astype(np.float32)
-    frame = pl.DataFrame(
-        {"chunk_id": train_chunks["chunk_id"], "text": texts, "embedding": embeddings.tolist()},
-        schema={"chunk_id": pl.Utf8, "text": pl.Utf8, "embedding": pl.List(pl.Float32)},
-    )
-    write_parquet(frame, embeddings_out)
-    log.info("teacher %s: %d embeddings of %d dims", spec.name, frame.height, embeddings.shape[1])

@@ -3,30 +3,71 @@
 Everything here is deterministic for a given seed. Splits are by near-duplicate cluster, so a second scan
 of a test book can never sit in the training data. Query/passage prefixes are NOT baked into any dataset:
 the training and evaluation code adds the prefixes of the model it runs.
+
+Each dataset is written with a metadata JSON beside it (`<name>.json`, paths.DATASET_META): how many rows,
+from how many train chunks, how long it took on what hardware, and for the triplets how many negatives
+the miner found per query kind. Training copies it into train_metrics.json, so the cost of a method
+includes the data it needed.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from . import queries as gen
 from .corpus import scan_chunks, scan_documents
-from .io import write_parquet
-from .queries import MIN_PASSAGE_WORDS, MIN_QUERY_WORDS, clean_title, inverse_cloze, word_count
+from .io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-KINDS = ("inverse_cloze", "title", "neighbour")
+# Training-pair kinds (datasets.query_kinds weighs them): the four query generators of queries.py, plus
+# neighbour (a chunk finds the next one).
+KINDS = ("inverse_cloze", "keyword", "question", "title", "neighbour")
+TRIPLET_SCHEMA = {
+    "anchor": pl.String,
+    "positive": pl.String,
+    "negative": pl.String,
+    "kind": pl.String,
+    "doc_id": pl.String,
+    "cluster_id": pl.String,
+    "chunk_index": pl.Int64,  # of the positive's chunk; null for a document-level query (title)
+}
 
 # Anchors are scored against the corpus in slices of this many rows (bounds the score matrix).
 MINE_SLICE = 256
+
+CHUNK_COLUMNS = ["chunk_id", "doc_id", "chunk_index", "text", "char_start", "char_end"]
+
+
+def read_chunks(path: str | os.PathLike, columns: Sequence[str] = CHUNK_COLUMNS) -> pl.DataFrame:
+    """The corpus chunks (the one place the datasets read them: the corpus stage's layout may change)."""
+    return scan_chunks(path).select(list(columns)).collect()
+
+
+def count_chunks(path: str | os.PathLike) -> int:
+    return int(scan_chunks(path).select(pl.len()).collect().item())
+
+
+def dataset_meta(name: str, rows: int, source_chunks: int, corpus_chunks: int, started: float, **extra):
+    """The metadata every dataset JSON holds (fields in docs/ARCHITECTURE.md, "Dataset metadata")."""
+    return {
+        "dataset": name,
+        "rows": rows,
+        "source_chunks": source_chunks,
+        "corpus_chunks": corpus_chunks,
+        "build_s": round(time.perf_counter() - started, 3),
+        **extra,
+    }
 
 
 # --- splits ---
@@ -37,8 +78,19 @@ def _stable_rank(key: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
 
 
-def assign_splits(documents: pl.DataFrame, val: float, test: float, seed: int) -> pl.DataFrame:
-    """doc_id, cluster_id, split: whole clusters go to one split, sizes close to the ratios (in documents)."""
+def pinned_to_test(doc_ids: Iterable[str], patterns: Sequence[str]) -> set[str]:
+    """The doc_ids matching one of the globs of `datasets.split.test_items`."""
+    return {d for d in doc_ids if any(fnmatch.fnmatchcase(d, p) for p in patterns)}
+
+
+def assign_splits(
+    documents: pl.DataFrame, val: float, test: float, seed: int, test_items: Sequence[str] = ()
+) -> pl.DataFrame:
+    """doc_id, cluster_id, split: whole clusters go to one split, sizes close to the ratios (in documents).
+
+    Clusters holding a document that matches `test_items` (globs over doc_id) go to test first, so a
+    benchmark can hold out a whole source (another volume, another collection); the ratios then fill the
+    rest, test counting what was pinned (pinned beyond the test ratio comes out of train's share)."""
     docs = documents.select(
         pl.col("doc_id").cast(pl.Utf8),
         # a document without a cluster is its own cluster
@@ -59,16 +111,35 @@ def assign_splits(documents: pl.DataFrame, val: float, test: float, seed: int) -
         targets[name] = max(want, 1) if ratio > 0 and n_clusters >= 3 else want
     targets["train"] = n_docs - targets["test"] - targets["val"]
 
+    pinned_docs = pinned_to_test(docs["doc_id"], test_items)
+    if test_items and not pinned_docs:
+        raise ValueError(f"datasets.split.test_items: no document matches {list(test_items)}")
+    pinned = set(docs.filter(pl.col("doc_id").is_in(list(pinned_docs)))["cluster_id"])
     counts = dict.fromkeys(SPLITS, 0)
     assignment = {}
     for cluster, size in zip(sizes["cluster_id"], sizes["len"], strict=True):
+        if cluster in pinned:
+            assignment[cluster] = "test"
+            counts["test"] += size
+    # what the pins add beyond the test ratio comes out of train, so val keeps its share
+    targets["test"] = max(targets["test"], counts["test"])
+    targets["train"] = n_docs - targets["test"] - targets["val"]
+    for cluster, size in zip(sizes["cluster_id"], sizes["len"], strict=True):
+        if cluster in pinned:
+            continue
         # fill the split furthest below its target; ties go train, test, val
         split = max(("train", "test", "val"), key=lambda s: targets[s] - counts[s])
         assignment[cluster] = split
         counts[split] += size
     if counts["train"] == 0:
         raise ValueError(f"split_documents: {n_clusters} cluster(s) leave no document for training")
-    log.info("splits (documents): %s; targets %s; %d clusters", counts, targets, n_clusters)
+    log.info(
+        "splits (documents): %s; targets %s; %d clusters, %d pinned to test",
+        counts,
+        targets,
+        n_clusters,
+        len(pinned),
+    )
     return docs.with_columns(pl.col("cluster_id").replace_strict(assignment).alias("split"))
 
 
@@ -76,8 +147,11 @@ def split_documents(
     documents: str | os.PathLike, splits_out: str | os.PathLike, split: dict, seed: int
 ) -> None:
     """Read documents.parquet, write splits.parquet (doc_id, cluster_id, split)."""
+    from .config import with_defaults
+
+    split = with_defaults("datasets.split", split)
     frame = scan_documents(documents).select("doc_id", "cluster_id").collect()
-    splits = assign_splits(frame, val=split.get("val", 0.1), test=split.get("test", 0.2), seed=seed)
+    splits = assign_splits(frame, split["val"], split["test"], seed, split["test_items"])
     write_parquet(splits, splits_out)
 
 
@@ -122,75 +196,132 @@ def tsdae_pairs(
     deletion_ratio: float,
     max_pairs: int,
     seed: int,
+    meta_out: str | os.PathLike | None = None,
 ) -> None:
     """(noisy, text) pairs from train-split chunks: word deletion at `deletion_ratio`."""
+    started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    train = chunks_in_split(scan_chunks(chunks).collect(), pl.read_parquet(splits), ["train"])
-    train = _sample(train.filter(pl.col("text").str.strip_chars() != ""), max_pairs, rng)
+    train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
+    train = train.filter(pl.col("text").str.strip_chars() != "")
+    source_chunks = train.height
+    train = _sample(train, max_pairs, rng)
     noisy = [delete_words(t, deletion_ratio, rng) for t in train["text"]]
     write_parquet(
         pl.DataFrame({"noisy": noisy, "text": train["text"]}, schema={"noisy": pl.Utf8, "text": pl.Utf8}),
         pairs_out,
     )
+    if meta_out:
+        meta = dataset_meta("tsdae_pairs", len(noisy), source_chunks, count_chunks(chunks), started)
+        write_json(meta_out, {**meta, "rows_available": source_chunks})
     log.info("tsdae: %d pairs, deletion ratio %.2f", len(noisy), deletion_ratio)
 
 
-# --- pseudo-queries (shared by the triplets and the retrieval set) ---
+# --- training pairs (the generators are queries.py's, shared with the held-out query sets) ---
 
 
-def _titles(documents: pl.DataFrame) -> dict[str, str]:
-    """doc_id -> title, for titles long enough to be a query (whitespace collapsed)."""
-    titles = {}
-    for doc_id, title in documents.select(pl.col("doc_id").cast(pl.Utf8), "title").iter_rows():
-        clean = clean_title(title)
+def _documents_info(documents: pl.DataFrame) -> dict[str, tuple[str, str | None]]:
+    """doc_id -> (clean title, creator) for documents whose title is long enough to be a query."""
+    info = {}
+    for doc_id, title, creator in documents.select(pl.col("doc_id").cast(pl.Utf8), "title", "creator").rows():
+        clean = gen.clean_title(title)
         if clean:
-            titles[doc_id] = clean
-    return titles
+            info[doc_id] = (clean, creator)
+    return info
 
 
-def pseudo_queries(chunks: pl.DataFrame, titles: dict[str, str], rng: np.random.Generator) -> pl.DataFrame:
-    """anchor, positive, kind, doc_id, cluster_id, chunk_id for one split's chunks (sorted by doc, index).
+PAIR_SCHEMA = {
+    "anchor": pl.String,
+    "positive": pl.String,
+    "kind": pl.String,
+    "doc_id": pl.String,
+    "cluster_id": pl.String,
+    "chunk_index": pl.Int64,
+}
 
-    inverse_cloze: a sentence of a chunk -> the rest of it; title: the document title -> one of its chunks;
-    neighbour: a chunk -> the next chunk, with the overlap they share cut off the positive.
+
+def pseudo_queries(
+    chunks: pl.DataFrame,
+    documents: dict[str, tuple[str, str | None]],
+    rng: np.random.Generator,
+    keywords: gen.KeywordQueries,
+) -> pl.DataFrame:
+    """anchor, positive, kind, doc_id, cluster_id, chunk_index for one split's chunks (by doc, index).
+
+    One pair per generator and chunk where it applies: inverse_cloze (a sentence -> the rest of the chunk),
+    keyword and question (-> the chunk), neighbour (a chunk -> the next one, their shared overlap cut off
+    the positive); and per document one title query (title, sometimes with the creator) -> one chunk.
     """
     rows: list[tuple] = []
     for (doc_id,), doc in chunks.group_by("doc_id", maintain_order=True):
         doc = doc.sort("chunk_index")
         cluster = doc["cluster_id"][0]
-        records = doc.select("chunk_id", "chunk_index", "text", "char_start", "char_end").rows()
-        for chunk_id, _, text, _, _ in records:
-            pair = inverse_cloze(text, rng)
+        records = doc.select("chunk_index", "text", "char_start", "char_end").rows()
+        for idx, text, _, _ in records:
+            pair = gen.inverse_cloze(text, rng)
             if pair:
-                rows.append((pair[0], pair[1], "inverse_cloze", doc_id, cluster, chunk_id))
-        if doc_id in titles:
-            chunk_id, _, text, _, _ = records[int(rng.integers(len(records)))]
-            rows.append((titles[doc_id], text, "title", doc_id, cluster, chunk_id))
-        for (cid, idx, text, _, end), (_, nidx, ntext, nstart, _) in zip(records, records[1:], strict=False):
+                rows.append((pair[0], pair[1], "inverse_cloze", doc_id, cluster, idx))
+            keyword = keywords.make(text, rng)
+            if keyword:
+                rows.append((keyword[0], text, "keyword", doc_id, cluster, idx))
+            asked = gen.question(text, keywords, rng)
+            if asked:
+                rows.append((asked, text, "question", doc_id, cluster, idx))
+        if doc_id in documents:
+            title, creator = documents[doc_id]
+            _, text, _, _ = records[int(rng.integers(len(records)))]
+            rows.append((gen.title_query(title, creator, rng), text, "title", doc_id, cluster, None))
+        for (idx, text, _, end), (nidx, ntext, nstart, _) in zip(records, records[1:], strict=False):
             if nidx != idx + 1:
                 continue
             positive = ntext[max(0, end - nstart) :].strip()
-            if word_count(positive) >= MIN_PASSAGE_WORDS and word_count(text) >= MIN_QUERY_WORDS:
-                rows.append((text, positive, "neighbour", doc_id, cluster, cid))
-    schema = {k: pl.Utf8 for k in ("anchor", "positive", "kind", "doc_id", "cluster_id", "chunk_id")}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+            if (
+                gen.word_count(positive) >= gen.MIN_PASSAGE_WORDS
+                and gen.word_count(text) >= gen.MIN_QUERY_WORDS
+            ):
+                rows.append((text, positive, "neighbour", doc_id, cluster, nidx))
+    return pl.DataFrame(rows, schema=PAIR_SCHEMA, orient="row")
 
 
-def balanced_take(frame: pl.DataFrame, n: int, rng: np.random.Generator, by: str = "kind") -> pl.DataFrame:
-    """Up to n rows, round-robin over the values of `by` (each shuffled): no kind crowds out the rest."""
-    order = np.empty(frame.height, dtype=np.int64)
-    for value in sorted(frame[by].unique().to_list()):
-        idx = np.flatnonzero((frame[by] == value).to_numpy())
-        order[idx] = rng.permutation(len(idx))
-    kind_pos = frame[by].replace_strict(
-        {k: i for i, k in enumerate(KINDS)}, default=len(KINDS), return_dtype=pl.Int64
-    )
-    return (
-        frame.with_columns(pl.Series("_turn", order), kind_pos.alias("_kind"))
-        .sort("_turn", "_kind")
-        .head(n)
-        .drop("_turn", "_kind")
-    )
+def kind_quotas(available: Mapping[str, int], n: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Rows to take per kind: `n` shared in proportion to the weights, a kind's unused share (it has
+    fewer rows than its quota) going to the others in proportion (water-filling); integers summing to
+    min(n, rows of the weighted kinds), largest remainders first."""
+    open_kinds = {k for k, w in weights.items() if w > 0 and available.get(k, 0) > 0}
+    quotas = dict.fromkeys(weights, 0.0)
+    left = float(min(n, sum(available.get(k, 0) for k in open_kinds)))
+    while open_kinds and left > 1e-9:
+        total = sum(weights[k] for k in open_kinds)
+        share = {k: left * weights[k] / total for k in open_kinds}
+        full = {k for k in open_kinds if quotas[k] + share[k] >= available[k]}
+        if not full:
+            for k in open_kinds:
+                quotas[k] += share[k]
+            break
+        for k in full:
+            left -= available[k] - quotas[k]
+            quotas[k] = float(available[k])
+        open_kinds -= full
+    counts = {k: int(q) for k, q in quotas.items()}
+    short = round(sum(quotas.values())) - sum(counts.values())
+    for k in sorted(quotas, key=lambda k: (counts[k] - quotas[k], KINDS.index(k) if k in KINDS else 0))[
+        :short
+    ]:
+        counts[k] += 1
+    return counts
+
+
+def weighted_take(
+    frame: pl.DataFrame, n: int, weights: Mapping[str, float], rng: np.random.Generator
+) -> pl.DataFrame:
+    """Up to n rows mixed by `weights` over the `kind` column (kind_quotas), in frame order."""
+    available = dict(frame["kind"].value_counts().iter_rows())
+    quotas = kind_quotas(available, n, weights)
+    keep = []
+    for kind, quota in quotas.items():
+        rows = np.flatnonzero((frame["kind"] == kind).to_numpy())
+        if quota:
+            keep.extend(rng.choice(rows, size=quota, replace=False).tolist())
+    return frame[sorted(keep)]
 
 
 # --- triplets ---
@@ -207,25 +338,30 @@ def mine_negatives(
     query_prefix: str = "",
     passage_prefix: str = "",
     batch_size: int = 64,
+    document_level: list[bool] | None = None,
 ) -> list[list[str]]:
     """Hard negatives for each (anchor, positive, group), hardest first, never from the anchor's group.
 
-    The selection of sentence-transformers' `mine_hard_negatives` (sampling "top"): rank the corpus by cosine
-    to the anchor, drop the positive and every candidate within `relative_margin` of the positive's score
-    (likely false negatives), skip the `range_min` best of the top `range_max`, take `num_negatives`. One
-    change: the anchor's own document/cluster is masked out before ranking. Filtering afterwards is not
-    enough, because a book's other chunks fill the top of the ranking (tests/test_training_data.py checks
-    that without groups this returns what `mine_hard_negatives` does).
+    The candidates are the corpus ranked by cosine to the anchor, BELOW the positive: the positive, the
+    anchor's own document/cluster and every candidate within `relative_margin` of the positive's score
+    (likely false negatives) are masked before ranking; then the `range_min` best are skipped and the next
+    `num_negatives` of the `range_max` deepest taken. Masking before ranking is what makes this work on
+    real data: for most inverse-cloze anchors dozens of chunks outscore the positive, and
+    sentence-transformers' `mine_hard_negatives` (which filters its top `range_max` afterwards) then
+    finds nothing. With no margin the two select the same negatives (tests/test_training_data.py).
+
+    `document_level` anchors (title queries) skip the margin: their positive is one chunk of a book that is
+    relevant as a whole, the whole book (its cluster) is masked already, and the chunk they were paired
+    with says nothing about how close another book may come.
     """
     import torch
 
-    num_negatives = hard_negatives.get("num_negatives", 1)
-    range_min = hard_negatives.get("range_min", 0)
-    range_max = hard_negatives.get("range_max", 50)
     margin = hard_negatives.get("relative_margin")
+    range_min, num_negatives = hard_negatives["range_min"], hard_negatives["num_negatives"]
     encode = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_tensor": True}
     queries = model.encode_query(anchors, prompt=query_prefix or None, **encode)
     docs = model.encode_document(corpus, prompt=passage_prefix or None, **encode)
+    guarded = torch.tensor([not d for d in document_level or [False] * len(anchors)], device=docs.device)
     index = {text: j for j, text in enumerate(corpus)}  # every positive is in the corpus
     positive_idx = torch.tensor([index[p] for p in positives], device=docs.device)
     positive_scores = (queries * docs[positive_idx]).sum(-1)
@@ -236,24 +372,88 @@ def mine_negatives(
     masks = {g: torch.tensor(js, device=docs.device) for g, js in members.items()}
 
     negatives: list[list[str]] = []
-    k = min(range_max, len(corpus))
+    k = min(hard_negatives["range_max"], len(corpus))
     for start in range(0, len(anchors), MINE_SLICE):
         stop = min(start + MINE_SLICE, len(anchors))
         scores = queries[start:stop] @ docs.T  # a slice at a time bounds the (queries x corpus) matrix
+        if margin is not None:  # the false-negative guard, before ranking
+            pos = positive_scores[start:stop, None]
+            too_close = (scores > pos - pos.abs() * margin) & guarded[start:stop, None]
+            scores = scores.masked_fill(too_close, -torch.inf)
         for row, i in enumerate(range(start, stop)):
             scores[row, positive_idx[i]] = -torch.inf
             if groups[i] in masks:
                 scores[row, masks[groups[i]]] = -torch.inf
         top, idx = scores.topk(k, dim=1)
-        if margin is not None:
-            pos = positive_scores[start:stop, None]
-            top = top.masked_fill(top > pos - pos.abs() * margin, -torch.inf)
-            top, order = top.sort(dim=1, descending=True, stable=True)
-            idx = idx.gather(1, order)
         for row_scores, row_idx in zip(top[:, range_min:].tolist(), idx[:, range_min:].tolist(), strict=True):
             kept = [corpus[j] for score, j in zip(row_scores, row_idx, strict=True) if score != -np.inf]
             negatives.append(kept[:num_negatives])
     return negatives
+
+
+def top_up_randomly(
+    pairs: pl.DataFrame, mined: list[list[str]], train: pl.DataFrame, num_negatives: int, rng
+) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
+    """Triplets, with random chunks of other clusters where the miner found fewer than num_negatives;
+    and per kind: pairs, mined and random negatives, pairs left without any negative."""
+    texts, clusters = train["text"].to_list(), train["cluster_id"].to_list()
+    stats = {k: {"pairs": 0, "mined": 0, "random": 0, "without_negative": 0} for k in pairs["kind"].unique()}
+    rows = []
+    for (anchor, positive, kind, doc_id, cluster, index), chosen in zip(
+        pairs.iter_rows(), mined, strict=True
+    ):
+        chosen = list(chosen)
+        stats[kind]["pairs"] += 1
+        stats[kind]["mined"] += len(chosen)
+        for _ in range(100 * num_negatives):  # rejection sampling; bounded for clusters that fill the split
+            if len(chosen) >= num_negatives:
+                break
+            j = int(rng.integers(len(texts)))
+            if clusters[j] != cluster and texts[j] not in chosen:
+                chosen.append(texts[j])
+                stats[kind]["random"] += 1
+        stats[kind]["without_negative"] += not chosen
+        rows.extend((anchor, positive, negative, kind, doc_id, cluster, index) for negative in chosen)
+    return pl.DataFrame(rows, schema=TRIPLET_SCHEMA, orient="row"), stats
+
+
+def random_shares(stats: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Share of each kind's negatives that are random (the miner's window held too few)."""
+    return {k: s["random"] / max(1, s["mined"] + s["random"]) for k, s in sorted(stats.items())}
+
+
+def check_random_share(shares: Mapping[str, float], limit: float) -> None:
+    """Fail when the mining degenerated: too many negatives of some kind are random chunks."""
+    over = {k: round(v, 3) for k, v in shares.items() if v > limit}
+    if over:
+        raise ValueError(
+            f"mine_triplets: the share of random negatives {over} is above "
+            f"datasets.hard_negatives.max_random_share ({limit}): the miner found too few candidates below "
+            "the positive. Raise datasets.hard_negatives.range_max or lower range_min / relative_margin "
+            "(or raise max_pairs, which widens the candidate pool); raise max_random_share to accept it."
+        )
+
+
+def training_pairs(
+    train: pl.DataFrame,
+    documents: pl.DataFrame,
+    query_kinds: Mapping[str, float],
+    languages: Sequence[str],
+    max_pairs: int,
+    rng: np.random.Generator,
+) -> tuple[pl.DataFrame, int]:
+    """(pairs mixed by the kind weights, number of distinct pairs there were to choose from)."""
+    from .text_analysis import Analyzer
+
+    keywords = gen.KeywordQueries(train["text"].to_list(), train["doc_id"].to_list(), Analyzer(languages))
+    pairs = pseudo_queries(train, _documents_info(documents), rng, keywords).unique(
+        ["anchor", "positive"], keep="first", maintain_order=True
+    )
+    available = pairs.height
+    pairs = weighted_take(pairs, max_pairs, query_kinds, rng)
+    if pairs.is_empty():
+        raise ValueError("mine_triplets: no pseudo-queries could be built from the train split")
+    return pairs, available
 
 
 def mine_triplets(
@@ -267,27 +467,31 @@ def mine_triplets(
     seed: int,
     device: str = "auto",
     batch_size: int = 64,
+    query_kinds: Mapping[str, float] | None = None,
+    languages: Sequence[str] | None = None,
+    meta_out: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
-    """anchor, positive, negative, kind, doc_id from the train split, with mined hard negatives.
+    """Triplets (TRIPLET_SCHEMA) from the train split: pseudo-queries mixed by `query_kinds` (config
+    datasets.query_kinds), each with mined hard negatives (mine_negatives).
 
-    A negative never comes from the anchor's own document or near-duplicate cluster. When the miner's window
-    holds fewer candidates than num_negatives, the rest are random chunks from other clusters (logged).
+    A negative never comes from the anchor's own document or near-duplicate cluster. Where the miner's
+    window held fewer than num_negatives, the rest are random chunks from other clusters; their share per
+    kind goes to the log and `meta_out`, and above hard_negatives.max_random_share the job fails.
     """
-    from .config import ModelSpec
+    from .config import ModelSpec, defaults, with_defaults
     from .models import load_sentence_transformer
-    from .system import pick_device
+    from .system import hardware, pick_device
 
+    started = time.perf_counter()
+    hard_negatives = with_defaults("datasets.hard_negatives", hard_negatives)
+    query_kinds = with_defaults("datasets.query_kinds", query_kinds)
+    languages = languages or defaults("clean")["languages"]
     rng = np.random.default_rng(seed)
-    train = chunks_in_split(scan_chunks(chunks).collect(), pl.read_parquet(splits), ["train"])
+    train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
     if train["cluster_id"].n_unique() < 2:
         raise ValueError("mine_triplets: the train split needs documents from at least 2 clusters")
-    titles = _titles(scan_documents(documents).select("doc_id", "title").collect())
-    pairs = pseudo_queries(train, titles, rng).unique(
-        ["anchor", "positive"], keep="first", maintain_order=True
-    )
-    pairs = balanced_take(pairs, max_pairs, rng)
-    if pairs.is_empty():
-        raise ValueError("mine_triplets: no pseudo-queries could be built from the train split")
+    docs = scan_documents(documents).select("doc_id", "title", "creator").collect()
+    pairs, available = training_pairs(train, docs, query_kinds, languages, max_pairs, rng)
 
     # 1. the candidate pool: train chunks (capped like the pairs) plus every positive
     pool = _sample(train, max_pairs, rng)
@@ -301,7 +505,9 @@ def mine_triplets(
 
     # 2. mine with the configured model and its prefixes, the anchor's own cluster masked out
     spec = ModelSpec.from_config(miner)
-    model = load_sentence_transformer(spec, device=pick_device(device))
+    device = pick_device(device)
+    model = load_sentence_transformer(spec, device=device)
+    encode_started = time.perf_counter()
     mined = mine_negatives(
         pairs["anchor"].to_list(),
         pairs["positive"].to_list(),
@@ -313,32 +519,40 @@ def mine_triplets(
         query_prefix=spec.query_prefix,
         passage_prefix=spec.passage_prefix,
         batch_size=batch_size,
+        document_level=pairs["chunk_index"].is_null().to_list(),
     )
+    mining_s = time.perf_counter() - encode_started
 
     # 3. where the window held fewer than num_negatives, top up with random chunks from other clusters
-    num_negatives = hard_negatives.get("num_negatives", 1)
-    train_texts = train["text"].to_list()
-    train_clusters = train["cluster_id"].to_list()
-    rows, topped_up, dropped = [], 0, 0
-    for (anchor, positive, kind, doc_id, cluster, _), chosen in zip(pairs.iter_rows(), mined, strict=True):
-        for _ in range(100 * num_negatives):  # rejection sampling; bounded for clusters that fill the split
-            if len(chosen) >= num_negatives:
-                break
-            j = int(rng.integers(len(train_texts)))
-            if train_clusters[j] != cluster and train_texts[j] not in chosen:
-                chosen.append(train_texts[j])
-                topped_up += 1
-        dropped += not chosen
-        rows.extend((anchor, positive, negative, kind, doc_id) for negative in chosen)
-    schema = {k: pl.Utf8 for k in ("anchor", "positive", "negative", "kind", "doc_id")}
-    triplets = pl.DataFrame(rows, schema=schema, orient="row")
+    triplets, stats = top_up_randomly(pairs, mined, train, hard_negatives["num_negatives"], rng)
+    shares = random_shares(stats)
+    for kind, share in shares.items():
+        log.info(
+            "triplets %s: %s, %.1f %% of negatives random (window empty)", kind, stats[kind], 100 * share
+        )
+    check_random_share(shares, hard_negatives["max_random_share"])
     write_parquet(triplets, triplets_out)
+    if meta_out:
+        meta = dataset_meta("triplets", triplets.height, train.height, count_chunks(chunks), started)
+        meta |= {
+            "pairs": pairs.height,
+            "pairs_available": available,  # distinct pseudo-query pairs the train split gave, before the cap
+            "rows_available": available * hard_negatives["num_negatives"],
+            "kinds": {k: {**stats[k], "random_share": round(shares[k], 4)} for k in sorted(stats)},
+            "random_share": round(sum(s["random"] for s in stats.values()) / max(1, triplets.height), 4),
+            "max_random_share": hard_negatives["max_random_share"],
+            "miner": spec.name,
+            "encoded_texts": pairs.height + len(corpus),
+            "encode_s": round(mining_s, 3),
+            "hardware": hardware(device),
+        }
+        write_json(meta_out, meta)
     log.info(
-        "triplets: %d from %d pairs %s; %d negatives random (window empty); %d pairs without negative",
+        "triplets: %d from %d pairs (of %d) %s, mined in %.1f s",
         triplets.height,
         pairs.height,
-        dict(pairs["kind"].value_counts().iter_rows()),
-        topped_up,
-        dropped,
+        available,
+        dict(pairs["kind"].value_counts().sort("kind").iter_rows()),
+        mining_s,
     )
     return triplets

@@ -16,4 +16,7 @@ mine_triplets(
     max_pairs=snakemake.params.max_pairs,
     seed=snakemake.params.seed,
     device=snakemake.params.device,
+    query_kinds=snakemake.params.query_kinds,
+    languages=snakemake.params.languages,
+    meta_out=snakemake.output.meta,
 )

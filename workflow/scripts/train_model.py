@@ -1,4 +1,4 @@
-"""Snakemake adapter: train one model x method into results/models/{model}/{method}/."""
+"""Snakemake adapter: train one model x method run into results/models/{model}/{method}/."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
@@ -14,4 +14,5 @@ train(
     seed=snakemake.params.seed,
     device=snakemake.params.device,
     method_name=snakemake.wildcards.method,
+    validation=snakemake.params.validation,
 )

@@ -13,4 +13,5 @@ tsdae_pairs(
     deletion_ratio=snakemake.params.deletion_ratio,
     max_pairs=snakemake.params.max_pairs,
     seed=snakemake.params.seed,
+    meta_out=snakemake.output.meta,
 )
