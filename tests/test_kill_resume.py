@@ -10,7 +10,16 @@ import time
 
 import polars as pl
 import pytest
-from conftest import METHODS, REPO, SNAKEMAKE, prepare_workdir, run_snakemake, tiny_config, write_config
+from conftest import (
+    METHODS,
+    PARALLEL,
+    REPO,
+    SNAKEMAKE,
+    prepare_workdir,
+    run_snakemake,
+    tiny_config,
+    write_config,
+)
 
 from archive_encoders.corpus import SHARD_FILES, scan_chunks, scan_documents, scan_rejected
 
@@ -49,6 +58,7 @@ def start(workdir, config_file):
         str(config_file),
         "--cores",
         "2",
+        *PARALLEL,
     ]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
