@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint format clean-demo
 
@@ -19,8 +20,10 @@ setup: $(BIN)/snakemake
 demo: setup
 	$(BIN)/snakemake --configfile demo/config.yaml --cores $(CORES)
 
+# Two workers: most tests wait on a subprocess (snakemake, a worker) with one core idle. One file per
+# worker (loadfile): the tests that share the e2e run's fixture sit in one module.
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests workflow benchmarks

@@ -1,7 +1,7 @@
 """Fine-tuning on real Russian OCR: does a method's gain over its base model hold across query kinds?
 
     PYTHONPATH=src .venv/bin/python benchmarks/real_data_training.py [--workdir /tmp/real-data-training]
-        [--seeds 3] [--methods baseline full lora] [--max-pairs 256] [--chunk-tokens 126] ...
+        [--seeds 3] [--first-seed 13] [--methods baseline full lora] [--max-pairs 256] ...
 
 Data (../shared/corpus): Отечественные записки 1840, vol. 09 for training and vol. 11 for evaluation
 (pre-1918 spelling, one docx paragraph per line), each cut into several archive "items" (an even share
@@ -133,7 +133,8 @@ def workflow_config(args, model: dict) -> dict:
     return {
         "device": "auto",
         "seed": 13,
-        "seeds": list(range(13, 13 + args.seeds)) if args.seeds > 1 else [],
+        # one run at the default seed is named by its method alone; any other seed gets a suffix
+        "seeds": seed_list(args.seeds, args.first_seed),
         "archive": {"source": "local", "local_dir": "archive", "max_items": 100},
         "clean": {"languages": ["ru"], "prereform_spelling": True, "min_chars": 2000},
         "chunk": {"max_tokens": args.chunk_tokens, "overlap_tokens": 16},
@@ -155,6 +156,10 @@ def workflow_config(args, model: dict) -> dict:
         "export": {"fidelity_samples": 8},
         "evaluate": {"bootstrap_samples": 200},
     }
+
+
+def seed_list(runs: int, first: int) -> list[int]:
+    return list(range(first, first + runs)) if runs > 1 or first != 13 else []
 
 
 def run_workflow(workdir: Path, config: dict, targets: list[str]) -> float:
@@ -411,6 +416,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("/tmp/e5-small"))
     parser.add_argument("--methods", nargs="+", default=["baseline", "full", "lora"])
     parser.add_argument("--seeds", type=int, default=3, help="runs per learning method (the spread)")
+    parser.add_argument("--first-seed", type=int, default=13, help="e.g. 15 with --seeds 1: the seed-15 run")
     parser.add_argument("--train-items", type=int, default=8, help="items vol. 09 is cut into")
     parser.add_argument("--test-items", type=int, default=4, help="items vol. 11 is cut into")
     parser.add_argument("--item-chars", type=int, default=24000, help="characters kept of each item")

@@ -161,3 +161,9 @@ def full_run(tmp_path_factory, tiny_model):
     config = tiny_config()
     run_snakemake(workdir, config)
     return workdir, config
+
+
+def pytest_collection_modifyitems(items):
+    """The longest module (the e2e run and its kill-and-resume twin) first: with `-n 2 --dist loadfile`
+    one worker runs it while the other works through the rest of the suite."""
+    items.sort(key=lambda item: item.module.__name__ != "test_e2e_workflow")

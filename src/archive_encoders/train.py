@@ -24,150 +24,31 @@ appears atomically with train_metrics.json (fields in docs/ARCHITECTURE.md) and 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
-from .config import ConfigError, ModelSpec, pair_problem, with_defaults
+from .config import ConfigError, ModelSpec, with_defaults
 from .io import atomic_dir, read_json, write_json, write_text
 from .methods import METHOD_TYPES, PHASES
-from .models import ModelInfo, load_sentence_transformer
-from .system import current_rss_mb, hardware, peak_rss_mb, pick_device, release_freed_memory
-from .vectors import cosines, unit
+from .system import current_rss_mb, peak_rss_mb, pick_device, release_freed_memory
+from .trainable import count_params, load_model, merge_adapter
+from .training_record import model_card, pair_kinds, train_record
+from .vectors import unit
 
 log = logging.getLogger(__name__)
 
 PROBE_TEXTS = 16  # texts encoded before and after a LoRA merge to check the export matches what was trained
 
 
-# --- 1. model ---
-
-
-def _linear4bit_types() -> tuple[type, ...]:
-    import bitsandbytes as bnb
-
-    return (bnb.nn.Linear4bit,)
-
-
-def load_4bit(spec: ModelSpec, device: str):
-    """The model with its linear layers in 4-bit NF4 (bitsandbytes); fp32 compute on CPU, bf16 on a GPU."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
-    )
-    kwargs: dict[str, Any] = {"quantization_config": quant}
-    if device == "cuda":
-        kwargs["device_map"] = {"": 0}  # quantize straight onto the GPU
-    model = load_sentence_transformer(spec, device=device, model_kwargs=kwargs)
-    # bitsandbytes repacks 4-bit weights for avx512_bf16 CPUs at the first inference, after which the next
-    # backward fails ("a view of a leaf Variable ... in-place"); keeping the plain layout avoids it.
-    for module in model.modules():
-        if isinstance(module, _linear4bit_types()):
-            module.support_avx512bf16_for_cpu = False
-    return model
-
-
-def add_lora(model, params: dict[str, Any]):
-    """Wrap the transformer in peft LoRA adapters (base frozen); returns the same SentenceTransformer."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=params["lora_r"],
-        lora_alpha=params["lora_alpha"],
-        lora_dropout=params["lora_dropout"],
-        target_modules=params["target_modules"],
-        bias="none",
-    )
-    # `auto_model` is a read-only property in sentence-transformers 6: the module attribute is `model`
-    model[0].model = get_peft_model(model[0].model, config)
-    return model
-
-
-def _layer_list(hf_model):
-    """(parent module, attribute name, ModuleList) of the transformer blocks."""
-    import torch.nn as nn
-
-    n_layers = getattr(hf_model.config, "num_hidden_layers", None)
-    for module in hf_model.modules():
-        for attr, child in module.named_children():
-            if isinstance(child, nn.ModuleList) and len(child) == n_layers:
-                return module, attr, child
-    raise ValueError(
-        f"student_layers: cannot find the {n_layers} transformer layers of {type(hf_model).__name__}"
-    )
-
-
-def keep_layers(model, n: int) -> list[int]:
-    """Keep `n` evenly spaced transformer layers (first and last included); returns the kept indices."""
-    import torch.nn as nn
-
-    hf_model = model[0].model
-    parent, attr, layers = _layer_list(hf_model)
-    total = len(layers)
-    if n >= total:
-        return list(range(total))
-    keep = sorted({int(i) for i in np.linspace(0, total - 1, n).round()})
-    setattr(parent, attr, nn.ModuleList([layers[i] for i in keep]))
-    hf_model.config.num_hidden_layers = len(keep)
-    if isinstance(getattr(hf_model.config, "layer_types", None), list):
-        hf_model.config.layer_types = [hf_model.config.layer_types[i] for i in keep]
-    log.info("student: kept layers %s of %d", keep, total)
-    return keep
-
-
-def check_pair(model, spec: ModelSpec, kind: str, params: dict[str, Any]) -> None:
-    """The config check's model x method rules again, on the loaded model (a hub model the config check
-    could not read before it was downloaded)."""
-    config = model[0].model.config
-    info = ModelInfo(config.model_type, config.num_hidden_layers, model.get_embedding_dimension())
-    problem = pair_problem(spec, info, METHOD_TYPES[kind], params, None)
-    if problem:
-        raise ConfigError(f"method {params.get('base_method') or kind!r}: {problem}")
-
-
-def load_model(spec: ModelSpec, kind: str, params: dict[str, Any], device: str):
-    """The model to train, once the model x method rules hold for it: 4-bit for qlora, LoRA-wrapped for
-    lora/qlora, fewer layers for distill."""
-    model = load_4bit(spec, device) if kind == "qlora" else load_sentence_transformer(spec, device=device)
-    check_pair(model, spec, kind, params)
-    if METHOD_TYPES[kind].trains == "adapters":
-        add_lora(model, params)
-    if kind == "distill" and params.get("student_layers"):
-        keep_layers(model, params["student_layers"])
-    return model
-
-
-def count_params(module) -> tuple[int, int]:
-    """(trainable, total) parameters; shared (tied) tensors once, 4-bit weights at their real size."""
-    seen, trainable, total = set(), 0, 0
-    for p in module.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        quant_state = getattr(p, "quant_state", None)
-        n = int(np.prod(quant_state.shape)) if quant_state is not None else p.numel()
-        total += n
-        trainable += n if p.requires_grad else 0
-    return trainable, total
-
-
-# --- 2. data ---
+# --- 1. model: trainable.load_model; 2. data ---
 
 
 @dataclass
@@ -498,216 +379,6 @@ def run_phase(
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
-
-
-# --- 7. evaluate: the exported weights must give the embeddings of the model that was trained ---
-
-
-def merge_lora(model, spec: ModelSpec, kind: str, device: str):
-    """Fold the LoRA adapter into plain weights: in place for lora, onto a fresh fp32 base for qlora."""
-    from peft import PeftModel
-
-    if kind == "lora":
-        model[0].model = model[0].model.merge_and_unload()
-        return model
-    with tempfile.TemporaryDirectory(prefix="qlora-adapter-") as adapter_dir:
-        model[0].model.save_pretrained(adapter_dir, safe_serialization=True)
-        base = load_sentence_transformer(spec, device=device)
-        base[0].model = PeftModel.from_pretrained(base[0].model, adapter_dir).merge_and_unload()
-    return base
-
-
-def merge_adapter(model, spec: ModelSpec, kind: str, probe: list[str], device: str):
-    """(exportable model, merge check): LoRA merged, with the cosine of merged vs adapter embeddings."""
-    if METHOD_TYPES[kind].trains != "adapters":
-        return model, None
-    before = model.encode(probe, convert_to_numpy=True)
-    model = merge_lora(model, spec, kind, device)
-    after = model.encode(probe, convert_to_numpy=True)
-    cos = cosines(before, after)
-    check = {"texts": len(probe), "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
-    log.info("merged %s vs adapter model: %s", kind, check)
-    return model, check
-
-
-# --- 8. save ---
-
-
-def pair_kinds(phases: dict[str, PhaseData]) -> dict[str, int]:
-    """Rows per pseudo-query kind a method trained on, over its phases (the report marks the query sets
-    made by the same generators as in-distribution for it)."""
-    counts: Counter[str] = Counter()
-    for data in phases.values():
-        counts.update(data.kinds or [])
-    return dict(sorted(counts.items()))
-
-
-def model_card(metrics: dict[str, Any], spec: ModelSpec) -> str:
-    """README.md: what the folder is, where it came from, how it was trained and on how much data."""
-    front = {
-        "base_model": spec.path,
-        "library_name": "sentence-transformers",
-        "pipeline_tag": "sentence-similarity",
-        "tags": ["sentence-transformers", "archive-encoders", metrics["type"]],
-    }
-    data = "\n".join(f"| {k} | {v} |" for k, v in metrics["data"].items()) or "| (none) | 0 |"
-    return f"""---
-{yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
----
-
-# {metrics["model"]} · {metrics["method"]}
-
-Sentence encoder produced by the archive-encoders workflow for search over archive.org texts.
-
-| | |
-|---|---|
-| Base model | `{spec.path}` |
-| Method | `{metrics["method"]}` (type `{metrics["type"]}`) |
-| Pooling | {spec.pooling} |
-| Max sequence length | {spec.max_seq_length} |
-| Query prefix | `{spec.query_prefix!r}` |
-| Passage prefix | `{spec.passage_prefix!r}` |
-| Device | {metrics["device"]} |
-| Steps | {metrics["steps"]} |
-| Trainable / total parameters | {metrics["trainable_params"]:,} / {metrics["total_params"]:,} |
-| Wall time | {metrics["wall_time_s"]:.1f} s |
-
-Add the query prefix to queries and the passage prefix to passages when encoding.
-
-## Hyperparameters
-
-```json
-{json.dumps(metrics["hyperparameters"], indent=2, sort_keys=True, ensure_ascii=False)}
-```
-
-## Training data (rows)
-
-| dataset | rows |
-|---|---|
-{data}
-
-Training cost and the loss curve are in `train_metrics.json`.
-"""
-
-
-def _on_one_axis(results: list[dict], key: str) -> list[dict]:
-    """Curve points of all phases on one step axis (tsdae's steps, then the next phase's)."""
-    points, offset = [], 0
-    for r in results:
-        points.extend({**p, "step": p["step"] + offset} for p in r[key])
-        offset += r["steps"]
-    return points
-
-
-def cost_record(results: list[dict], device: str) -> dict[str, Any]:
-    """What this run cost, and what it would cost on the whole corpus on the same hardware class.
-
-    Per phase: the dataset it read was made from `source_chunks` train chunks, `rows_available` rows
-    before the max_pairs cap (the rate the recipe makes rows at), and took `build_s` (plus its upstream
-    datasets', e.g. the mining behind the teacher's scores) to build; training read `epochs_read` epochs at
-    `seconds_per_row`. On the full corpus (`corpus_chunks`) the recipe makes rows_available / source_chunks
-    rows per chunk, each costing its share of the build time and epochs_read x seconds_per_row to train.
-    """
-    full_s, full_rows, data_s, data_hw, corpus_chunks = 0.0, 0, 0.0, [], None
-    per_chunk_rows, per_chunk_prep = 0.0, 0.0
-    for r in results:
-        meta = r["data"] or {}
-        build = meta.get("build_s", 0.0) + sum(
-            u.get("build_s", 0.0) for u in meta.get("upstream", {}).values()
-        )
-        data_s += build
-        if meta.get("hardware"):
-            data_hw.append({"dataset": meta["dataset"], **meta["hardware"]})
-        if not (meta.get("source_chunks") and r["rows"] and r["seconds_per_row"] is not None):
-            full_s = None
-            continue
-        corpus_chunks = meta["corpus_chunks"]
-        rate = meta["rows_available"] / meta["source_chunks"]  # rows the recipe makes per chunk
-        rows = rate * corpus_chunks
-        full_rows += round(rows)
-        per_chunk_rows += rate * r["epochs_read"]
-        per_chunk_prep += rate * build / r["rows"]
-        if full_s is not None:
-            full_s += rows * (r["epochs_read"] * r["seconds_per_row"] + build / r["rows"])
-    if not results:
-        full_s = 0.0
-    return {
-        "hardware": hardware(device),
-        "train_s": round(sum(r["train_time_s"] for r in results), 3),
-        "validation_s": round(sum((r["validation"] or {}).get("validation_s", 0.0) for r in results), 3),
-        "data_s": round(data_s, 3),
-        "data_hardware": data_hw,
-        "corpus_chunks": corpus_chunks,
-        "full_corpus_rows": full_rows,
-        # the same estimate in the report's terms: rows read per corpus chunk at the run's samples/s,
-        # plus the data preparation per chunk
-        "samples_per_corpus_chunk": round(per_chunk_rows, 4) if full_s is not None else None,
-        "data_prep_s_per_chunk": round(per_chunk_prep, 6) if full_s is not None else None,
-        "full_corpus_hours": None if full_s is None else float(f"{full_s / 3600:.4g}"),
-    }
-
-
-def validation_record(results: list[dict], validation) -> dict[str, Any] | None:
-    """Which val sets, how large, and where the exported weights come from (the last phase's best)."""
-    if validation is None:
-        return None
-    offset = sum(r["steps"] for r in results[:-1])
-    last = next((r["validation"] for r in reversed(results) if r["validation"]), None)
-    return {
-        "metric": "ndcg@10 (mean over sets)",
-        "sets": validation.sizes,
-        "corpus": validation.passages,
-        "texts_encoded": len(validation.texts),  # passages, and the sets' own versions of some
-        "best_step": last["best_step"] + offset if last and last["best_step"] is not None else None,
-        "best_score": last["best_score"] if last else None,
-        "stopped_early": any((r["validation"] or {}).get("stopped_early") for r in results),
-    }
-
-
-def train_record(
-    spec: ModelSpec,
-    method: str,
-    kind: str,
-    params: dict,
-    seed: int,
-    device: str,
-    results: list[dict],
-    total: int,
-    validation=None,
-) -> dict[str, Any]:
-    """train_metrics.json without the figures known only at the end (wall time, peaks, exported size)."""
-    hyper = {k: params[k] for k in METHOD_TYPES[kind].keys if k in params}
-    if METHOD_TYPES[kind].teacher:
-        hyper["teacher_path"] = params.get("teacher_model", {}).get("path")
-    hyper["seed"] = seed
-    train_time = sum(r["train_time_s"] for r in results)
-    samples = sum(r["rows_read"] for r in results)
-    cost = cost_record(results, device)
-    return {
-        "model": spec.name,
-        "method": method,
-        "base_method": params.get("base_method") or method,
-        "seed": seed,
-        "type": kind,
-        "base_model": spec.path,
-        "device": device,
-        "samples": samples,
-        "steps": sum(r["steps"] for r in results),
-        "train_time_s": round(train_time, 3),
-        "samples_per_s": round(samples / train_time, 3) if train_time > 0 else None,
-        # the largest phase: TSDAE's decoder trains with the encoder, then the MNRL phase trains the encoder
-        "trainable_params": max([r["trainable_params"] for r in results], default=0),
-        "total_params": max([r["total_params"] for r in results], default=total),
-        "loss_curve": _on_one_axis(results, "loss_curve"),
-        "val_curve": _on_one_axis(results, "val_curve"),
-        "validation": validation_record(results, validation),
-        "phases": [{k: v for k, v in r.items() if k not in ("loss_curve", "val_curve")} for r in results],
-        "hyperparameters": hyper,
-        "data": {PHASES[r["phase"]]: r["rows"] for r in results},
-        "cost": cost,
-        "samples_per_corpus_chunk": cost["samples_per_corpus_chunk"],
-        "data_prep_s_per_chunk": cost["data_prep_s_per_chunk"],
-    }
 
 
 def train(
