@@ -123,6 +123,7 @@ def tiny_config(methods=None) -> dict:
         "models": [{"name": "tiny", "path": "./models/tiny", "max_seq_length": 64}],
         "methods": methods or METHODS,
         "export": {"fidelity_samples": 8},
+        "static": {"max_vocabulary": 2000},  # as the demo: token counts from the train chunks
         "evaluate": {"bootstrap_samples": 50, "sts": [{"name": "small", "path": "sts_small.csv"}]},
         "latency": {"warmup": 1, "repeats": 5, "throughput_batch": 8},
     }
