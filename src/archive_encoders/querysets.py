@@ -38,6 +38,7 @@ import polars as pl
 
 from . import queries as gen
 from .io import atomic_dir, write_json, write_parquet
+from .samples import sample_in_order
 from .text_analysis import Analyzer
 
 log = logging.getLogger(__name__)
@@ -161,13 +162,6 @@ def _query_id(name: str, key: str) -> str:
     return f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
 
-def _cap(rows: list[tuple], n: int, rng: np.random.Generator) -> list[tuple]:
-    """Up to n rows, chosen by `rng`, kept in their original order."""
-    if len(rows) <= n:
-        return rows
-    return [rows[i] for i in np.sort(rng.choice(len(rows), size=n, replace=False))]
-
-
 @dataclass
 class SplitCorpus:
     """One held-out split's corpus, with what the generators need to look things up."""
@@ -202,7 +196,9 @@ def build_ict(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> BuiltSe
         pair = gen.inverse_cloze(text, rng)
         if pair:
             candidates.append((cid, doc_id, cluster, *pair))
-    return _cut_sentence_set(SET_KINDS["ict"], sc, _cap(_distinct_sentences(candidates), n, rng), {})
+    return _cut_sentence_set(
+        SET_KINDS["ict"], sc, sample_in_order(_distinct_sentences(candidates), n, rng), {}
+    )
 
 
 def _distinct_sentences(candidates: list[tuple]) -> list[tuple]:
@@ -243,7 +239,7 @@ def _cut_sentence_set(kind: SetKind, sc: SplitCorpus, chosen: list[tuple], texts
 def build_keyword(sc: SplitCorpus, n: int, rng: np.random.Generator, analyzer: Analyzer, **_) -> BuiltSet:
     """Keyword queries; the passages of the source's cluster that hold every query word are relevant."""
     candidates = _keyword_candidates(sc, analyzer, rng)
-    return _keyword_set(SET_KINDS["keyword"], sc, _cap(candidates, n, rng), analyzer, {})
+    return _keyword_set(SET_KINDS["keyword"], sc, sample_in_order(candidates, n, rng), analyzer, {})
 
 
 def _keyword_candidates(
@@ -303,7 +299,7 @@ def build_title(sc: SplitCorpus, n: int, rng: np.random.Generator, **_) -> Built
                 (key, held_out[0], gen.title_query(gen.clean_title(title), creator, rng), doc_ids)
             )
     built = BuiltSet(SET_KINDS["title"], [], [])
-    for key, group, query, doc_ids in _cap(candidates, n, rng):
+    for key, group, query, doc_ids in sample_in_order(candidates, n, rng):
         qid = _query_id("title", key)
         built.queries.append((qid, query, group, "title"))
         built.qrels.extend((qid, doc_id, 1) for doc_id in sorted(doc_ids))
@@ -318,7 +314,7 @@ def build_spelling(
     corpus_ids = set(sc.corpus["corpus_id"])
     originals = {cid: t for cid, t in original_chunk_texts(chunks, sc.documents).items() if cid in corpus_ids}
     candidates = _keyword_candidates(sc, analyzer, rng, only=set(originals))  # passages in old spelling
-    return _keyword_set(SET_KINDS["spelling"], sc, _cap(candidates, n, rng), analyzer, originals)
+    return _keyword_set(SET_KINDS["spelling"], sc, sample_in_order(candidates, n, rng), analyzer, originals)
 
 
 BUILDERS: dict[str, Callable[..., BuiltSet]] = {
@@ -380,8 +376,7 @@ def split_corpus(
     if members.is_empty():
         raise ValueError(f"query sets: the {split} split has no chunks")
     others = frame.filter(pl.col("_split").is_in(list(DISTRACTOR_SPLITS[split])))
-    if others.height > distractors:
-        others = others[np.sort(rng.choice(others.height, size=distractors, replace=False)).tolist()]
+    others = sample_in_order(others, distractors, rng)
     corpus = pl.concat([members.with_columns(is_member=True), others.with_columns(is_member=False)]).drop(
         "_split"
     )

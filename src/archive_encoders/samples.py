@@ -1,7 +1,8 @@
-"""Reading corpus chunks for the serving stages: calibration samples (train split only) and the index.
+"""Samples: seeded draws kept in order (datasets, query sets, validation, teachers), and reading corpus
+chunks for the serving stages: calibration samples (train split only) and the index.
 
-`read_chunks` is the one place these stages read the chunk table, so a change in how the corpus is
-stored (a manifest with reader functions instead of results/corpus/chunks.parquet) touches only it.
+`read_chunks` is the one place these stages read the chunk table (through `corpus.scan_chunks`, which
+reads the manifest), dropping empty passages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ import re
 from collections.abc import Sequence
 
 TRAIN = "train"
+
+
+def sample_in_order(items, n: int, rng):
+    """Up to n of `items` (a list or a polars DataFrame), drawn by the numpy Generator `rng`, kept in
+    their original order; all of them, with no draw, when there are no more than n."""
+    import numpy as np
+
+    if len(items) <= n:
+        return items
+    rows = np.sort(rng.choice(len(items), size=n, replace=False)).tolist()
+    return [items[i] for i in rows] if isinstance(items, list) else items[rows]
 
 
 def read_chunks(chunks_path: str | os.PathLike, columns: Sequence[str] = ("chunk_id", "doc_id", "text")):

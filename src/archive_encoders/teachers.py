@@ -23,6 +23,7 @@ import polars as pl
 
 from .config import ModelSpec
 from .io import read_json, write_json, write_parquet
+from .samples import sample_in_order
 from .system import hardware, pick_device
 from .training_data import chunks_in_split, count_chunks, dataset_meta, read_chunks
 
@@ -33,12 +34,6 @@ EMBEDDING_SCHEMA = {"text": pl.String, "role": pl.String, "kind": pl.String, "em
 
 def _spec(teacher: ModelSpec | dict[str, Any]) -> ModelSpec:
     return teacher if isinstance(teacher, ModelSpec) else ModelSpec.from_config(teacher)
-
-
-def _sample(items: list, n: int | None, rng: np.random.Generator) -> list:
-    if not n or len(items) <= n:
-        return items
-    return [items[i] for i in np.sort(rng.choice(len(items), size=n, replace=False))]
 
 
 def teacher_embeddings(
@@ -71,8 +66,9 @@ def teacher_embeddings(
         "anchor", keep="first", maintain_order=True
     )
     queries, kind_of = anchors["anchor"].to_list(), dict(anchors.rows())
-    passages = _sample(train["text"].to_list(), max_pairs, rng)
-    chosen_queries = _sample(queries, max_pairs, rng)
+    passages = train["text"].to_list()
+    passages = sample_in_order(passages, max_pairs or len(passages), rng)  # no max_pairs: all
+    chosen_queries = sample_in_order(queries, max_pairs or len(queries), rng)
     device = pick_device(device)
     model = load_sentence_transformer(spec, device=device)
     encode_started = time.perf_counter()

@@ -26,6 +26,7 @@ import polars as pl
 from . import queries as gen
 from .corpus import scan_chunks, scan_documents
 from .io import write_json, write_parquet
+from .samples import sample_in_order
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +182,6 @@ def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:
     return " ".join(kept)
 
 
-def _sample(frame: pl.DataFrame, n: int, rng: np.random.Generator) -> pl.DataFrame:
-    """Up to n rows, chosen by `rng`, kept in their original order."""
-    if frame.height <= n:
-        return frame
-    rows = np.sort(rng.choice(frame.height, size=n, replace=False))
-    return frame[rows.tolist()]
-
-
 def tsdae_pairs(
     chunks: str | os.PathLike,
     splits: str | os.PathLike,
@@ -204,7 +197,7 @@ def tsdae_pairs(
     train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
     train = train.filter(pl.col("text").str.strip_chars() != "")
     source_chunks = train.height
-    train = _sample(train, max_pairs, rng)
+    train = sample_in_order(train, max_pairs, rng)
     noisy = [delete_words(t, deletion_ratio, rng) for t in train["text"]]
     write_parquet(
         pl.DataFrame({"noisy": noisy, "text": train["text"]}, schema={"noisy": pl.Utf8, "text": pl.Utf8}),
@@ -494,7 +487,7 @@ def mine_triplets(
     pairs, available = training_pairs(train, docs, query_kinds, languages, max_pairs, rng)
 
     # 1. the candidate pool: train chunks (capped like the pairs) plus every positive
-    pool = _sample(train, max_pairs, rng)
+    pool = sample_in_order(train, max_pairs, rng)
     clusters_of: dict[str, set[str]] = {}
     for text, cluster in [
         *pool.select("text", "cluster_id").rows(),

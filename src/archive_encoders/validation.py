@@ -27,6 +27,7 @@ import polars as pl
 
 from .config import ModelSpec
 from .querysets import CHUNK_LEVEL, read_split
+from .samples import sample_in_order
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ValidationSets:
         chosen = {n: sets[n] for n in settings["sets"] if n in sets and sets[n].level == CHUNK_LEVEL}
         if not chosen:
             raise ValueError(f"validation: none of the sets {settings['sets']} has val queries in {root}")
-        queries = {n: _sample(list(s.qrels), settings["max_queries"], rng) for n, s in chosen.items()}
+        queries = {n: sample_in_order(list(s.qrels), settings["max_queries"], rng) for n, s in chosen.items()}
         corpus = _sample_corpus(corpus, chosen, queries, settings["max_corpus"], rng)
         self.evaluators, self.positions, texts = {}, {}, {}
         for name, query_set in chosen.items():
@@ -94,19 +95,13 @@ class ValidationSets:
         return float(np.mean(list(per_set.values()))), per_set
 
 
-def _sample(items: list, n: int, rng: np.random.Generator) -> list:
-    if len(items) <= n:
-        return items
-    return [items[i] for i in np.sort(rng.choice(len(items), size=n, replace=False))]
-
-
 def _sample_corpus(corpus: pl.DataFrame, sets, queries, max_corpus: int, rng) -> pl.DataFrame:
     """The passages relevant to the sampled queries, then random others up to max_corpus, in corpus order."""
     relevant = {cid for name, s in sets.items() for qid in queries[name] for cid in s.qrels[qid]}
     ids = corpus["corpus_id"].to_list()
     others = [cid for cid in ids if cid not in relevant]
     room = max(0, max_corpus - len(relevant))
-    keep = relevant | set(_sample(others, room, rng))
+    keep = relevant | set(sample_in_order(others, room, rng))
     return corpus.filter(pl.col("corpus_id").is_in(list(keep)))
 
 
