@@ -543,9 +543,10 @@ def clean_shard(
                 batch, batch_chars = [], 0
         if batch or not kept:
             write(batch)
-    write_parquet(pl.DataFrame(rejected, schema=REJECTED_SCHEMA), rejected_out)
+    rejections = pl.DataFrame(rejected, schema=REJECTED_SCHEMA)
+    write_parquet(rejections, rejected_out)
     write_parquet(pl.DataFrame(signatures, schema=SIGNATURE_SCHEMA), signatures_out)
-    stages = dict(pl.DataFrame(rejected, schema=REJECTED_SCHEMA).group_by("stage").len().sort("stage").rows())
+    stages = dict(rejections.group_by("stage").len().sort("stage").rows())
     log.info("%s: %d documents kept, %d rejected %s", shard_items, kept, len(rejected), stages)
     return kept, len(rejected)
 
