@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from archive_encoders.fusion import RRF_K, choose_weight, fuse
@@ -83,3 +84,64 @@ def test_weight_is_chosen_where_the_better_run_gets_it():
     assert choose_weight(qrels, bad, good) <= 0.4
     empty_lexical = {q: [] for q in qrels}  # BM25 matched nothing: fusion must still work
     assert [d for d, _ in fuse(good, empty_lexical, "rrf")["q0"]][0] == "rel0"
+
+
+def _random_runs(seed: int, n_queries: int = 40):
+    """Two noisy runs with untied scores that each lift the relevant documents a little (so a weight
+    between 0 and 1 wins), over overlapping documents; some queries have no lexical hit."""
+    rng = np.random.default_rng(seed)
+    docs = [f"d{i}" for i in range(60)]
+    qrels, dense, lexical = {}, {}, {}
+    for i in range(n_queries):
+        q = f"q{i}"
+        qrels[q] = {d: int(rng.integers(1, 3)) for d in rng.choice(docs, size=3, replace=False)}
+        n_lexical = 0 if i % 7 == 0 else int(rng.integers(5, 20))
+        for run, size, scale in ((dense, 25, 1.0), (lexical, n_lexical, 20.0)):
+            picked = rng.choice(docs, size=size, replace=False).tolist()
+            lift = np.array([0.6 * (d in qrels[q]) for d in picked])
+            scores = (rng.random(size) + lift * rng.random(size)) * scale
+            run[q] = sorted(zip(picked, scores.tolist(), strict=True), key=lambda x: -x[1])
+    return qrels, dense, lexical
+
+
+def _ranx_run(run, name):
+    import ranx
+
+    return ranx.Run({q: dict(hits) or {"\x00none": 0.0} for q, hits in run.items()}, name=name)
+
+
+def _ranx_ranked(run):
+    return {
+        q: [(d, s) for d, s in sorted(docs.items(), key=lambda x: (-x[1], x[0])) if d != "\x00none"]
+        for q, docs in run.to_dict().items()
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])  # chosen weights 0.8, 0.4, 0.6
+def test_fusion_and_the_chosen_weight_equal_ranx(seed):
+    import ranx
+
+    qrels, dense, lexical = _random_runs(seed)
+    runs = [_ranx_run(dense, "dense"), _ranx_run(lexical, "bm25")]
+    expected = {
+        "rrf": _ranx_ranked(ranx.fuse(runs, method="rrf", params={"k": RRF_K})),
+        "weighted": _ranx_ranked(
+            ranx.fuse(runs, norm="min-max", method="wsum", params={"weights": [0.3, 0.7]})
+        ),
+    }
+    for method, want in expected.items():
+        got = fuse(dense, lexical, method, weight=0.3)
+        assert set(got) == set(want)
+        for q in want:
+            assert [d for d, _ in got[q]] == [d for d, _ in want[q]], (method, q)
+            assert [s for _, s in got[q]] == pytest.approx([s for _, s in want[q]])
+    best = ranx.optimize_fusion(
+        ranx.Qrels(qrels),
+        runs,
+        norm="min-max",
+        method="wsum",
+        metric="ndcg@10",
+        step=0.1,
+        show_progress=False,
+    )
+    assert choose_weight(qrels, dense, lexical) == pytest.approx(best["weights"][0])

@@ -34,17 +34,24 @@ def _ids(hits: Sequence) -> list[str]:
     return [h[0] if isinstance(h, tuple) else h for h in hits]
 
 
+def _parse(metric: str) -> tuple[str, int]:
+    match = _METRIC.fullmatch(metric)
+    if not match:
+        raise ValueError(f"metric {metric!r}: expected ndcg@k, mrr@k, recall@k or map@k")
+    return match.group(1), int(match.group(2))
+
+
+def metric_depth(metric: str) -> int:
+    """How deep a ranking `metric` looks (its k)."""
+    return _parse(metric)[1]
+
+
 def per_query_scores(
     qrels: Qrels, run: RankedRun, metrics: Sequence[str] = RETRIEVAL_METRICS
 ) -> tuple[list[str], dict[str, np.ndarray]]:
     """(query ids in qrels order, {metric: per-query array}). Every query of `qrels` is scored (a query
     the run does not answer scores 0); `run` lists each query's documents best first."""
-    parsed = []
-    for metric in metrics:
-        match = _METRIC.fullmatch(metric)
-        if not match:
-            raise ValueError(f"metric {metric!r}: expected ndcg@k, mrr@k, recall@k or map@k")
-        parsed.append((metric, match.group(1), int(match.group(2))))
+    parsed = [(metric, *_parse(metric)) for metric in metrics]
     extra = set(run) - set(qrels)
     if extra:
         raise ValueError(f"the run answers queries the qrels do not judge, e.g. {sorted(extra)[:3]}")
@@ -55,7 +62,7 @@ def per_query_scores(
     n_relevant = np.zeros(len(query_ids))
     for row, qid in enumerate(query_ids):
         judged = qrels[qid]
-        ranked = _ids(run.get(qid, ()))[:depth]
+        ranked = _ids(run.get(qid, ())[:depth])
         gains[row, : len(ranked)] = [max(0, judged.get(d, 0)) for d in ranked]
         grades = sorted((g for g in judged.values() if g > 0), reverse=True)[:depth]
         ideal[row, : len(grades)] = grades
