@@ -20,6 +20,10 @@ setup: $(BIN)/snakemake
 demo: setup
 	$(BIN)/snakemake --configfile demo/config.yaml --cores $(CORES)
 
+# everything the demo wrote, so the next `make demo` runs from scratch
+clean-demo:
+	rm -rf results logs resources .snakemake
+
 # Two workers: most tests wait on a subprocess (snakemake, a worker) with one core idle. One file per
 # worker (loadfile): the tests that share the e2e run's fixture sit in one module.
 test: setup

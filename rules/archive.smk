@@ -13,6 +13,8 @@ rule search_archive:
         item_list=ensure(paths.ITEMS, non_empty=True),
     log:
         paths.log("corpus", "search_archive"),
+    benchmark:
+        paths.benchmark("corpus", "search_archive")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -32,6 +34,8 @@ rule download_archive:
         downloads=ensure(paths.DOWNLOADS, non_empty=True),
     log:
         paths.log("corpus", "download_archive"),
+    benchmark:
+        paths.benchmark("corpus", "download_archive")
     conda:
         "../envs/workflow.yaml"
     threads: 1

@@ -18,6 +18,8 @@ checkpoint assign_shards:
         shard_items=update(directory(paths.SHARD_ITEMS_DIR)),
     log:
         paths.log("corpus", "assign_shards"),
+    benchmark:
+        paths.benchmark("corpus", "assign_shards")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -41,7 +43,7 @@ rule clean_shard:
     log:
         paths.log("corpus", "clean_shard/{shard}"),
     benchmark:
-        "logs/corpus/clean_shard/{shard}.benchmark.tsv"
+        paths.benchmark("corpus", "clean_shard/{shard}")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -63,7 +65,7 @@ rule dedupe_corpus:
     log:
         paths.log("corpus", "dedupe_corpus"),
     benchmark:
-        "logs/corpus/dedupe_corpus/dedupe_corpus.benchmark.tsv"
+        paths.benchmark("corpus", "dedupe_corpus")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -84,7 +86,7 @@ rule chunk_shard:
     log:
         paths.log("corpus", "chunk_shard/{shard}"),
     benchmark:
-        "logs/corpus/chunk_shard/{shard}.benchmark.tsv"
+        paths.benchmark("corpus", "chunk_shard/{shard}")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -109,6 +111,8 @@ rule corpus_manifest:
         manifest=ensure(paths.CORPUS, non_empty=True),
     log:
         paths.log("corpus", "corpus_manifest"),
+    benchmark:
+        paths.benchmark("corpus", "corpus_manifest")
     conda:
         "../envs/workflow.yaml"
     threads: 1

@@ -9,6 +9,8 @@ rule split_documents:
         splits=ensure(paths.SPLITS, non_empty=True),
     log:
         "logs/datasets/split_documents.log",
+    benchmark:
+        "logs/datasets/split_documents.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -31,6 +33,8 @@ rule tsdae_pairs:
         meta=paths.DATASET_META["tsdae_pairs"],
     log:
         "logs/datasets/tsdae_pairs.log",
+    benchmark:
+        "logs/datasets/tsdae_pairs.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -55,9 +59,11 @@ rule mine_triplets:
         meta=paths.DATASET_META["triplets"],
     log:
         "logs/datasets/mine_triplets.log",
+    benchmark:
+        "logs/datasets/mine_triplets.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=8000,
         runtime=240,
@@ -82,6 +88,8 @@ rule build_query_sets:
         query_sets=directory(paths.QUERY_SETS),
     log:
         "logs/datasets/build_query_sets.log",
+    benchmark:
+        "logs/datasets/build_query_sets.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1

@@ -9,6 +9,8 @@ rule import_user_set:
         query_set=directory(paths.USER_QUERY_SET),
     log:
         "logs/evaluate/import_user_set/{retrieval_set}.log",
+    benchmark:
+        "logs/evaluate/import_user_set/{retrieval_set}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -32,9 +34,11 @@ rule evaluate_model:
         evaluation=directory(paths.EVAL_DIR),
     log:
         "logs/evaluate/{model}/{method}.log",
+    benchmark:
+        "logs/evaluate/{model}/{method}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=8000,
         runtime=120,
@@ -56,6 +60,8 @@ rule evaluate_lexical:
         evaluation=directory(paths.LEXICAL_EVAL_DIR),
     log:
         "logs/evaluate/bm25.log",
+    benchmark:
+        "logs/evaluate/bm25.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -80,6 +86,8 @@ rule compare_retrievers:
         comparison=directory(paths.COMPARISON),
     log:
         "logs/evaluate/compare_retrievers.log",
+    benchmark:
+        "logs/evaluate/compare_retrievers.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -101,6 +109,8 @@ rule measure_latency:
         **{variant: paths.LATENCY.replace("{variant}", variant) for variant in VARIANTS},
     log:
         "logs/latency/{model}/{method}.log",
+    benchmark:
+        "logs/latency/{model}/{method}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: config["latency"]["threads"]

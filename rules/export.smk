@@ -11,9 +11,11 @@ rule export_onnx:
         onnx=directory(paths.ONNX),
     log:
         "logs/export/{model}/{method}.log",
+    benchmark:
+        "logs/export/{model}/{method}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=8000,
         runtime=60,
@@ -34,9 +36,11 @@ rule export_openvino:
         openvino=directory(paths.OPENVINO),
     log:
         "logs/export/{model}/{method}.openvino.log",
+    benchmark:
+        "logs/export/{model}/{method}.openvino.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=6000,
         runtime=60,
@@ -56,9 +60,11 @@ rule export_static:
         static=directory(paths.STATIC),
     log:
         "logs/export/{model}/{method}.static.log",
+    benchmark:
+        "logs/export/{model}/{method}.static.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=6000,
         runtime=60,

@@ -11,9 +11,11 @@ rule build_index:
         report=paths.INDEX_REPORT,
     log:
         "logs/index/build_index.log",
+    benchmark:
+        "logs/index/build_index.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=8000,
         runtime=240,

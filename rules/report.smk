@@ -54,6 +54,8 @@ rule build_report:
         recommendation=paths.REPORT_FILES["recommendation"],
     log:
         "logs/report/build_report.log",
+    benchmark:
+        "logs/report/build_report.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
     threads: 1

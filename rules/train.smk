@@ -13,9 +13,11 @@ rule teacher_embeddings:
         meta=paths.DATASET_META["teacher_embeddings"],
     log:
         "logs/train/teacher_embeddings/{teacher}.log",
+    benchmark:
+        "logs/train/teacher_embeddings/{teacher}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=16000,
         runtime=240,
@@ -38,9 +40,11 @@ rule teacher_scores:
         meta=paths.DATASET_META["teacher_scores"],
     log:
         "logs/train/teacher_scores/{teacher}.log",
+    benchmark:
+        "logs/train/teacher_scores/{teacher}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=16000,
         runtime=240,
@@ -63,7 +67,7 @@ rule train_model:
         "logs/train/{model}/{method}.benchmark.tsv"
     conda:
         "../envs/workflow.yaml"
-    threads: 2
+    threads: config["job_threads"]
     resources:
         mem_mb=training_mem_mb,
         runtime=720,

@@ -376,6 +376,20 @@ def test_gpl_learns_the_teachers_margins(trained, inputs, cross_encoder):
     assert metrics["cost"]["data_s"] > json.loads(inputs["triplets_meta"].read_text())["build_s"]
 
 
+def test_a_bi_encoder_teacher_scores_each_pair_by_its_cosine(tiny_model):
+    """Each distinct text is encoded once; every pair still gets the cosine of its own two texts."""
+    spec = ModelSpec(
+        name="t", path=str(tiny_model), max_seq_length=32, query_prefix="query: ", passage_prefix="passage: "
+    )
+    pairs = [("реки Волги", "Волга впадает в море"), ("реки Волги", "Нева"), ("лес", "Нева"), ("лес", "лес")]
+    got = teachers.pair_scores(spec, pairs, "cpu", batch_size=2)
+    model = load_sentence_transformer(spec, device="cpu")
+    for (query, passage), score in zip(pairs, got, strict=True):
+        q, p = model.encode(["query: " + query, "passage: " + passage])
+        assert score == pytest.approx(float(cosines(q[None], p[None])[0]), abs=1e-5)
+    assert len(set(np.round(got, 5))) == len(pairs)
+
+
 def test_distillation_sees_queries_with_the_students_query_prefix(inputs, minilm_path, model_dir):
     frame = pl.read_parquet(inputs["teacher_embeddings"])
     assert set(frame["role"]) == {"passage", "query"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from itertools import islice
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -30,8 +31,8 @@ RankedRun = Mapping[str, Sequence]  # query_id -> ids best first, or (id, score)
 _METRIC = re.compile(r"(ndcg|mrr|recall|map)@(\d+)")
 
 
-def _ids(hits: Sequence) -> list[str]:
-    return [h[0] if isinstance(h, tuple) else h for h in hits]
+def _ids(hits: Sequence, depth: int) -> list[str]:
+    return [h[0] if isinstance(h, tuple) else h for h in islice(hits, depth)]
 
 
 def _parse(metric: str) -> tuple[str, int]:
@@ -62,7 +63,7 @@ def per_query_scores(
     n_relevant = np.zeros(len(query_ids))
     for row, qid in enumerate(query_ids):
         judged = qrels[qid]
-        ranked = _ids(run.get(qid, ())[:depth])
+        ranked = _ids(run.get(qid, ()), depth)
         gains[row, : len(ranked)] = [max(0, judged.get(d, 0)) for d in ranked]
         grades = sorted((g for g in judged.values() if g > 0), reverse=True)[:depth]
         ideal[row, : len(grades)] = grades

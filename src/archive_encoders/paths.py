@@ -90,3 +90,8 @@ INDEX_REPORT = "results/index/index_report.json"
 def log(stage: str, name: str) -> str:
     """logs/<stage>/<name>.log, mirroring the results tree."""
     return f"{LOGS}/{stage}/{name}.log"
+
+
+def benchmark(stage: str, name: str) -> str:
+    """logs/<stage>/<name>.benchmark.tsv: Snakemake's record of the job's wall time, CPU and memory."""
+    return f"{LOGS}/{stage}/{name}.benchmark.tsv"

@@ -125,9 +125,15 @@ def pair_scores(spec: ModelSpec, pairs: list[tuple[str, str]], device: str, batc
         )
     model = load_sentence_transformer(spec, device=device)
     kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
-    queries = model.encode([spec.query_prefix + q for q, _ in pairs], **kwargs)
-    passages = model.encode([spec.passage_prefix + p for _, p in pairs], **kwargs)
-    return cosines(queries, passages).astype(np.float64)
+    # each distinct text encoded once: a query and a passage recur in several pairs
+    query_texts, passage_texts = (list(dict.fromkeys(side)) for side in zip(*pairs, strict=True))
+    query_row = {q: i for i, q in enumerate(query_texts)}
+    passage_row = {p: i for i, p in enumerate(passage_texts)}
+    queries = model.encode([spec.query_prefix + q for q in query_texts], **kwargs)
+    passages = model.encode([spec.passage_prefix + p for p in passage_texts], **kwargs)
+    return cosines(
+        queries[[query_row[q] for q, _ in pairs]], passages[[passage_row[p] for _, p in pairs]]
+    ).astype(np.float64)
 
 
 def teacher_scores(
