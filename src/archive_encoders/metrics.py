@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from itertools import islice
 from collections.abc import Mapping, Sequence
+from itertools import islice
 
 import numpy as np
 
