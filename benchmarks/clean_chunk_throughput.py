@@ -226,8 +226,12 @@ def run_workflow(workdir: Path, config: dict, cores: int) -> float:
 
 
 def job_benchmarks(workdir: Path, rule: str) -> list[dict[str, float]]:
+    """The rule's jobs' benchmark files (paths.benchmark: <rule>.tsv, or <rule>/<job>.tsv per job)."""
+    from archive_encoders.paths import BENCHMARKS
+
+    root = workdir / BENCHMARKS
     rows = []
-    for path in sorted((workdir / "logs" / "corpus" / rule).glob("*.benchmark.tsv")):
+    for path in sorted([*(root / rule).glob("*.tsv"), *root.glob(f"{rule}.tsv")]):
         header, values = path.read_text().splitlines()[:2]
         rows.append(dict(zip(header.split("\t"), map(_number, values.split("\t")), strict=True)))
     return rows

@@ -14,7 +14,7 @@ rule search_archive:
     log:
         paths.log("corpus", "search_archive"),
     benchmark:
-        paths.benchmark("corpus", "search_archive")
+        paths.benchmark("search_archive")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -35,7 +35,7 @@ rule download_archive:
     log:
         paths.log("corpus", "download_archive"),
     benchmark:
-        paths.benchmark("corpus", "download_archive")
+        paths.benchmark("download_archive")
     conda:
         "../envs/workflow.yaml"
     threads: 1

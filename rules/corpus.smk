@@ -19,7 +19,7 @@ checkpoint assign_shards:
     log:
         paths.log("corpus", "assign_shards"),
     benchmark:
-        paths.benchmark("corpus", "assign_shards")
+        paths.benchmark("assign_shards")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -43,7 +43,7 @@ rule clean_shard:
     log:
         paths.log("corpus", "clean_shard/{shard}"),
     benchmark:
-        paths.benchmark("corpus", "clean_shard/{shard}")
+        paths.benchmark("clean_shard", "{shard}")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -65,7 +65,7 @@ rule dedupe_corpus:
     log:
         paths.log("corpus", "dedupe_corpus"),
     benchmark:
-        paths.benchmark("corpus", "dedupe_corpus")
+        paths.benchmark("dedupe_corpus")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -86,7 +86,7 @@ rule chunk_shard:
     log:
         paths.log("corpus", "chunk_shard/{shard}"),
     benchmark:
-        paths.benchmark("corpus", "chunk_shard/{shard}")
+        paths.benchmark("chunk_shard", "{shard}")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -112,7 +112,7 @@ rule corpus_manifest:
     log:
         paths.log("corpus", "corpus_manifest"),
     benchmark:
-        paths.benchmark("corpus", "corpus_manifest")
+        paths.benchmark("corpus_manifest")
     conda:
         "../envs/workflow.yaml"
     threads: 1

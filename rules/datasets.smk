@@ -10,7 +10,7 @@ rule split_documents:
     log:
         "logs/datasets/split_documents.log",
     benchmark:
-        "logs/datasets/split_documents.benchmark.tsv"
+        paths.benchmark("split_documents")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -34,7 +34,7 @@ rule tsdae_pairs:
     log:
         "logs/datasets/tsdae_pairs.log",
     benchmark:
-        "logs/datasets/tsdae_pairs.benchmark.tsv"
+        paths.benchmark("tsdae_pairs")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -60,7 +60,7 @@ rule mine_triplets:
     log:
         "logs/datasets/mine_triplets.log",
     benchmark:
-        "logs/datasets/mine_triplets.benchmark.tsv"
+        paths.benchmark("mine_triplets")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]
@@ -89,7 +89,7 @@ rule build_query_sets:
     log:
         "logs/datasets/build_query_sets.log",
     benchmark:
-        "logs/datasets/build_query_sets.benchmark.tsv"
+        paths.benchmark("build_query_sets")
     conda:
         "../envs/workflow.yaml"
     threads: 1

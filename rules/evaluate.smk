@@ -10,7 +10,7 @@ rule import_user_set:
     log:
         "logs/evaluate/import_user_set/{retrieval_set}.log",
     benchmark:
-        "logs/evaluate/import_user_set/{retrieval_set}.benchmark.tsv"
+        paths.benchmark("import_user_set", "{retrieval_set}")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -35,7 +35,7 @@ rule evaluate_model:
     log:
         "logs/evaluate/{model}/{method}.log",
     benchmark:
-        "logs/evaluate/{model}/{method}.benchmark.tsv"
+        paths.benchmark("evaluate_model", "{model}/{method}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]
@@ -61,7 +61,7 @@ rule evaluate_lexical:
     log:
         "logs/evaluate/bm25.log",
     benchmark:
-        "logs/evaluate/bm25.benchmark.tsv"
+        paths.benchmark("evaluate_lexical")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -87,7 +87,7 @@ rule compare_retrievers:
     log:
         "logs/evaluate/compare_retrievers.log",
     benchmark:
-        "logs/evaluate/compare_retrievers.benchmark.tsv"
+        paths.benchmark("compare_retrievers")
     conda:
         "../envs/workflow.yaml"
     threads: 1
@@ -110,7 +110,7 @@ rule measure_latency:
     log:
         "logs/latency/{model}/{method}.log",
     benchmark:
-        "logs/latency/{model}/{method}.benchmark.tsv"
+        paths.benchmark("measure_latency", "{model}/{method}")
     conda:
         "../envs/workflow.yaml"
     threads: config["latency"]["threads"]

@@ -12,7 +12,7 @@ rule export_onnx:
     log:
         "logs/export/{model}/{method}.log",
     benchmark:
-        "logs/export/{model}/{method}.benchmark.tsv"
+        paths.benchmark("export_onnx", "{model}/{method}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]
@@ -37,7 +37,7 @@ rule export_openvino:
     log:
         "logs/export/{model}/{method}.openvino.log",
     benchmark:
-        "logs/export/{model}/{method}.openvino.benchmark.tsv"
+        paths.benchmark("export_openvino", "{model}/{method}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]
@@ -61,7 +61,7 @@ rule export_static:
     log:
         "logs/export/{model}/{method}.static.log",
     benchmark:
-        "logs/export/{model}/{method}.static.benchmark.tsv"
+        paths.benchmark("export_static", "{model}/{method}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]

@@ -12,7 +12,7 @@ rule build_index:
     log:
         "logs/index/build_index.log",
     benchmark:
-        "logs/index/build_index.benchmark.tsv"
+        paths.benchmark("build_index")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]

@@ -55,7 +55,7 @@ rule build_report:
     log:
         "logs/report/build_report.log",
     benchmark:
-        "logs/report/build_report.benchmark.tsv"
+        paths.benchmark("build_report")
     conda:
         "../envs/workflow.yaml"
     threads: 1

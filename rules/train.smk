@@ -14,7 +14,7 @@ rule teacher_embeddings:
     log:
         "logs/train/teacher_embeddings/{teacher}.log",
     benchmark:
-        "logs/train/teacher_embeddings/{teacher}.benchmark.tsv"
+        paths.benchmark("teacher_embeddings", "{teacher}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]
@@ -41,7 +41,7 @@ rule teacher_scores:
     log:
         "logs/train/teacher_scores/{teacher}.log",
     benchmark:
-        "logs/train/teacher_scores/{teacher}.benchmark.tsv"
+        paths.benchmark("teacher_scores", "{teacher}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]
@@ -64,7 +64,7 @@ rule train_model:
     log:
         "logs/train/{model}/{method}.log",
     benchmark:
-        "logs/train/{model}/{method}.benchmark.tsv"
+        paths.benchmark("train_model", "{model}/{method}")
     conda:
         "../envs/workflow.yaml"
     threads: config["job_threads"]

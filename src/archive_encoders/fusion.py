@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 
-import numpy as np
-
 from .metrics import metric_depth, per_query_scores
 from .ranking import TOP_K, Run
 
@@ -37,10 +35,10 @@ def _ranked(scores: Mapping[str, float], k: int = TOP_K) -> list[tuple[str, floa
 def _min_max(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
     if not hits:
         return {}
-    scores = np.array([s for _, s in hits], dtype=np.float64)
-    low = scores.min()
-    span = max(scores.max() - low, MIN_SPAN)
-    return {d: (s - low) / span for (d, _), s in zip(hits, scores.tolist(), strict=True)}
+    scores = [float(s) for _, s in hits]
+    low = min(scores)
+    span = max(max(scores) - low, MIN_SPAN)
+    return {d: (s - low) / span for (d, _), s in zip(hits, scores, strict=True)}
 
 
 def _check_queries(dense: Run, lexical: Run) -> None:

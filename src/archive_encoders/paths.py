@@ -92,6 +92,10 @@ def log(stage: str, name: str) -> str:
     return f"{LOGS}/{stage}/{name}.log"
 
 
-def benchmark(stage: str, name: str) -> str:
-    """logs/<stage>/<name>.benchmark.tsv: Snakemake's record of the job's wall time, CPU and memory."""
-    return f"{LOGS}/{stage}/{name}.benchmark.tsv"
+BENCHMARKS = f"{LOGS}/benchmarks"
+
+
+def benchmark(rule: str, job: str | None = None) -> str:
+    """logs/benchmarks/<rule>.tsv, or <rule>/<job>.tsv for a rule with wildcards: Snakemake's record of
+    the job's wall time, CPU and memory, filed under its rule (benchmarks/demo_time.py sums them)."""
+    return f"{BENCHMARKS}/{rule}/{job}.tsv" if job else f"{BENCHMARKS}/{rule}.tsv"
