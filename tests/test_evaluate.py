@@ -13,7 +13,7 @@ from eval_fixtures import LookupEncoder, write_sets
 from polars.testing import assert_frame_equal
 
 from archive_encoders import querysets as qs
-from archive_encoders.encoders import load_encoder
+from archive_encoders.encoders import MemoEncoder, load_encoder
 from archive_encoders.evaluate import (
     evaluate_lexical,
     evaluate_model,
@@ -136,6 +136,27 @@ def test_matching_embeddings_give_perfect_scores_and_overrides_are_what_is_ranke
 def test_unknown_variant_is_refused(tiny_model):
     with pytest.raises(ValueError, match="variant"):
         load_encoder("onnx-fp16", tiny_model, {"name": "tiny", "path": str(tiny_model)})
+
+
+def test_a_memo_encoder_encodes_each_distinct_text_once_and_returns_the_same_embeddings(tiny_model):
+    spec = {"name": "tiny", "path": str(tiny_model), "query_prefix": "query: ", "passage_prefix": "passage: "}
+    direct = load_encoder("torch", tiny_model, spec)
+    memo = MemoEncoder(load_encoder("torch", tiny_model, spec))
+    passages = ["a passage", "another, longer passage of the corpus", "a passage", "a third one"]
+    got = memo.encode_passages(passages, batch_size=2)
+    np.testing.assert_allclose(got, direct.encode_passages(passages), atol=1e-6)
+    assert (memo.encoded, memo.requested) == (3, 4)
+    # the same text as a query has another prefix, so another embedding: encoded, not answered from memory
+    query = memo.encode_queries(["a passage"])
+    np.testing.assert_allclose(query, direct.encode_queries(["a passage"]), atol=1e-6)
+    assert not np.allclose(query[0], got[0])
+    again = memo.encode_passages(["a third one", "a passage"])
+    np.testing.assert_array_equal(again, got[[3, 0]])
+    assert (memo.encoded, memo.requested) == (4, 7)
+    assert memo.encode_passages([]).shape[0] == 0
+    corpus = memo.encode_passages(["fresh one", "fresh two"])  # all new: the memo's own rows, read-only
+    with pytest.raises(ValueError, match="read-only"):
+        corpus[0, 0] = 0.0
 
 
 def test_onnx_variants_load_through_onnx_encoder(monkeypatch, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -751,3 +753,23 @@ def test_train_refuses_an_unknown_type_or_missing_input_and_writes_nothing(tmp_p
     with pytest.raises(ValueError, match="'teacher_embeddings' input"):
         tr.train(tiny_spec(model_dir), {"type": "distill"}, {}, tmp_path / "m", device="cpu")
     assert not (tmp_path / "m").exists()
+
+
+KEEP_OUT_PROBE = """
+import importlib.util, sys
+from archive_encoders.methods import method_type
+from archive_encoders.runlog import log_to
+log_to(None, needs=method_type(sys.argv[1]).requires)
+import peft, transformers.utils.import_utils as iu
+print(importlib.util.find_spec("bitsandbytes") is not None, sys.modules.get("bitsandbytes") is not None,
+      iu.is_bitsandbytes_available())
+"""
+
+
+@pytest.mark.parametrize(("method", "expected"), [("lora", "False False False"), ("qlora", "True True True")])
+def test_a_job_imports_bitsandbytes_only_for_a_method_that_requires_it(method, expected):
+    """peft imports bitsandbytes whenever it is installed; a rule job keeps it out unless QLoRA needs it."""
+    out = subprocess.run(
+        [sys.executable, "-c", KEEP_OUT_PROBE, method], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split("\n")[-2] == expected

@@ -67,6 +67,45 @@ class TorchEncoder(PrefixedEncoder):
         ).astype(np.float32, copy=False)
 
 
+class MemoEncoder:
+    """An encoder that encodes each distinct (prefix, text) once and answers repeats from memory.
+
+    An evaluation meets the same text many times: a passage in the val and the test corpus (distractors
+    are drawn from earlier splits), a set's override that equals another set's, keyword and spelling
+    queries made from one passage, probe and compression passages that are also corpus passages. The
+    embeddings are those of the wrapped encoder (a text's embedding does not depend on its batch, up to
+    float rounding of the padding). Lives as long as one variant's evaluation."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.query_prefix = encoder.query_prefix
+        self.passage_prefix = encoder.passage_prefix
+        self._memo: dict[tuple[str, str], np.ndarray] = {}
+        self.requested = 0  # texts asked for, repeats included
+        self.encoded = 0  # texts the wrapped encoder encoded
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, prefix: str = "") -> np.ndarray:
+        texts = list(texts)
+        self.requested += len(texts)
+        new = list(dict.fromkeys(t for t in texts if (prefix, t) not in self._memo))
+        if new:
+            rows = self.encoder.encode(new, batch_size=batch_size, prefix=prefix)
+            rows.flags.writeable = False  # the memo holds views of it: nobody may change it in place
+            self._memo.update(((prefix, t), row) for t, row in zip(new, rows, strict=True))
+            self.encoded += len(new)
+            if len(new) == len(texts):  # all new and distinct (a corpus): no second copy in memory
+                return rows
+        if not texts:
+            return self.encoder.encode([], batch_size=batch_size, prefix=prefix)
+        return np.stack([self._memo[prefix, t] for t in texts])
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self.encode(texts, batch_size=batch_size, prefix=self.query_prefix)
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self.encode(texts, batch_size=batch_size, prefix=self.passage_prefix)
+
+
 def load_encoder(
     variant: str,
     folder: str | os.PathLike,

@@ -1,7 +1,9 @@
 """Quality of every variant of one trained model, on every held-out query set, in one job.
 
-Each variant is loaded once; each split's corpus is encoded once and shared by the split's sets (a set's
-overrides, e.g. passages with the query sentence cut out, are encoded on top). For every set the job
+Each variant is loaded once and encodes each distinct text once (encoders.MemoEncoder): each split's
+corpus is encoded once and shared by the split's sets (a set's overrides, e.g. passages with the query
+sentence cut out, are encoded on top), and a text met again (a distractor in both splits, a probe passage)
+is not encoded again. For every set the job
 keeps the ranked run (top-100 per query), the per-query scores and the mean with a bootstrap interval
 over source documents (stats.py), so the comparison stage can fuse runs with BM25's and test
 differences paired. The val split is scored too: fusion weights are chosen there, never on test.
@@ -28,7 +30,7 @@ import polars as pl
 
 from . import querysets as qs
 from .config import with_defaults
-from .encoders import Encoder, load_encoder
+from .encoders import Encoder, MemoEncoder, load_encoder
 from .io import atomic_dir, write_json, write_parquet
 from .metrics import RETRIEVAL_METRICS, mean_random_pair_cosine, per_query_scores, sts_spearman
 from .ranking import DocumentRanker, Run, dense_run, run_to_frame
@@ -319,7 +321,7 @@ def evaluate_model(
     with atomic_dir(out_dir) as tmp:
         for variant in variants:
             folder = artefacts[variant_entry(variant).artefact]
-            encoder = load_encoder(variant, folder, spec, threads)
+            encoder = MemoEncoder(load_encoder(variant, folder, spec, threads))
             reference = variant == REFERENCE
             compression = CompressionRows.when_asked(encoder, tables, settings, seed) if reference else None
             measured, scored, _ = evaluate_variant(
@@ -335,6 +337,9 @@ def evaluate_model(
                 probe = run_probe_on(encoder, tables, settings, seed)
                 write_json(tmp / "probe.json", {**names, "variant": variant, **probe})
             _log_headline(results[variant])
+            log.info(
+                "%s: encoded %d distinct texts of %d asked for", variant, encoder.encoded, encoder.requested
+            )
             del encoder
         write_parquet(pl.concat(per_query), tmp / "per_query.parquet")
         write_parquet(pl.concat(runs), tmp / "runs.parquet")

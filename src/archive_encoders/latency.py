@@ -295,6 +295,9 @@ def _timed(encode, texts, batch_size) -> float:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        from .runlog import OPTIONAL_PACKAGES, keep_out
+
+        keep_out(OPTIONAL_PACKAGES)  # a serving process does not import them either
         _worker(json.loads(sys.argv[2]))
     else:
         sys.exit(

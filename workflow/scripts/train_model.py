@@ -1,9 +1,11 @@
 """Snakemake adapter: train one model x method run into results/models/{model}/{method}/."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
+from archive_encoders.methods import method_type
 from archive_encoders.runlog import log_to
 
-log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
+# first: an ImportError below must reach the rule's log; QLoRA keeps bitsandbytes
+log_to(snakemake.log[0], needs=method_type(snakemake.params.method["type"]).requires)
 from archive_encoders.train import train
 
 train(
