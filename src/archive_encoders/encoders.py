@@ -67,7 +67,7 @@ class TorchEncoder(PrefixedEncoder):
         ).astype(np.float32, copy=False)
 
 
-class MemoEncoder:
+class MemoEncoder(PrefixedEncoder):
     """An encoder that encodes each distinct (prefix, text) once and answers repeats from memory.
 
     An evaluation meets the same text many times: a passage in the val and the test corpus (distractors
@@ -86,6 +86,8 @@ class MemoEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, prefix: str = "") -> np.ndarray:
         texts = list(texts)
+        if not texts:
+            return self.encoder.encode([], batch_size=batch_size, prefix=prefix)
         self.requested += len(texts)
         new = list(dict.fromkeys(t for t in texts if (prefix, t) not in self._memo))
         if new:
@@ -95,15 +97,7 @@ class MemoEncoder:
             self.encoded += len(new)
             if len(new) == len(texts):  # all new and distinct (a corpus): no second copy in memory
                 return rows
-        if not texts:
-            return self.encoder.encode([], batch_size=batch_size, prefix=prefix)
         return np.stack([self._memo[prefix, t] for t in texts])
-
-    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        return self.encode(texts, batch_size=batch_size, prefix=self.query_prefix)
-
-    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        return self.encode(texts, batch_size=batch_size, prefix=self.passage_prefix)
 
 
 def load_encoder(

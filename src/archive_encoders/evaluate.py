@@ -3,12 +3,11 @@
 Each variant is loaded once and encodes each distinct text once (encoders.MemoEncoder): each split's
 corpus is encoded once and shared by the split's sets (a set's overrides, e.g. passages with the query
 sentence cut out, are encoded on top), and a text met again (a distractor in both splits, a probe passage)
-is not encoded again. For every set the job
-keeps the ranked run (top-100 per query), the per-query scores and the mean with a bootstrap interval
-over source documents (stats.py), so the comparison stage can fuse runs with BM25's and test
-differences paired. The val split is scored too: fusion weights are chosen there, never on test.
-STS and the anisotropy diagnostic are measured per variant; the metadata probe (probe.py) once, on the
-reference variant.
+is not encoded again. For every set the job keeps the ranked run (top-100 per query), the per-query scores
+and the mean with a bootstrap interval over source documents (stats.py), so the comparison stage can fuse
+runs with BM25's and test differences paired. The val split is scored too: fusion weights are chosen
+there, never on test. STS and the anisotropy diagnostic are measured per variant; the metadata probe
+(probe.py) once, on the reference variant.
 
 Output folder (paths.EVAL_DIR): <variant>.json, runs.parquet, per_query.parquet, probe.json.
 """
