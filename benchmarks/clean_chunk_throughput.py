@@ -84,7 +84,7 @@ def bare_tokenizer_pass(documents: Path, spec: dict) -> float:
     """CPU seconds to encode every paragraph of the clean text once (the tokenizer alone)."""
     import polars as pl
 
-    from archive_encoders.chunk import TokenCounter
+    from archive_encoders.corpus.chunk import TokenCounter
 
     tokenizer = TokenCounter(spec).tokenizer
     texts = pl.read_parquet(documents, columns=["text"])["text"].to_list()
@@ -96,8 +96,8 @@ def bare_tokenizer_pass(documents: Path, spec: dict) -> float:
 
 def model_loading(spec: dict) -> tuple[float, float]:
     """CPU seconds to load the language-id model and the tokenizer, in a fresh state."""
-    from archive_encoders import documents
-    from archive_encoders.chunk import TokenCounter
+    from archive_encoders.corpus import documents
+    from archive_encoders.corpus.chunk import TokenCounter
 
     documents._identifiers.clear()
     start = time.process_time()
@@ -108,8 +108,8 @@ def model_loading(spec: dict) -> tuple[float, float]:
 
 
 def stage_figures(name: str, files: list[Path], work: Path, spec: dict, profile: bool) -> dict:
-    from archive_encoders.chunk import chunk_documents
-    from archive_encoders.documents import clean_shard
+    from archive_encoders.corpus.chunk import chunk_documents
+    from archive_encoders.corpus.documents import clean_shard
 
     work.mkdir(parents=True, exist_ok=True)
     megabytes = sum(p.stat().st_size for p in files) / 1e6

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from archive_encoders import paths
-from archive_encoders.encoders import load_encoder
+from archive_encoders.encoders.loader import load_encoder
 from archive_encoders.runlog import OPTIONAL_PACKAGES, keep_out
 from archive_encoders.variants import VARIANTS
 

@@ -13,7 +13,7 @@ with validation on vol. 09's val items). Model: multilingual-e5-small rebuilt by
 
 Scored here, on the TEST query sets (vol. 11; querysets.read_split), per method and set: NDCG@10 with
 the paired group-bootstrap 95 % interval of its difference to the base model and to BM25
-(archive_encoders.lexical, ranking, metrics, stats); Spearman on stsb-ru-dev (a sample of --sts-pairs
+(archive_encoders.evaluate.lexical, ranking, metrics, stats); Spearman on stsb-ru-dev (a sample of --sts-pairs
 pairs, both sides with the query prefix as e5 does for symmetric tasks); training time, peak memory, the
 resident memory of each step, trainable parameters. With --seeds N every learning method trains N times;
 its figures are the mean over seeds and the spread (min..max) is printed.
@@ -197,7 +197,7 @@ class TestSets:
     """The test split's corpus and sets, every passage text (with each set's overrides) listed once."""
 
     def __init__(self, root: Path) -> None:
-        from archive_encoders.querysets import read_split
+        from archive_encoders.datasets.querysets import read_split
 
         self.corpus, self.sets = read_split(root, "test")
         self.ids = self.corpus["corpus_id"].to_list()
@@ -217,8 +217,8 @@ class TestSets:
 
 
 def per_query_ndcg(test: TestSets, name: str, run) -> tuple[list[str], np.ndarray]:
-    from archive_encoders.metrics import per_query_scores
-    from archive_encoders.ranking import ranked_scores
+    from archive_encoders.evaluate.metrics import per_query_scores
+    from archive_encoders.evaluate.ranking import ranked_scores
 
     qrels = test.qrels(name)
     run = {q: run.get(q, []) for q in qrels}
@@ -227,15 +227,15 @@ def per_query_ndcg(test: TestSets, name: str, run) -> tuple[list[str], np.ndarra
 
 
 def _documents(test: TestSets, name: str):
-    from archive_encoders.querysets import DOCUMENT_LEVEL
-    from archive_encoders.ranking import DocumentRanker
+    from archive_encoders.datasets.querysets import DOCUMENT_LEVEL
+    from archive_encoders.evaluate.ranking import DocumentRanker
 
     return DocumentRanker(test.doc_ids) if test.sets[name].level == DOCUMENT_LEVEL else None
 
 
 def bm25_scores(test: TestSets) -> dict[str, tuple[list[str], np.ndarray]]:
-    from archive_encoders.lexical import BM25Index
-    from archive_encoders.text_analysis import Analyzer
+    from archive_encoders.datasets.text_analysis import Analyzer
+    from archive_encoders.evaluate.lexical import BM25Index
 
     out = {}
     for name in test.sets:
@@ -246,7 +246,7 @@ def bm25_scores(test: TestSets) -> dict[str, tuple[list[str], np.ndarray]]:
 
 
 def dense_scores(model, spec, test: TestSets) -> dict[str, tuple[list[str], np.ndarray]]:
-    from archive_encoders.ranking import dense_run
+    from archive_encoders.evaluate.ranking import dense_run
 
     emb = model.encode(
         [spec["passage_prefix"] + t for t in test.unique], batch_size=16, normalize_embeddings=True
@@ -264,7 +264,7 @@ def dense_scores(model, spec, test: TestSets) -> dict[str, tuple[list[str], np.n
 
 
 def sts_spearman(model, spec, pairs: pl.DataFrame) -> float:
-    from archive_encoders.metrics import sts_spearman as spearman
+    from archive_encoders.evaluate.metrics import sts_spearman as spearman
 
     prefix = spec["query_prefix"]
     a = model.encode([prefix + t for t in pairs["s1"]], batch_size=32, normalize_embeddings=True)
@@ -282,7 +282,7 @@ def read_sts(n: int, seed: int) -> pl.DataFrame:
 
 
 def difference(a: np.ndarray, b: np.ndarray, groups: list[str], seed: int) -> dict[str, float | None]:
-    from archive_encoders.stats import paired_difference
+    from archive_encoders.evaluate.stats import paired_difference
 
     return paired_difference(100 * a, 100 * b, groups, samples=1000, seed=seed).as_dict()
 

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from archive_encoders.compression import compression_table
 from archive_encoders.config import ModelSpec, resolve_model_path
-from archive_encoders.encoders import load_encoder
-from archive_encoders.export import export
-from archive_encoders.latency import run_interleaved
-from archive_encoders.openvino_export import export_openvino
-from archive_encoders.static_export import export_static
+from archive_encoders.encoders.loader import load_encoder
+from archive_encoders.evaluate.compression import compression_table
+from archive_encoders.evaluate.latency import run_interleaved
+from archive_encoders.export.onnx import export
+from archive_encoders.export.openvino import export_openvino
+from archive_encoders.export.static import export_static
 from archive_encoders.system import cpu_flags, cpu_model
 from archive_encoders.vectors import cosines
 
@@ -104,8 +104,8 @@ def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]]
 
 
 def ndcg_at_10(queries: np.ndarray, passages: np.ndarray) -> float:
-    from archive_encoders.compression import ndcg_at_10 as ndcg
-    from archive_encoders.compression import rank
+    from archive_encoders.evaluate.compression import ndcg_at_10 as ndcg
+    from archive_encoders.evaluate.compression import rank
 
     ids = [str(i) for i in range(len(queries))]
     return ndcg({i: {i: 1} for i in ids}, ids, ids, rank(queries @ passages.T))
@@ -311,7 +311,7 @@ def index_figures(name, folders, other, spec, args, work: Path) -> dict:
     """The index of the openvino-int8 variant over the non-evaluation paragraphs (i8 vectors)."""
     import polars as pl
 
-    from archive_encoders.index import build_index
+    from archive_encoders.index.build import build_index
 
     texts = other[: args.index_chunks]
     chunks, documents = work / "chunks.parquet", work / "documents.parquet"

@@ -5,11 +5,15 @@ from archive_encoders import config as aec
 from archive_encoders import paths
 from archive_encoders.methods import METHOD_TYPES
 from archive_encoders.variants import VARIANTS as VARIANT_REGISTRY
-from archive_encoders import shards as aec_shards
+from archive_encoders.corpus import shards as aec_shards
+from archive_encoders.train.compatibility import check_pairs
 
 aec.validate(
     config
 )  # schema (fills defaults) + cross-key checks; fails before any job runs
+check_pairs(
+    config
+)  # every model x method of the matrix can run (models' config files, no weights)
 
 MATRIX = aec.matrix(config)
 MODELS = sorted({model for model, _ in MATRIX})

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from archive_encoders import querysets as qs
+from archive_encoders.datasets import querysets as qs
 
 
 class LookupEncoder:
@@ -117,6 +117,7 @@ class NoisyEncoder(LookupEncoder):
 def fake_evaluations(root: Path, monkeypatch, quality: dict[tuple[str, str], float]) -> dict[str, Path]:
     """Sets, evaluation folders of model `m` for each (method, variant) noise level, and BM25's."""
     import archive_encoders.evaluate as ev
+    from archive_encoders.evaluate import dense
 
     write_sets(root / "querysets")
     methods = sorted({method for method, _ in quality})
@@ -126,7 +127,7 @@ def fake_evaluations(root: Path, monkeypatch, quality: dict[tuple[str, str], flo
         method = Path(folder).name
         return NoisyEncoder(quality[(method, variant)], seed=len(method) * 7 + len(variant))
 
-    monkeypatch.setattr(ev, "load_encoder", load)
+    monkeypatch.setattr(dense, "load_encoder", load)
     folders = {}
     settings = {"batch_size": 8, "bootstrap_samples": 200, "sts": []}
     for method in methods:

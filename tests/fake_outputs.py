@@ -31,7 +31,7 @@ FAKE_SHARDS = 2  # shard lists faked into assign_shards' folder, so the per-shar
 def checkpoint_contents() -> dict[str, list[str]]:
     """{checkpoint folder: files to fake in it}: what the workflow's input functions read from it."""
     from archive_encoders import paths
-    from archive_encoders.shards import shard_name
+    from archive_encoders.corpus.shards import shard_name
 
     shards = [paths.SHARD_ITEMS.format(shard=shard_name(i)) for i in range(FAKE_SHARDS)]
     return {paths.SHARD_ITEMS_DIR: shards}

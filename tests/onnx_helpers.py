@@ -39,7 +39,7 @@ def cls_copy(tiny_model: Path, dest: Path) -> Path:
 @functools.cache
 def exported_tiny(tiny_model: Path) -> Path:
     """The tiny model exported once per test session (mean pooling, e5-style prefixes)."""
-    from archive_encoders.export import export
+    from archive_encoders.export.onnx import export
 
     out = Path(tempfile.mkdtemp(prefix="tiny-onnx.")) / "onnx"
     spec = tiny_spec(query_prefix="query: ", passage_prefix="passage: ")

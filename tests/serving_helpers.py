@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 @functools.cache
 def openvino_tiny(tiny_model: Path) -> Path:
-    from archive_encoders.openvino_export import export_openvino
+    from archive_encoders.export.openvino import export_openvino
 
     out = Path(tempfile.mkdtemp(prefix="tiny-ov.")) / "openvino"
     export_openvino(
@@ -37,7 +37,7 @@ def openvino_tiny(tiny_model: Path) -> Path:
 
 @functools.cache
 def static_tiny(tiny_model: Path, max_vocabulary: int | None = None) -> Path:
-    from archive_encoders.static_export import export_static
+    from archive_encoders.export.static import export_static
 
     out = Path(tempfile.mkdtemp(prefix="tiny-static.")) / "static"
     export_static(

@@ -109,16 +109,17 @@ def tiny_spec(tiny_model: Path) -> dict:
 def build_datasets(root: Path, tiny_model: Path) -> Path:
     """The corpus plus every dataset stage's output under root (built once per test session), each
     training dataset with its metadata JSON beside it, and the val/test query sets under root/querysets."""
-    from archive_encoders import querysets
-    from archive_encoders import training_data as td
+    from archive_encoders.datasets import querysets, tsdae
+    from archive_encoders.datasets import triplets as td
+    from archive_encoders.datasets.splits import split_documents
 
     done = root / ".done"
     if done.exists():
         return root
     documents, chunks = build(root)
     splits = root / "splits.parquet"
-    td.split_documents(documents, splits, split=SPLIT, seed=SEED)
-    td.tsdae_pairs(
+    split_documents(documents, splits, split=SPLIT, seed=SEED)
+    tsdae.tsdae_pairs(
         chunks, splits, root / "tsdae.parquet", 0.6, max_pairs=2000, seed=SEED, meta_out=root / "tsdae.json"
     )
     td.mine_triplets(

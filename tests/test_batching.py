@@ -9,7 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from archive_encoders.batching import Source, SourceBatchSampler, _Batch
+from archive_encoders.train.batching import Source, SourceBatchSampler, _Batch
 
 
 def _conflict(a: tuple[set, Source], b: tuple[set, Source]) -> bool:

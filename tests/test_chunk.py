@@ -7,7 +7,7 @@ import re
 import polars as pl
 import pytest
 
-from archive_encoders.chunk import TokenCounter, _is_sentence_start, chunk_documents, chunk_text
+from archive_encoders.corpus.chunk import TokenCounter, _is_sentence_start, chunk_documents, chunk_text
 
 ENGLISH = [
     "The first lighthouses were simply fires of wood or coal burning in an iron basket on the top of a "

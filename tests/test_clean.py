@@ -7,8 +7,8 @@ import re
 import pytest
 from conftest import SHARED
 
-from archive_encoders import clean
-from archive_encoders.clean import (
+from archive_encoders.corpus import clean
+from archive_encoders.corpus.clean import (
     RULES,
     clean_text,
     decode_bytes,
@@ -368,7 +368,7 @@ def test_is_nfc_agrees_with_unicodedata():
     import random
     import unicodedata
 
-    from archive_encoders.clean import is_nfc
+    from archive_encoders.corpus.clean import is_nfc
 
     rng = random.Random(0)
     # letters of the stable blocks, combining marks, Hangul jamo, singletons (U+212B, U+2000)
@@ -384,7 +384,7 @@ def test_the_nfc_stable_blocks_hold_no_character_that_combines_with_the_one_befo
     import sys
     import unicodedata
 
-    from archive_encoders.clean import _NFC_UNSURE
+    from archive_encoders.corpus.clean import _NFC_UNSURE
 
     seconds = {chr(c) for c in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))}
     for code in range(sys.maxunicode + 1):

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from eval_fixtures import fake_evaluations
 
-from archive_encoders.compare import compare
-from archive_encoders.stats import paired_difference
+from archive_encoders.evaluate.compare import compare
+from archive_encoders.evaluate.stats import paired_difference
 
 QUALITY = {
     ("baseline", "torch"): 2.0,
@@ -108,8 +108,8 @@ def test_best_row_and_hybrids(compared):
 
 
 def test_a_query_bm25_found_nothing_for_still_gets_hybrids():
-    from archive_encoders import querysets as qs
-    from archive_encoders.compare import hybrid_rows
+    from archive_encoders.datasets import querysets as qs
+    from archive_encoders.evaluate.compare import hybrid_rows
 
     queries = pl.DataFrame(
         {"query_id": ["q1", "q2"], "text": ["a", "b"], "group": ["d1", "d2"], "kind": ["k", "k"]}

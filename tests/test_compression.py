@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archive_encoders.compression import compression_table, dequantize, hamming, rank, rescore
+from archive_encoders.evaluate.compression import compression_table, dequantize, hamming, rank, rescore
 from archive_encoders.vectors import unit
 
 

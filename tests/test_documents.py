@@ -6,13 +6,8 @@ import polars as pl
 import pytest
 from conftest import DEMO_ARCHIVE
 
-from archive_encoders.clean import RULES
-from archive_encoders.documents import (
-    build_documents,
-    is_garbage_token,
-    quality_problem,
-    sample_text,
-)
+from archive_encoders.corpus.clean import RULES
+from archive_encoders.corpus.documents import build_documents, is_garbage_token, quality_problem, sample_text
 
 LIGHTHOUSES = (
     "The first lighthouses were simply fires of wood or coal burning in an iron basket on the top of a\n"
@@ -257,7 +252,7 @@ def test_the_demo_archive(tmp_path):
 
 def test_documents_too_short_to_shingle_are_not_duplicates(tmp_path, monkeypatch):
     """One-word documents have no word pairs: their empty MinHashes must not make them duplicates."""
-    from archive_encoders.documents import OTHER_LANGUAGES
+    from archive_encoders.corpus.documents import OTHER_LANGUAGES
 
     monkeypatch.chdir(tmp_path)
     ids = ["one", "two"]
@@ -281,15 +276,15 @@ def test_shingles_do_not_depend_on_the_hashing_blocks():
     """shingle_hashes hashes long texts block by block (cut at spaces): the result is that of one pass."""
     import numpy as np
 
-    from archive_encoders import documents
+    from archive_encoders.corpus import dedupe
 
     rng = np.random.default_rng(0)
     words = [f"w{n}" for n in rng.integers(0, 50_000, size=200_000)]
     text = " ".join(words[:100_000]) + " " + "x" * 700_000 + "\n\n" + " ".join(words[100_000:])
     data = np.frombuffer(text.lower().encode(), np.uint8)
-    assert len(data) > 3 * documents._HASH_BLOCK
-    ids = documents._word_hashes(data)
+    assert len(data) > 3 * dedupe._HASH_BLOCK
+    ids = dedupe._word_hashes(data)
     assert len(ids) == len(text.split())
-    pairs = documents._mix(ids[:-1] * np.uint64(0x100000001B3) + ids[1:])
-    one_pass = np.unique((pairs >> np.uint64(32)).astype(np.uint32))[: documents.MAX_SHINGLES]
-    assert np.array_equal(documents.shingle_hashes(text), one_pass)
+    pairs = dedupe._mix(ids[:-1] * np.uint64(0x100000001B3) + ids[1:])
+    one_pass = np.unique((pairs >> np.uint64(32)).astype(np.uint32))[: dedupe.MAX_SHINGLES]
+    assert np.array_equal(dedupe.shingle_hashes(text), one_pass)

@@ -24,7 +24,13 @@ from conftest import (
     write_config,
 )
 
-from archive_encoders.corpus import SHARD_FILES, read_manifest, scan_chunks, scan_documents, scan_rejected
+from archive_encoders.corpus.manifest import (
+    SHARD_FILES,
+    read_manifest,
+    scan_chunks,
+    scan_documents,
+    scan_rejected,
+)
 from archive_encoders.io import read_json
 from archive_encoders.variants import NAMES as VARIANT_NAMES
 

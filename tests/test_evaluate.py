@@ -12,17 +12,15 @@ import pytest
 from eval_fixtures import LookupEncoder, write_sets
 from polars.testing import assert_frame_equal
 
-from archive_encoders import querysets as qs
-from archive_encoders.encoders import MemoEncoder, load_encoder
-from archive_encoders.evaluate import (
-    evaluate_lexical,
-    evaluate_model,
-    evaluate_variant,
-    read_sets,
-    read_sts,
-)
-from archive_encoders.metrics import RETRIEVAL_METRICS, spearman
-from archive_encoders.ranking import DocumentRanker, dense_run, top_k
+from archive_encoders.datasets import querysets as qs
+from archive_encoders.encoders.loader import load_encoder
+from archive_encoders.encoders.memo import MemoEncoder
+from archive_encoders.evaluate.dense import evaluate_model, evaluate_variant, read_sts
+from archive_encoders.evaluate.lexical import evaluate_lexical
+from archive_encoders.evaluate.metrics import RETRIEVAL_METRICS
+from archive_encoders.evaluate.ranking import DocumentRanker, dense_run, top_k
+from archive_encoders.evaluate.scoring import read_sets
+from archive_encoders.vectors import spearman
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STS_SMALL = FIXTURES / "sts_small.csv"
@@ -161,7 +159,7 @@ def test_a_memo_encoder_encodes_each_distinct_text_once_and_returns_the_same_emb
 
 def test_onnx_variants_load_through_onnx_encoder(monkeypatch, tmp_path):
     """The ONNX variants use the deployable encoder with its variant names and the job's threads."""
-    import archive_encoders.onnx_encoder as onnx_encoder
+    import archive_encoders.encoders.onnx as onnx_encoder
 
     calls = []
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from onnx_helpers import cls_copy, exported_tiny, random_texts, tiny_spec
 
-from archive_encoders.export import FidelityError, export
+from archive_encoders.encoders.onnx import OnnxEncoder
+from archive_encoders.export.fidelity import FidelityError
+from archive_encoders.export.onnx import export
 from archive_encoders.io import read_json
-from archive_encoders.onnx_encoder import OnnxEncoder
 
 
 def torch_embeddings(model_dir: Path, texts: list[str], spec: dict) -> np.ndarray:
@@ -155,7 +156,7 @@ def test_low_int8_fidelity_is_flagged_or_fails(tiny_model, tmp_path):
 def test_calibration_reads_train_chunks_only(tmp_path):
     import polars as pl
 
-    from archive_encoders.samples import train_chunk_texts
+    from archive_encoders.datasets.splits import train_chunk_texts
 
     chunks, splits = tmp_path / "chunks.parquet", tmp_path / "splits.parquet"
     pl.DataFrame(
@@ -189,7 +190,7 @@ def test_outlier_channel_splitting_keeps_the_fp32_outputs(tiny_model, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from archive_encoders.export import split_outlier_channels
+    from archive_encoders.export.onnx import split_outlier_channels
 
     folder = exported_tiny(tiny_model)
     split = tmp_path / "split.onnx"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archive_encoders.fusion import RRF_K, choose_weight, fuse
-from archive_encoders.lexical import BM25Index
-from archive_encoders.ranking import DocumentRanker
-from archive_encoders.text_analysis import Analyzer
+from archive_encoders.datasets.text_analysis import Analyzer
+from archive_encoders.evaluate.fusion import RRF_K, choose_weight, fuse
+from archive_encoders.evaluate.lexical import BM25Index
+from archive_encoders.evaluate.ranking import DocumentRanker
 
 PASSAGES = [
     "Волга впадает в Каспийское море.",

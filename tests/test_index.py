@@ -10,7 +10,8 @@ import pytest
 from onnx_helpers import exported_tiny
 from serving_helpers import last_json, run_without_torch, static_tiny, topic_corpus
 
-from archive_encoders.index import IndexMismatchError, SearchError, SearchIndex, build_index
+from archive_encoders.index.build import build_index
+from archive_encoders.index.search import IndexMismatchError, SearchError, SearchIndex
 from archive_encoders.io import read_json, write_json
 
 
@@ -130,7 +131,7 @@ def test_search_command_finds_the_source_passage_without_torch(static_index, tmp
     folder, _, rows = static_index
     source = rows[9]  # a passage of the second topic
     query = " ".join(source[2].split()[:8])
-    cli = ["-m", "archive_encoders.cli", "search", "--index", str(folder), "--json", "-k", "3", query]
+    cli = ["-m", "archive_encoders.index.cli", "search", "--index", str(folder), "--json", "-k", "3", query]
     result = run_without_torch("", tmp_path, *cli)
     assert result.returncode == 0, result.stderr
     out = last_json(result.stdout)
@@ -142,6 +143,6 @@ def test_search_command_finds_the_source_passage_without_torch(static_index, tmp
         failed = run_without_torch("", tmp_path, *cli[:5], bad)
         assert failed.returncode == 2 and message in failed.stderr and "Traceback" not in failed.stderr
     missing = run_without_torch(
-        "", tmp_path, "-m", "archive_encoders.cli", "search", "--index", str(tmp_path), "x"
+        "", tmp_path, "-m", "archive_encoders.index.cli", "search", "--index", str(tmp_path), "x"
     )
     assert missing.returncode == 2 and "not a search index" in missing.stderr

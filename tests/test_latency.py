@@ -6,8 +6,8 @@ from eval_fixtures import write_sets
 from onnx_helpers import exported_tiny, tiny_spec
 from serving_helpers import openvino_tiny, static_tiny
 
+from archive_encoders.evaluate.latency import measure
 from archive_encoders.io import read_json
-from archive_encoders.latency import measure
 
 VARIANTS = ("torch", "onnx-fp32", "onnx-int8", "openvino-int8", "static")
 

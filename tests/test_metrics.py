@@ -7,13 +7,13 @@ from math import log2
 import numpy as np
 import pytest
 
-from archive_encoders.metrics import (
+from archive_encoders.evaluate.metrics import (
     RETRIEVAL_METRICS,
     mean_random_pair_cosine,
     per_query_scores,
-    spearman,
     sts_spearman,
 )
+from archive_encoders.vectors import spearman
 
 
 def ranked(*doc_ids: str) -> list[tuple[str, float]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from onnx_helpers import exported_tiny, random_texts
 
-from archive_encoders.onnx_encoder import OnnxEncoder
+from archive_encoders.encoders.onnx import OnnxEncoder
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -65,7 +65,7 @@ def test_runs_where_torch_cannot_be_imported(folder, tmp_path):
     script = textwrap.dedent(
         f"""
         import json, sys
-        from archive_encoders.onnx_encoder import OnnxEncoder
+        from archive_encoders.encoders.onnx import OnnxEncoder
         enc = OnnxEncoder({str(folder)!r}, variant="int8", threads=1)
         q = enc.encode_queries(["where is the letter?"])
         p = enc.encode_passages(["the letter is in the archive", "a river in winter"])

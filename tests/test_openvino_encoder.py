@@ -7,10 +7,10 @@ import pytest
 from onnx_helpers import exported_tiny, random_texts, tiny_spec
 from serving_helpers import last_json, openvino_tiny, run_without_torch
 
-from archive_encoders.encoders import load_encoder
+from archive_encoders.encoders.loader import load_encoder
+from archive_encoders.encoders.onnx import OnnxEncoder
+from archive_encoders.encoders.openvino import OpenVinoEncoder
 from archive_encoders.io import read_json
-from archive_encoders.onnx_encoder import OnnxEncoder
-from archive_encoders.openvino_encoder import OpenVinoEncoder
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_loader_and_errors(folder):
 
 
 def test_accuracy_control_records_itself(tiny_model, tmp_path):
-    from archive_encoders.openvino_export import export_openvino
+    from archive_encoders.export.openvino import export_openvino
 
     report = export_openvino(
         exported_tiny(tiny_model),
@@ -83,7 +83,7 @@ def test_accuracy_control_records_itself(tiny_model, tmp_path):
 def test_runs_where_torch_cannot_be_imported(folder, tmp_path):
     script = f"""
 import json, sys
-from archive_encoders.encoders import load_encoder
+from archive_encoders.encoders.loader import load_encoder
 enc = load_encoder("openvino-int8", {str(folder)!r}, {{}}, threads=1)
 q = enc.encode_queries(["where is the letter?"])
 print(json.dumps({{"shape": list(q.shape), "torch": sys.modules.get("torch") is not None,

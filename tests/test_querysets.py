@@ -11,9 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from archive_encoders import querysets as qs
-from archive_encoders.clean import modernize_spelling, original_offsets
-from archive_encoders.text_analysis import Analyzer
+from archive_encoders.corpus.clean import modernize_spelling, original_offsets
+from archive_encoders.datasets import querysets as qs
+from archive_encoders.datasets import user_sets
+from archive_encoders.datasets.text_analysis import Analyzer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SENTENCES = [
@@ -214,9 +215,9 @@ def test_build_and_read_round_trip(tmp_path):
 
 
 def test_beir_set_imports_and_round_trips(tmp_path):
-    n = qs.import_user_set(FIXTURES / "beir_small", tmp_path / "team", "team")
+    n = user_sets.import_user_set(FIXTURES / "beir_small", tmp_path / "team", "team")
     assert n == 3  # q4 has no relevant passage
-    corpus, user = qs.read_user_set(tmp_path / "team")
+    corpus, user = user_sets.read_user_set(tmp_path / "team")
     assert corpus["corpus_id"].to_list() == ["p1", "p2", "p3", "p4", "p5"]
     assert user.qrels == {"q1": {"p1": 1, "p4": 1}, "q2": {"p3": 2}, "q3": {"p4": 1}}
     assert user.corpus_key == "user/team" and user.level == qs.CHUNK_LEVEL and user.generator is None
@@ -229,8 +230,8 @@ def test_beir_set_imports_and_round_trips(tmp_path):
         parquet / "queries.parquet"
     )
     pl.read_parquet(tmp_path / "team/qrels.parquet").write_parquet(parquet / "qrels.parquet")
-    qs.import_user_set(parquet, tmp_path / "team2", "team2")
-    assert qs.read_user_set(tmp_path / "team2")[1].qrels == user.qrels
+    user_sets.import_user_set(parquet, tmp_path / "team2", "team2")
+    assert user_sets.read_user_set(tmp_path / "team2")[1].qrels == user.qrels
 
 
 @pytest.mark.parametrize(
@@ -263,8 +264,8 @@ def test_broken_beir_sets_name_the_file_and_the_id(tmp_path, breakage, message):
     folder = tmp_path / "broken"
     shutil.copytree(FIXTURES / "beir_small", folder)
     breakage(folder)
-    with pytest.raises(qs.RetrievalSetError, match=message) as err:
-        qs.import_user_set(folder, tmp_path / "out", "broken")
+    with pytest.raises(user_sets.RetrievalSetError, match=message) as err:
+        user_sets.import_user_set(folder, tmp_path / "out", "broken")
     assert str(folder) in str(err.value)
     assert not (tmp_path / "out").exists()
 

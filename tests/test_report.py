@@ -10,11 +10,11 @@ import pytest
 from eval_fixtures import fake_evaluations
 
 from archive_encoders import paths
-from archive_encoders.compare import compare
+from archive_encoders.evaluate.compare import compare
 from archive_encoders.io import write_json
-from archive_encoders.report import pareto_front, write_report
+from archive_encoders.report import write_report
 from archive_encoders.report.choice import choose
-from archive_encoders.report.tables import cost_table
+from archive_encoders.report.tables import cost_table, pareto_front
 
 QUALITY = {
     ("baseline", "torch"): 2.0,

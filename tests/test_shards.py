@@ -13,17 +13,13 @@ import polars as pl
 import pytest
 from conftest import DEMO_ARCHIVE
 
-from archive_encoders import archive, corpus
-from archive_encoders.chunk import CHUNK_SCHEMA, chunk_documents
-from archive_encoders.documents import (
-    DOCUMENT_SCHEMA,
-    REJECTED_SCHEMA,
-    build_documents,
-    clean_shard,
-    dedupe_corpus,
-)
+from archive_encoders import archive
+from archive_encoders.corpus import manifest as corpus
+from archive_encoders.corpus.chunk import CHUNK_SCHEMA, chunk_documents
+from archive_encoders.corpus.dedupe import dedupe_corpus
+from archive_encoders.corpus.documents import DOCUMENT_SCHEMA, REJECTED_SCHEMA, build_documents, clean_shard
+from archive_encoders.corpus.shards import assign_shards, extend_ledger, read_ledger, shard_names
 from archive_encoders.io import write_json
-from archive_encoders.shards import assign_shards, extend_ledger, read_ledger, shard_names
 
 OLD = 1_600_000_000  # an mtime "before any rerun"
 CLEAN = {"min_chars": 300}

@@ -134,7 +134,7 @@ def corpus_frames(workdir: Path) -> dict:
     """items, downloads, every shard file, the dedupe table, and the corpus as read through its manifest."""
     import polars as pl
 
-    from archive_encoders import corpus
+    from archive_encoders.corpus import manifest as corpus
 
     results = workdir / "results" / "corpus"
     frames = {str(p.relative_to(results)): pl.read_parquet(p) for p in sorted(results.rglob("*.parquet"))}

@@ -7,10 +7,10 @@ import pytest
 from onnx_helpers import random_texts, tiny_spec
 from serving_helpers import last_json, run_without_torch, static_tiny
 
-from archive_encoders.encoders import load_encoder
+from archive_encoders.encoders.loader import load_encoder
+from archive_encoders.encoders.static import StaticEncoder
+from archive_encoders.export.static import pca, sif_weights
 from archive_encoders.io import read_json
-from archive_encoders.static_encoder import StaticEncoder
-from archive_encoders.static_export import pca, sif_weights
 
 
 @pytest.mark.parametrize("max_vocabulary", [None, 40])
@@ -62,7 +62,7 @@ def test_runs_where_torch_cannot_be_imported(tiny_model, tmp_path):
     folder = static_tiny(tiny_model)
     script = f"""
 import json, sys
-from archive_encoders.encoders import load_encoder
+from archive_encoders.encoders.loader import load_encoder
 enc = load_encoder("static", {str(folder)!r}, {{}})
 p = enc.encode_passages(["the letter is in the archive", "a river in winter"])
 print(json.dumps({{"shape": list(p.shape), "torch": sys.modules.get("torch") is not None}}))

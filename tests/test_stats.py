@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archive_encoders.stats import Interval, group_bootstrap, interval, non_inferior, paired_difference
+from archive_encoders.evaluate.stats import (
+    Interval,
+    group_bootstrap,
+    interval,
+    non_inferior,
+    paired_difference,
+)
 
 
 def test_constant_values_give_a_degenerate_interval():

@@ -17,11 +17,12 @@ from safetensors.torch import load_file
 from synthetic_corpus import build_datasets, tiny_spec
 
 from archive_encoders import config as aec
-from archive_encoders import teachers, trainable
-from archive_encoders import train as tr
-from archive_encoders.batching import Source, _Batch
 from archive_encoders.config import ModelSpec
 from archive_encoders.models import build_tiny_cross_encoder, load_cross_encoder, load_sentence_transformer
+from archive_encoders.train import phases, teachers, trainable
+from archive_encoders.train import run as tr
+from archive_encoders.train.batching import Source, _Batch
+from archive_encoders.train.compatibility import check_pairs
 from archive_encoders.vectors import cosines
 
 BATCH = 8
@@ -248,7 +249,7 @@ def test_qlora_survives_train_encode_train(model_dir, inputs):
     model = trainable.load_model(spec, "qlora", params, "cpu")
     four_bit = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert four_bit and not any(m.support_avx512bf16_for_cpu for m in four_bit)
-    dataset = tr.triplet_dataset(inputs["triplets"], spec)
+    dataset = phases.triplet_dataset(inputs["triplets"], spec)
     first = tr.run_phase(model, "mnrl", dataset, params, seed=1, device="cpu")
     model.encode(["inference between two training runs"])  # repacks the 4-bit weights on avx512_bf16 CPUs
     model.train()
@@ -269,7 +270,9 @@ def test_distilled_student_moves_towards_its_teacher(trained, model_dir, inputs)
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     student = _load(model_dir)
     trainable.keep_layers(student, 1)
-    targets = tr.distill_dataset(inputs["teacher_embeddings"], spec, student).dataset  # 384-d -> 32-d by PCA
+    targets = phases.distill_dataset(
+        inputs["teacher_embeddings"], spec, student
+    ).dataset  # 384-d -> 32-d by PCA
     texts, labels = targets["text"], np.asarray(targets["label"])
     assert labels.shape == (64, 32)
     before = cosines(student.encode(texts), labels).mean()
@@ -309,7 +312,7 @@ def test_keep_layers_keeps_evenly_spaced_layers(minilm_path):
 def test_project_teacher_keeps_the_main_directions():
     rng = np.random.default_rng(0)
     low_rank = rng.normal(size=(200, 4)) @ rng.normal(size=(4, 64)) + 0.01 * rng.normal(size=(200, 64))
-    projected = tr.project_teacher(low_rank, 8)
+    projected = phases.project_teacher(low_rank, 8)
     assert projected.shape == (200, 8)
     # distances between points survive the projection onto the top principal directions
     d_full = np.linalg.norm(low_rank[:50, None] - low_rank[None, :50], axis=-1)
@@ -367,7 +370,7 @@ def test_gpl_learns_the_teachers_margins(trained, inputs, cross_encoder):
     np.testing.assert_allclose(scores["margin"].to_numpy(), pos - neg, atol=1e-5)
     assert scores["margin"].std() > 0
     spec = ModelSpec(name="s", path="x", query_prefix="query: ", passage_prefix="passage: ")
-    dataset = tr.margin_dataset(inputs["teacher_scores"], spec).dataset
+    dataset = phases.margin_dataset(inputs["teacher_scores"], spec).dataset
     np.testing.assert_allclose(dataset["label"], pos - neg, atol=1e-5)
     assert all(a.startswith("query: ") for a in dataset["anchor"])
     assert all(p.startswith("passage: ") for p in [*dataset["positive"], *dataset["negative"]])
@@ -404,7 +407,7 @@ def test_distillation_sees_queries_with_the_students_query_prefix(inputs, minilm
         atol=1e-4,
     )
     spec = ModelSpec(name="s", path=str(model_dir), query_prefix="query: ", passage_prefix="passage: ")
-    dataset = tr.distill_dataset(inputs["teacher_embeddings"], spec, _load(model_dir)).dataset
+    dataset = phases.distill_dataset(inputs["teacher_embeddings"], spec, _load(model_dir)).dataset
     texts = dict(zip(dataset["text"], frame["role"], strict=True))
     assert {t for t, role in texts.items() if role == "query"} == {"query: " + q for q in queries["text"]}
     assert all(t.startswith("passage: ") for t, role in texts.items() if role == "passage")
@@ -431,12 +434,12 @@ def test_teacher_embeds_queries_with_its_query_prefix(tmp_path, data, minilm_pat
 
 
 def test_mnrl_batches_come_from_the_source_aware_sampler(model_dir, inputs, tmp_path):
-    from archive_encoders.batching import SourceBatchSampler
+    from archive_encoders.train.batching import SourceBatchSampler
 
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     params = {**aec_defaults(), **METHODS["full"]}
     model = trainable.load_model(spec, "full", params, "cpu")
-    data = tr.load_data("full", params, inputs, spec, model)["mnrl"]
+    data = phases.load_data("full", params, inputs, spec, model)["mnrl"]
     args = tr.training_arguments(params, "mnrl", 1, "cpu", str(tmp_path))
     trainer = tr._trainer(model, args, data, tr.make_loss("mnrl", model, params), [])
     assert isinstance(trainer.get_train_dataloader().batch_sampler, SourceBatchSampler)
@@ -493,7 +496,7 @@ def _train_full(model_dir, inputs, validation, **settings):
     spec = ModelSpec.from_config(tiny_spec(model_dir))
     params = {**aec_defaults(), **METHODS["full"], **settings}
     model = trainable.load_model(spec, "full", params, "cpu")
-    data = tr.load_data("full", params, inputs, spec, model)["mnrl"]
+    data = phases.load_data("full", params, inputs, spec, model)["mnrl"]
     record = tr.run_phase(model, "mnrl", data, params, seed=3, device="cpu", validation=validation)
     return model, record
 
@@ -694,7 +697,7 @@ def test_a_pair_that_cannot_run_fails_at_config_time(tmp_path, what, change, mes
     config = copy.deepcopy({**BASE_CONFIG, "methods": {"baseline": {}}})
     change(config, lambda *args: _model_folder(tmp_path, *args))
     with pytest.raises(aec.ConfigError, match=message):
-        aec.validate(config)
+        check_pairs(aec.validate(config))
 
 
 def test_qlora_without_bitsandbytes_fails_at_config_time(monkeypatch):
@@ -708,10 +711,10 @@ def test_qlora_without_bitsandbytes_fails_at_config_time(monkeypatch):
     with pytest.raises(
         aec.ConfigError, match=r"methods\.qlora: qlora needs the Python package 'bitsandbytes'.*minilm"
     ):
-        aec.validate(config)
+        check_pairs(aec.validate(config))
     config["exclude"] = [{"model": "minilm", "method": "qlora"}]
     config["methods"]["baseline"] = {}
-    aec.validate(config)  # excluded: nothing to check
+    check_pairs(aec.validate(config))  # excluded: nothing to check
 
 
 def test_the_training_job_checks_the_pair_again_on_the_loaded_model(tmp_path, minilm_path):

@@ -8,10 +8,12 @@ import polars as pl
 import pytest
 from synthetic_corpus import HARD_NEGATIVES, SEED, SPLIT, build_datasets, tiny_spec
 
-from archive_encoders import queries as gen
-from archive_encoders import training_data as td
-from archive_encoders.queries import inverse_cloze, sentences
-from archive_encoders.text_analysis import Analyzer
+from archive_encoders.datasets import generators as gen
+from archive_encoders.datasets import triplets as td
+from archive_encoders.datasets import tsdae
+from archive_encoders.datasets.generators import inverse_cloze, sentences
+from archive_encoders.datasets.splits import assign_splits
+from archive_encoders.datasets.text_analysis import Analyzer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,9 +54,9 @@ def test_splits_keep_every_cluster_in_one_split(data):
 
 def test_splits_are_deterministic_per_seed(data):
     documents = pl.read_parquet(data / "documents.parquet")
-    first = td.assign_splits(documents, **SPLIT, seed=SEED)
-    assert first.equals(td.assign_splits(documents, **SPLIT, seed=SEED))
-    others = [td.assign_splits(documents, **SPLIT, seed=s)["split"] for s in range(1, 6)]
+    first = assign_splits(documents, **SPLIT, seed=SEED)
+    assert first.equals(assign_splits(documents, **SPLIT, seed=SEED))
+    others = [assign_splits(documents, **SPLIT, seed=s)["split"] for s in range(1, 6)]
     assert any(not o.equals(first["split"]) for o in others)
 
 
@@ -67,19 +69,19 @@ def test_test_items_pin_documents_and_their_clusters_to_test():
             + ["vol09_2"],  # "other" is a rescan of vol09_2
         }
     )
-    splits = td.assign_splits(documents, val=0.2, test=0.2, seed=1, test_items=["vol11_*", "other"])
+    splits = assign_splits(documents, val=0.2, test=0.2, seed=1, test_items=["vol11_*", "other"])
     split_of = dict(splits.select("doc_id", "split").rows())
     assert {split_of[f"vol11_{i}"] for i in range(3)} == {"test"}
     assert split_of["other"] == split_of["vol09_2"] == "test"  # a pinned document takes its cluster along
     counts = dict(splits["split"].value_counts().rows())
     assert counts["test"] == 5 and counts["val"] == 2 and counts["train"] == 3  # the ratios fill the rest
     with pytest.raises(ValueError, match="datasets.split.test_items"):
-        td.assign_splits(documents, val=0.2, test=0.2, seed=1, test_items=["vol12_*"])
+        assign_splits(documents, val=0.2, test=0.2, seed=1, test_items=["vol12_*"])
 
 
 def test_split_of_a_document_without_cluster_is_its_own():
     documents = pl.DataFrame({"doc_id": ["a", "b", "c", "d"], "cluster_id": [None, "x", "x", None]})
-    splits = td.assign_splits(documents, val=0.0, test=0.25, seed=1)
+    splits = assign_splits(documents, val=0.0, test=0.25, seed=1)
     assert splits.filter(pl.col("doc_id") == "a")["cluster_id"][0] == "a"
     assert splits.filter(pl.col("cluster_id") == "x")["split"].n_unique() == 1
 
@@ -111,14 +113,14 @@ def test_no_test_text_reaches_the_training_data(data):
 
 def test_word_deletion_ratio_and_determinism():
     text = " ".join(f"w{i}" for i in range(2000))
-    noisy = td.delete_words(text, 0.6, np.random.default_rng(0))
+    noisy = tsdae.delete_words(text, 0.6, np.random.default_rng(0))
     kept = noisy.split()
     assert 0.55 < 1 - len(kept) / 2000 < 0.65
     positions = [int(w[1:]) for w in kept]
     assert positions == sorted(positions)  # deletion only: order kept
-    assert noisy == td.delete_words(text, 0.6, np.random.default_rng(0))
-    assert td.delete_words(text, 0.0, np.random.default_rng(0)) == text
-    assert len(td.delete_words(text, 1.0, np.random.default_rng(0)).split()) == 1
+    assert noisy == tsdae.delete_words(text, 0.6, np.random.default_rng(0))
+    assert tsdae.delete_words(text, 0.0, np.random.default_rng(0)) == text
+    assert len(tsdae.delete_words(text, 1.0, np.random.default_rng(0)).split()) == 1
 
 
 def test_tsdae_pairs_come_from_train_chunks(data):
@@ -381,7 +383,7 @@ def test_mining_masks_the_anchors_own_cluster(data, tiny_model):
 
 
 def test_query_sets_are_consistent_and_held_out(data):
-    from archive_encoders import querysets as qs
+    from archive_encoders.datasets import querysets as qs
 
     f = _frames(data)
     split_of = dict(f["splits"].select("doc_id", "split").iter_rows())
@@ -408,8 +410,8 @@ def test_query_sets_are_consistent_and_held_out(data):
 def test_query_sets_feed_the_ir_evaluator(data, tiny_model):
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    from archive_encoders import querysets as qs
     from archive_encoders.config import ModelSpec
+    from archive_encoders.datasets import querysets as qs
     from archive_encoders.models import load_sentence_transformer
 
     corpus, sets = qs.read_split(data / "querysets", "test")

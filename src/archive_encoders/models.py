@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelSpec, is_local_path, resolve_model_path
+from archive_encoders.config import ModelSpec, is_local_path, resolve_model_path
 
 
 def load_sentence_transformer(spec: ModelSpec, device: str = "cpu", model_kwargs: dict | None = None):

@@ -5,7 +5,7 @@ from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])
 
-from archive_encoders.shards import assign_shards  # noqa: E402 - after the log is set up
+from archive_encoders.corpus import assign_shards
 
 assign_shards(
     snakemake.input.item_list,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.querysets import query_sets
+from archive_encoders.datasets import query_sets
 
 query_sets(
     snakemake.input.corpus,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.chunk import chunk_documents
+from archive_encoders.corpus import chunk_documents
 
 chunk_documents(
     snakemake.input.documents,

@@ -5,7 +5,7 @@ from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])
 
-from archive_encoders.documents import clean_shard  # noqa: E402 - after the log is set up
+from archive_encoders.corpus import clean_shard
 
 clean_shard(
     snakemake.input.shard_items,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.compare import compare
+from archive_encoders.evaluate import compare
 
 compare(
     dense_dirs=snakemake.input.dense,

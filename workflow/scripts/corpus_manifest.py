@@ -5,7 +5,7 @@ from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])
 
-from archive_encoders.corpus import SHARD_FILES, write_manifest  # noqa: E402 - after the log is set up
+from archive_encoders.corpus import SHARD_FILES, write_manifest
 
 write_manifest(
     snakemake.output.manifest,

@@ -5,6 +5,6 @@ from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])
 
-from archive_encoders.documents import dedupe_corpus  # noqa: E402 - after the log is set up
+from archive_encoders.corpus import dedupe_corpus
 
 dedupe_corpus(snakemake.input.signatures, snakemake.output.dedupe, snakemake.params.dedupe)

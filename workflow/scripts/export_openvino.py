@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.openvino_export import export_openvino
+from archive_encoders.export import export_openvino
 
 export_openvino(
     onnx_dir=snakemake.input.onnx,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.static_export import export_static
+from archive_encoders.export import export_static
 
 export_static(
     model_dir=snakemake.input.model,

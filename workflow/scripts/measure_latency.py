@@ -4,9 +4,9 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.latency import measure
+from archive_encoders.evaluate import measure_latency
 
-measure(
+measure_latency(
     artefacts={kind: snakemake.input[kind] for kind in snakemake.params.artefacts},
     query_sets=snakemake.input.query_sets,
     outputs=dict(snakemake.output.items()),

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.training_data import mine_triplets
+from archive_encoders.datasets import mine_triplets
 
 mine_triplets(
     snakemake.input.corpus,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.training_data import split_documents
+from archive_encoders.datasets import split_documents
 
 split_documents(
     snakemake.input.corpus,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.teachers import teacher_embeddings
+from archive_encoders.train import teacher_embeddings
 
 teacher_embeddings(
     snakemake.input.corpus,

@@ -4,7 +4,7 @@
 from archive_encoders.runlog import log_to
 
 log_to(snakemake.log[0])  # first: an ImportError below must reach the rule's log
-from archive_encoders.training_data import tsdae_pairs
+from archive_encoders.datasets import tsdae_pairs
 
 tsdae_pairs(
     snakemake.input.corpus,

@@ -15,11 +15,11 @@ One module per concern:
 - safety.py: untrusted identifiers and file names; metadata.py: items.parquet rows; files.py: file chores.
 """
 
-from .errors import ArchiveError, SkipItem
-from .metadata import ITEM_SCHEMA
-from .safety import UnsafePathError
-from .source import BUDGET_REACHED, DOWNLOAD_SCHEMA, FileLimits, Source
-from .stage import download, downloaded_file, open_source, search
+from archive_encoders.archive.errors import ArchiveError, SkipItem
+from archive_encoders.archive.metadata import ITEM_SCHEMA
+from archive_encoders.archive.safety import UnsafePathError
+from archive_encoders.archive.source import BUDGET_REACHED, DOWNLOAD_SCHEMA, FileLimits, Source
+from archive_encoders.archive.stage import download, downloaded_file, open_source, search
 
 __all__ = [
     "BUDGET_REACHED",

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .source import BUDGET_REACHED
+from archive_encoders.archive.source import BUDGET_REACHED
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,18 @@ from pathlib import Path
 
 import requests
 
-from .errors import SkipItem
-from .files import MIB, file_md5, replace_durably
-from .retry import RETRYABLE, HTTPStatusError, RetryPolicy, ShortBody, StalePartial, describe
-from .safety import inside
-from .source import BUDGET_REACHED, FileLimits
+from archive_encoders.archive.errors import SkipItem
+from archive_encoders.archive.files import MIB, file_md5, replace_durably
+from archive_encoders.archive.retry import (
+    RETRYABLE,
+    HTTPStatusError,
+    RetryPolicy,
+    ShortBody,
+    StalePartial,
+    describe,
+)
+from archive_encoders.archive.safety import inside
+from archive_encoders.archive.source import BUDGET_REACHED, FileLimits
 
 log = logging.getLogger(__name__)
 

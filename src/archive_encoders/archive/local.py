@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import ArchiveError
-from .files import MIB, display, file_md5, note_encoding
-from .metadata import as_md5, item_row, pick_file
-from .safety import UnsafePathError, identifier_problem, inside, safe_target
-from .source import BUDGET_REACHED, FileLimits, ok, skipped
+from archive_encoders.archive.errors import ArchiveError
+from archive_encoders.archive.files import MIB, display, file_md5, note_encoding
+from archive_encoders.archive.metadata import as_md5, item_row, pick_file
+from archive_encoders.archive.safety import UnsafePathError, identifier_problem, inside, safe_target
+from archive_encoders.archive.source import BUDGET_REACHED, FileLimits, ok, skipped
 
 log = logging.getLogger(__name__)
 

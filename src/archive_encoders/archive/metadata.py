@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from .safety import file_name_problem
+from archive_encoders.archive.safety import file_name_problem
 
 ITEM_SCHEMA = {
     "identifier": pl.String,

@@ -19,14 +19,20 @@ from typing import Any
 
 import requests
 
-from .errors import ArchiveError, SkipItem
-from .fetch import FileFetch
-from .files import display, file_md5, note_encoding, prune_empty
-from .metadata import item_row, pick_file
-from .retry import RETRYABLE, HTTPStatusError, MalformedResponse, describe, raise_for_status
-from .safety import UnsafePathError, identifier_problem, safe_target
-from .session import Runtime, Sessions, s3_auth
-from .source import FileLimits, ok, skipped
+from archive_encoders.archive.errors import ArchiveError, SkipItem
+from archive_encoders.archive.fetch import FileFetch
+from archive_encoders.archive.files import display, file_md5, note_encoding, prune_empty
+from archive_encoders.archive.metadata import item_row, pick_file
+from archive_encoders.archive.retry import (
+    RETRYABLE,
+    HTTPStatusError,
+    MalformedResponse,
+    describe,
+    raise_for_status,
+)
+from archive_encoders.archive.safety import UnsafePathError, identifier_problem, safe_target
+from archive_encoders.archive.session import Runtime, Sessions, s3_auth
+from archive_encoders.archive.source import FileLimits, ok, skipped
 
 log = logging.getLogger(__name__)
 

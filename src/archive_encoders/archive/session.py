@@ -14,11 +14,10 @@ from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 
+from archive_encoders.archive.errors import ArchiveError
+from archive_encoders.archive.redact import protect_secrets
+from archive_encoders.archive.retry import RetryPolicy
 from archive_encoders.config import with_defaults
-
-from .errors import ArchiveError
-from .redact import protect_secrets
-from .retry import RetryPolicy
 
 
 @dataclass(frozen=True)

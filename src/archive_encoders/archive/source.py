@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from .files import MIB
+from archive_encoders.archive.files import MIB
 
 log = logging.getLogger(__name__)
 

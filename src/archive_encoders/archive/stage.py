@@ -23,17 +23,16 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
+from archive_encoders.archive.budget import Budget
+from archive_encoders.archive.errors import ArchiveError
+from archive_encoders.archive.files import MIB, display
+from archive_encoders.archive.local import LocalSource
+from archive_encoders.archive.metadata import ITEM_SCHEMA
+from archive_encoders.archive.remote import RemoteSource
+from archive_encoders.archive.session import Runtime
+from archive_encoders.archive.source import BUDGET_REACHED, DOWNLOAD_SCHEMA, FileLimits, Source, skipped
 from archive_encoders.config import with_defaults
 from archive_encoders.io import write_parquet
-
-from .budget import Budget
-from .errors import ArchiveError
-from .files import MIB, display
-from .local import LocalSource
-from .metadata import ITEM_SCHEMA
-from .remote import RemoteSource
-from .session import Runtime
-from .source import BUDGET_REACHED, DOWNLOAD_SCHEMA, FileLimits, Source, skipped
 
 log = logging.getLogger(__name__)
 

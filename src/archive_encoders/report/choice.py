@@ -19,12 +19,12 @@ from typing import Any
 
 import polars as pl
 
-from .. import paths
-from ..compare import DENSE, LEXICAL
-from ..metrics import HEADLINE
-from ..stats import Interval, non_inferior
-from ..variants import variant as variant_entry
-from .tables import LATENCY
+from archive_encoders import paths
+from archive_encoders.evaluate.compare import DENSE, LEXICAL
+from archive_encoders.evaluate.metrics import HEADLINE
+from archive_encoders.evaluate.stats import Interval, non_inferior
+from archive_encoders.report.tables import LATENCY
+from archive_encoders.variants import variant as variant_entry
 
 ROW = ["model", "method", "variant", "retriever"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from ..io import read_json
+from archive_encoders.io import read_json
 
 
 @dataclass

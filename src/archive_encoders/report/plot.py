@@ -7,9 +7,9 @@ import os
 
 import polars as pl
 
-from ..io import atomic_path
-from ..metrics import HEADLINE
-from .tables import LATENCY
+from archive_encoders.evaluate.metrics import HEADLINE
+from archive_encoders.io import atomic_path
+from archive_encoders.report.tables import LATENCY
 
 # colour by retriever kind; dense rows by variant
 COLOURS = {"lexical": "#000000", "hybrid-rrf": "#9467bd", "hybrid-weighted": "#8c564b"}

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..compare import DENSE, LEXICAL
-from ..metrics import HEADLINE
-from ..variants import REFERENCE, order
-from .inputs import ReportInputs, training_kinds
+from archive_encoders.evaluate.compare import DENSE, LEXICAL
+from archive_encoders.evaluate.metrics import HEADLINE
+from archive_encoders.report.inputs import ReportInputs, training_kinds
+from archive_encoders.variants import REFERENCE, order
 
 LATENCY = "query_p50_ms"  # batch-1 median latency of one query: what a search request waits for
 

@@ -1,0 +1,7 @@
+"""Stage 5, export: ONNX FP32/INT8, OpenVINO INT8 and static embeddings, each behind a fidelity gate."""
+
+from archive_encoders.export.onnx import export
+from archive_encoders.export.openvino import export_openvino
+from archive_encoders.export.static import export_static
+
+__all__ = ["export", "export_openvino", "export_static"]

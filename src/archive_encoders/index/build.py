@@ -1,0 +1,269 @@
+"""The search index: the recommended variant's embeddings of the whole corpus in a usearch HNSW graph.
+
+An index folder is self-contained (what a search engine deploys):
+
+    index.json        model, method, variant, the encoder's fingerprint, corpus, dimension, dtype, settings
+    vectors.usearch   the HNSW graph with the vectors (key = row of chunks.parquet)
+    chunks.parquet    row, chunk_id, doc_id, title, snippet
+    encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
+
+`build_index` (rule build_index) encodes every chunk, builds and measures the graph (build time, RAM,
+disk per million chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the
+folder atomically. `SearchIndex` opens it torch-free (ONNX Runtime, OpenVINO or numpy) and refuses an
+encoder that is not the one the index was built with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archive_encoders.index.search import (
+    CHUNKS,
+    ENCODER_DIR,
+    FORMAT,
+    MANIFEST,
+    VECTORS,
+    K,
+    SearchIndex,
+    encoder_files,
+    fingerprint,
+    open_encoder,
+    script_of,
+    served_variant,
+)
+from archive_encoders.io import atomic_dir, read_json, write_json
+from archive_encoders.variants import variant as variant_entry
+
+log = logging.getLogger(__name__)
+
+
+# --- which files make up an encoder, and their fingerprint ---
+
+
+# --- the corpus side ---
+
+
+def read_corpus(chunks_path: str | os.PathLike, documents_path: str | os.PathLike, snippet_chars: int):
+    """(texts, metadata frame: row, chunk_id, doc_id, title, snippet) of every chunk of the corpus."""
+    import polars as pl
+
+    from archive_encoders.corpus.manifest import read_text_chunks
+
+    chunks = read_text_chunks(chunks_path, ["chunk_id", "doc_id", "text"])
+    from archive_encoders.corpus.manifest import scan_documents
+
+    titles = scan_documents(documents_path).select("doc_id", "title").collect().unique("doc_id", keep="first")
+    chunks = chunks.join(titles, on="doc_id", how="left", maintain_order="left")
+    if chunks.is_empty():
+        raise ValueError(f"{chunks_path}: no chunks to index")
+    texts = chunks["text"].to_list()
+    meta = chunks.select(
+        pl.int_range(pl.len(), dtype=pl.UInt64).alias("row"),
+        "chunk_id",
+        "doc_id",
+        pl.col("title").fill_null(""),
+        pl.col("text")
+        .map_elements(lambda t: snippet(t, snippet_chars), return_dtype=pl.String)
+        .alias("snippet"),
+    )
+    return texts, meta
+
+
+def snippet(text: str, chars: int) -> str:
+    """The text's start, whitespace collapsed, cut at a word boundary within `chars`."""
+    flat = " ".join(text.split())
+    if len(flat) <= chars:
+        return flat
+    cut = flat[:chars].rsplit(" ", 1)[0]
+    return (cut or flat[:chars]) + "…"
+
+
+def script_shares(texts: Sequence[str], sample: int = 2000, seed: int = 13) -> dict[str, float]:
+    """Share of letters per script over a sample of texts."""
+    rng = random.Random(seed)
+    picked = texts if len(texts) <= sample else rng.sample(list(texts), sample)
+    counts = Counter(s for t in picked for s in map(script_of, t) if s)
+    total = sum(counts.values()) or 1
+    return {s: round(c / total, 4) for s, c in counts.most_common()}
+
+
+# --- build ---
+
+
+def new_usearch_index(dimension: int, settings: Mapping[str, Any]):
+    from usearch.index import Index
+
+    return Index(
+        ndim=int(dimension),
+        metric="cos",
+        dtype=settings["dtype"],
+        connectivity=int(settings["connectivity"]),
+        expansion_add=int(settings["expansion_add"]),
+        expansion_search=int(settings["expansion_search"]),
+    )
+
+
+def build_index(
+    recommendation_path: str | os.PathLike,
+    chunks_path: str | os.PathLike,
+    documents_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    report_path: str | os.PathLike,
+    index_settings: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    seed: int = 13,
+) -> dict:
+    """Index the corpus with the recommendation's variant; write the folder and the index report."""
+    from archive_encoders.config import with_defaults
+    from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, size_mb
+
+    settings = with_defaults("index", index_settings)
+    recommendation = read_json(recommendation_path)
+    rec = recommendation.get("index")  # the dense row: the recommendation, a hybrid's half, or for BM25
+    if not rec or not recommendation.get("artefact"):
+        raise ValueError(f"{recommendation_path}: no dense variant to index (the report found no usable row)")
+    variant = served_variant(rec["variant"])
+    artefact = Path(recommendation["artefact"])
+    if variant != rec["variant"]:  # torch: serve its ONNX export, same model and method
+        from archive_encoders import paths
+
+        artefact = Path(paths.ARTEFACTS[variant_entry(variant).artefact].format(**rec))
+    texts, meta = read_corpus(chunks_path, documents_path, int(settings["snippet_chars"]))
+
+    with atomic_dir(out_dir) as tmp:
+        encoder_dir = tmp / ENCODER_DIR
+        encoder_dir.mkdir()
+        for path in encoder_files(variant, artefact):
+            shutil.copy2(path, encoder_dir / path.name)
+        encoder = open_encoder(variant, encoder_dir, threads)
+
+        started = time.perf_counter()
+        vectors = encoder.encode_passages(texts, batch_size=int(settings["batch_size"]))
+        encode_s = time.perf_counter() - started
+        rss_before = peak_rss_mb()
+        graph = new_usearch_index(vectors.shape[1], settings)
+        started = time.perf_counter()
+        graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=int(threads or 0))
+        add_s = time.perf_counter() - started
+        graph.save(str(tmp / VECTORS))
+        from archive_encoders.io import write_parquet
+
+        write_parquet(meta, tmp / CHUNKS)
+        manifest = {
+            "format": FORMAT,
+            "model": rec["model"],
+            "method": rec["method"],
+            "variant": variant,
+            "recommended_variant": rec["variant"],
+            "recommended_retriever": recommendation.get("retriever"),
+            "encoder_fingerprint": fingerprint(variant, encoder_dir),
+            "dimension": int(vectors.shape[1]),
+            "metric": "cos",
+            "dtype": settings["dtype"],
+            "count": int(len(vectors)),
+            "corpus": {
+                "chunks": str(chunks_path),
+                "chunk_ids_sha256": hashlib.sha256("\n".join(meta["chunk_id"]).encode()).hexdigest(),
+                "documents": int(meta["doc_id"].n_unique()),
+            },
+            "scripts": script_shares(texts, seed=seed),
+            "settings": dict(settings),
+        }
+        write_json(tmp / MANIFEST, manifest)
+
+        queries = recall_queries(texts, int(settings["recall_queries"]), seed)
+        index = SearchIndex(tmp, threads=threads)
+        quality = ann_recall(index, vectors, queries)
+        latency = query_latency(index, queries)
+        n = len(vectors)
+        disk_mb = size_mb(tmp / VECTORS)
+        memory_mb = graph.memory_usage / 2**20
+        report = {
+            **{k: manifest[k] for k in ("model", "method", "variant", "recommended_variant", "dimension")},
+            **{k: manifest[k] for k in ("dtype", "count")},
+            "index_dir": str(out_dir),
+            "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
+            "threads": threads,
+            "measured": {
+                "chunks": n,
+                "encode_s": round(encode_s, 3),
+                "graph_build_s": round(add_s, 3),
+                "index_ram_mb": round(memory_mb, 4),
+                "index_disk_mb": round(disk_mb, 4),
+                "metadata_disk_mb": round(size_mb(tmp / CHUNKS), 4),
+                "encoder_disk_mb": round(size_mb(encoder_dir), 2),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "rss_before_graph_mb": round(rss_before, 1),
+            },
+            # linear in the number of chunks: encoding and storage are; HNSW insertion grows ~ n log n,
+            # so the build time is a lower bound
+            "per_million_chunks": {
+                "encode_hours": round(encode_s / n * 1e6 / 3600, 4),
+                "graph_build_hours_lower_bound": round(add_s / n * 1e6 / 3600, 4),
+                "index_ram_gb": round(memory_mb / n * 1e6 / 1024, 4),
+                "index_disk_gb": round(disk_mb / n * 1e6 / 1024, 4),
+                "metadata_disk_gb": round(size_mb(tmp / CHUNKS) / n * 1e6 / 1024, 4),
+            },
+            "ann": quality,
+            "query_latency_ms": latency,
+        }
+    write_json(report_path, report)
+    log.info("index of %d chunks: %s", n, report)
+    return report
+
+
+def recall_queries(texts: Sequence[str], n: int, seed: int) -> list[str]:
+    """Query-length heads of a seeded sample of chunks (what recall and latency are measured on)."""
+    from archive_encoders.sampling import query_like
+
+    rng = random.Random(seed)
+    picked = rng.sample(range(len(texts)), min(n, len(texts)))
+    return [q for q in (query_like(texts[i]) for i in picked) if q]
+
+
+def ann_recall(index: SearchIndex, vectors: np.ndarray, queries: Sequence[str]) -> dict:
+    """recall@10 of the HNSW search against exact search over the same stored vectors (the graph's
+    approximation) and against exact float32 search (graph and vector type together)."""
+    q = index.encoder.encode_queries(list(queries))
+    k = min(K, index.count)
+    approx = index.graph.search(q, k).keys
+    exact = index.graph.search(q, k, exact=True).keys
+    floats = np.argsort(-(q @ vectors.T), axis=1, kind="stable")[:, :k]
+
+    def overlap(a, b) -> float:
+        return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
+
+    return {
+        "queries": len(queries),
+        "k": k,
+        "recall@10_vs_exact_same_dtype": round(overlap(approx, exact), 4),
+        "recall@10_vs_exact_float32": round(overlap(approx, floats), 4),
+    }
+
+
+def query_latency(index: SearchIndex, queries: Sequence[str], warmup: int = 5) -> dict:
+    """p50/p95 of one query end to end: encode, search, read the hits' metadata."""
+    for q in queries[:warmup]:
+        index.search(q, K)
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        index.search(q, K)
+        times.append(time.perf_counter() - started)
+    ms = np.asarray(times) * 1000
+    return {"p50": round(float(np.percentile(ms, 50)), 3), "p95": round(float(np.percentile(ms, 95)), 3)}
+
+
+# --- search ---

@@ -1,0 +1,91 @@
+"""`archive-encoders search`: query an index built by the `index` target, from the shell.
+
+    archive-encoders search --index results/index/recommended "письмо о пожаре"
+    archive-encoders search --index results/index/recommended -k 5 --json "Lake Baikal"
+
+Prints the top k with identifier, title, score and snippet (or, with --json, one JSON object). Imports
+neither torch nor transformers: ONNX Runtime, OpenVINO or the static model's numpy path, with tokenizers
+and usearch. Bad input (no index, an empty query, a query the model cannot read, a mismatched
+--encoder) prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="archive-encoders", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    search = commands.add_parser("search", help="search an index for the passages nearest a query")
+    search.add_argument("query", nargs="*", help="the query (several words may be given unquoted)")
+    search.add_argument("--index", required=True, help="the index folder (results/index/recommended)")
+    search.add_argument("-k", "--top", type=int, default=10, help="how many passages to show (default 10)")
+    search.add_argument("--json", action="store_true", help="print one JSON object for machines")
+    search.add_argument("--encoder", help="another copy of the index's encoder (checked against the index)")
+    search.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return run_search(args)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from archive_encoders.index.search import SearchError, SearchIndex
+
+    query = " ".join(args.query)
+    if args.top < 1:
+        return fail(f"-k {args.top}: give at least 1", args.json)
+    started = time.perf_counter()
+    try:
+        index = SearchIndex(args.index, encoder_dir=args.encoder, threads=args.threads)
+        loaded = time.perf_counter()
+        hits = index.search(query, args.top)
+    except (SearchError, FileNotFoundError) as err:
+        return fail(str(err), args.json)
+    done = time.perf_counter()
+    warning = index.script_warning(query)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": query,
+                    "index": str(args.index),
+                    "model": index.manifest["model"],
+                    "method": index.manifest["method"],
+                    "variant": index.variant,
+                    "warning": warning,
+                    "load_ms": round(1000 * (loaded - started), 1),
+                    "search_ms": round(1000 * (done - loaded), 2),
+                    "hits": [h.as_dict() for h in hits],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    if warning:
+        print(f"note: {warning}", file=sys.stderr)
+    for hit in hits:
+        print(f"{hit.rank:>2}. {hit.score:.3f}  {hit.doc_id}  {hit.title}")
+        print(textwrap.indent(textwrap.fill(hit.snippet, width=96), "      "))
+    footer = f"{len(hits)} of {index.count} passages, {index.manifest['model']}/{index.manifest['method']}"
+    print(f"-- {footer}/{index.variant}, {1000 * (done - loaded):.1f} ms", file=sys.stderr)
+    return 0
+
+
+def fail(message: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    print(f"archive-encoders search: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

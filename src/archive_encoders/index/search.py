@@ -1,0 +1,254 @@
+"""The search index: the recommended variant's embeddings of the whole corpus in a usearch HNSW graph.
+
+An index folder is self-contained (what a search engine deploys):
+
+    index.json        model, method, variant, the encoder's fingerprint, corpus, dimension, dtype, settings
+    vectors.usearch   the HNSW graph with the vectors (key = row of chunks.parquet)
+    chunks.parquet    row, chunk_id, doc_id, title, snippet
+    encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
+
+`build_index` (rule build_index) encodes every chunk, builds and measures the graph (build time, RAM,
+disk per million chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the
+folder atomically. `SearchIndex` opens it torch-free (ONNX Runtime, OpenVINO or numpy) and refuses an
+encoder that is not the one the index was built with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archive_encoders.encoders.graph import CONFIG_FILE
+from archive_encoders.io import read_json
+from archive_encoders.variants import variant as variant_entry
+
+FORMAT = 1
+
+
+MANIFEST = "index.json"
+
+
+VECTORS = "vectors.usearch"
+
+
+CHUNKS = "chunks.parquet"
+
+
+ENCODER_DIR = "encoder"
+
+
+K = 10
+
+
+# torch is not a serving runtime: its ONNX FP32 export gives the same vectors (gated at min cosine 0.9999)
+SERVED_AS = {"torch": "onnx-fp32"}
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", CONFIG_FILE)
+
+
+class SearchError(ValueError):
+    """A request the index cannot serve: a damaged folder, an empty or unreadable query."""
+
+
+class IndexMismatchError(SearchError):
+    """A query encoder that is not the one the index was built with (its vectors are in another space)."""
+
+
+def served_variant(variant: str) -> str:
+    return SERVED_AS.get(variant, variant)
+
+
+def encoder_files(variant: str, folder: str | os.PathLike) -> list[Path]:
+    """The files a torch-free process needs to run `variant` from its artefact folder."""
+    folder = Path(folder)
+    entry = variant_entry(variant)
+    if entry.runtime == "model2vec":
+        names = ["model.safetensors", "config.json", "tokenizer.json", CONFIG_FILE]
+    else:
+        config = read_json(folder / CONFIG_FILE)
+        model_file = config["files"][entry.file_key]
+        names = [model_file, *TOKENIZER_FILES]
+        if model_file.endswith(".xml"):
+            names.append(model_file[: -len(".xml")] + ".bin")
+        if (folder / (model_file + ".data")).is_file():
+            names.append(model_file + ".data")
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def fingerprint(variant: str, folder: str | os.PathLike) -> str:
+    """sha256 over the encoder's files (names and bytes): two encoders agree only if they are the same."""
+    digest = hashlib.sha256(variant.encode())
+    for path in sorted(encoder_files(variant, folder), key=lambda p: p.name):
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def script_of(char: str) -> str | None:
+    """The writing system of a letter (Latin, Cyrillic, Greek, CJK, ...), None for anything else."""
+    if not char.isalpha():
+        return None
+    name = unicodedata.name(char, "")
+    return name.split(" ", 1)[0] if name else None
+
+
+def unknown_only(tokenizer, text: str) -> bool:
+    """True when every token of `text` is the tokenizer's unknown token (or there is none)."""
+    from archive_encoders.encoders.static import unknown_token_id
+
+    unk = unknown_token_id(tokenizer)
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    return not ids or all(i == unk for i in ids)
+
+
+def open_encoder(variant: str, folder: str | os.PathLike, threads: int | None = None):
+    """The torch-free encoder of `variant` from a folder of its files."""
+    entry = variant_entry(variant)
+    if entry.runtime == "torch":
+        raise SearchError(f"variant {variant!r} needs torch; an index serves {SERVED_AS['torch']} instead")
+    from archive_encoders.encoders.loader import load_encoder
+
+    return load_encoder(variant, folder, {}, threads)
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    chunk_id: str
+    doc_id: str
+    title: str
+    snippet: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class SearchIndex:
+    """An index folder opened for search: the graph memory-mapped, metadata and encoder loaded once.
+
+    encoder_dir: a query encoder other than the bundled one (e.g. the artefact folder); it must be the
+    very encoder the index was built with, or IndexMismatchError says which differs.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        encoder_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ) -> None:
+        from usearch.index import Index
+
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST
+        if not manifest_path.is_file():
+            raise SearchError(
+                f"{self.folder}: not a search index (no {MANIFEST}); build it with the `index` target"
+            )
+        self.manifest = read_json(manifest_path)
+        if self.manifest.get("format") != FORMAT:
+            raise SearchError(
+                f"{manifest_path}: index format {self.manifest.get('format')!r}, expected {FORMAT}"
+            )
+        self.variant = self.manifest["variant"]
+        encoder_dir = Path(encoder_dir) if encoder_dir is not None else self.folder / ENCODER_DIR
+        if encoder_dir != self.folder / ENCODER_DIR:
+            self.check_encoder(encoder_dir)
+        self.encoder = open_encoder(self.variant, encoder_dir, threads)
+        if int(self.encoder.dimension) != int(self.manifest["dimension"]):
+            raise IndexMismatchError(
+                f"{encoder_dir}: encoder gives {self.encoder.dimension}-d vectors, the index holds "
+                f"{self.manifest['dimension']}-d"
+            )
+        self.graph = Index.restore(str(self.folder / VECTORS), view=True)
+        if self.graph is None or self.graph.size != self.manifest["count"]:
+            raise SearchError(f"{self.folder / VECTORS}: missing or not the {self.manifest['count']} vectors")
+        self._meta = None
+        self.count = int(self.graph.size)
+
+    def check_encoder(self, encoder_dir: Path) -> None:
+        config_path = encoder_dir / CONFIG_FILE
+        if not config_path.is_file():
+            raise IndexMismatchError(f"{encoder_dir}: not an encoder folder (no {CONFIG_FILE})")
+        config = read_json(config_path)
+        theirs = (config.get("model"), config.get("method"))
+        ours = (self.manifest["model"], self.manifest["method"])
+        built = f"{ours[0]}/{ours[1]}/{self.variant}"
+        if theirs != ours:
+            raise IndexMismatchError(
+                f"encoder {encoder_dir} is {theirs[0]}/{theirs[1]}, but the index {self.folder} was built "
+                f"with {built}: its vectors live in another space; rebuild the index or use its own encoder"
+            )
+        if fingerprint(self.variant, encoder_dir) != self.manifest["encoder_fingerprint"]:
+            raise IndexMismatchError(
+                f"encoder {encoder_dir} ({self.variant}) is not the one the index {self.folder} was built "
+                f"with ({built}: different weights, e.g. retrained or re-exported); rebuild the index or use "
+                "its own encoder"
+            )
+
+    @property
+    def metadata(self):
+        if self._meta is None:
+            import pyarrow.parquet as pq
+
+            self._meta = pq.read_table(self.folder / CHUNKS).to_pydict()
+        return self._meta
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding; a clear error for an empty query or one the model cannot read."""
+        text = " ".join(str(query).split())
+        if not text:
+            raise SearchError("empty query: give some words to search for")
+        if unknown_only(self.encoder.tokenizer, text):
+            raise SearchError(
+                f"the query {text!r} has no word the model ({self.manifest['model']}) knows: every token is "
+                f"unknown to its vocabulary. Scripts in this index: {self.scripts_line()}"
+            )
+        return self.encoder.encode_queries([text])
+
+    def scripts_line(self) -> str:
+        shares = self.manifest.get("scripts") or {}
+        return ", ".join(f"{s} {100 * v:.0f} %" for s, v in list(shares.items())[:4]) or "unknown"
+
+    def script_warning(self, query: str) -> str | None:
+        """A note when the query's letters are in a script the corpus (almost) never uses."""
+        shares = self.manifest.get("scripts") or {}
+        letters = Counter(s for s in map(script_of, query) if s)
+        if not letters or not shares:
+            return None
+        main = letters.most_common(1)[0][0]
+        if shares.get(main, 0.0) >= 0.01:
+            return None
+        return (
+            f"the query is written in {main} script, which this index's texts hardly use "
+            f"({self.scripts_line()}): the results are likely unrelated"
+        )
+
+    def search(self, query: str, k: int = K) -> list[Hit]:
+        vector = self.query_vector(query)
+        k = max(1, min(int(k), self.count))
+        matches = self.graph.search(vector[0], k)
+        meta = self.metadata
+        hits = []
+        for rank, (key, distance) in enumerate(zip(matches.keys, matches.distances, strict=True), start=1):
+            row = int(key)
+            hits.append(
+                Hit(
+                    rank=rank,
+                    score=round(1.0 - float(distance), 4),
+                    chunk_id=meta["chunk_id"][row],
+                    doc_id=meta["doc_id"][row],
+                    title=meta["title"][row],
+                    snippet=meta["snippet"][row],
+                )
+            )
+        return hits
