@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from archive_encoders.config import ModelSpec, resolve_model_path
+from archive_encoders.corpus.manifest import manifest_of_tables
 from archive_encoders.encoders.loader import load_encoder
 from archive_encoders.evaluate.compression import compression_table
 from archive_encoders.evaluate.latency import run_interleaved
@@ -339,10 +340,10 @@ def index_figures(name, folders, other, spec, args, work: Path) -> dict:
             }
         )
     )
+    manifest_of_tables(work / "corpus.json", documents, chunks)
     return build_index(
         rec,
-        chunks,
-        documents,
+        work / "corpus.json",
         work / "index",
         work / "index_report.json",
         {"recall_queries": 200},

@@ -8,7 +8,7 @@ rule split_documents:
     output:
         splits=ensure(paths.SPLITS, non_empty=True),
     log:
-        "logs/datasets/split_documents.log",
+        paths.log("datasets", "split_documents"),
     benchmark:
         paths.benchmark("split_documents")
     conda:
@@ -32,7 +32,7 @@ rule tsdae_pairs:
         pairs=ensure(paths.TSDAE_PAIRS, non_empty=True),
         meta=paths.DATASET_META["tsdae_pairs"],
     log:
-        "logs/datasets/tsdae_pairs.log",
+        paths.log("datasets", "tsdae_pairs"),
     benchmark:
         paths.benchmark("tsdae_pairs")
     conda:
@@ -58,7 +58,7 @@ rule mine_triplets:
         # rows per query kind, the share of random negatives per kind, mining time and hardware
         meta=paths.DATASET_META["triplets"],
     log:
-        "logs/datasets/mine_triplets.log",
+        paths.log("datasets", "mine_triplets"),
     benchmark:
         paths.benchmark("mine_triplets")
     conda:
@@ -87,7 +87,7 @@ rule build_query_sets:
     output:
         query_sets=directory(paths.QUERY_SETS),
     log:
-        "logs/datasets/build_query_sets.log",
+        paths.log("datasets", "build_query_sets"),
     benchmark:
         paths.benchmark("build_query_sets")
     conda:

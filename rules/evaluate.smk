@@ -8,7 +8,7 @@ rule import_user_set:
     output:
         query_set=directory(paths.USER_QUERY_SET),
     log:
-        "logs/evaluate/import_user_set/{retrieval_set}.log",
+        paths.log("evaluate", "import_user_set/{retrieval_set}"),
     benchmark:
         paths.benchmark("import_user_set", "{retrieval_set}")
     conda:
@@ -33,7 +33,7 @@ rule evaluate_model:
     output:
         evaluation=directory(paths.EVAL_DIR),
     log:
-        "logs/evaluate/{model}/{method}.log",
+        paths.log("evaluate", "{model}/{method}"),
     benchmark:
         paths.benchmark("evaluate_model", "{model}/{method}")
     conda:
@@ -59,7 +59,7 @@ rule evaluate_lexical:
     output:
         evaluation=directory(paths.LEXICAL_EVAL_DIR),
     log:
-        "logs/evaluate/bm25.log",
+        paths.log("evaluate", "bm25"),
     benchmark:
         paths.benchmark("evaluate_lexical")
     conda:
@@ -85,7 +85,7 @@ rule compare_retrievers:
     output:
         comparison=directory(paths.COMPARISON),
     log:
-        "logs/evaluate/compare_retrievers.log",
+        paths.log("evaluate", "compare_retrievers"),
     benchmark:
         paths.benchmark("compare_retrievers")
     conda:
@@ -108,7 +108,7 @@ rule measure_latency:
     output:
         **{variant: paths.LATENCY.replace("{variant}", variant) for variant in VARIANTS},
     log:
-        "logs/latency/{model}/{method}.log",
+        paths.log("latency", "{model}/{method}"),
     benchmark:
         paths.benchmark("measure_latency", "{model}/{method}")
     conda:

@@ -10,7 +10,7 @@ rule export_onnx:
     output:
         onnx=directory(paths.ONNX),
     log:
-        "logs/export/{model}/{method}.log",
+        paths.log("export", "{model}/{method}"),
     benchmark:
         paths.benchmark("export_onnx", "{model}/{method}")
     conda:
@@ -35,7 +35,7 @@ rule export_openvino:
     output:
         openvino=directory(paths.OPENVINO),
     log:
-        "logs/export/{model}/{method}.openvino.log",
+        paths.log("export", "{model}/{method}.openvino"),
     benchmark:
         paths.benchmark("export_openvino", "{model}/{method}")
     conda:
@@ -59,7 +59,7 @@ rule export_static:
     output:
         static=directory(paths.STATIC),
     log:
-        "logs/export/{model}/{method}.static.log",
+        paths.log("export", "{model}/{method}.static"),
     benchmark:
         paths.benchmark("export_static", "{model}/{method}")
     conda:

@@ -10,7 +10,7 @@ rule build_index:
         index=directory(paths.INDEX_DIR),
         report=paths.INDEX_REPORT,
     log:
-        "logs/index/build_index.log",
+        paths.log("index", "build_index"),
     benchmark:
         paths.benchmark("build_index")
     conda:

@@ -53,7 +53,7 @@ rule build_report:
         report_md=paths.REPORT_FILES["report_md"],
         recommendation=paths.REPORT_FILES["recommendation"],
     log:
-        "logs/report/build_report.log",
+        paths.log("report", "build_report"),
     benchmark:
         paths.benchmark("build_report")
     conda:

@@ -12,7 +12,7 @@ rule teacher_embeddings:
         embeddings=ensure(paths.TEACHER_EMBEDDINGS, non_empty=True),
         meta=paths.DATASET_META["teacher_embeddings"],
     log:
-        "logs/train/teacher_embeddings/{teacher}.log",
+        paths.log("train", "teacher_embeddings/{teacher}"),
     benchmark:
         paths.benchmark("teacher_embeddings", "{teacher}")
     conda:
@@ -39,7 +39,7 @@ rule teacher_scores:
         scores=ensure(paths.TEACHER_SCORES, non_empty=True),
         meta=paths.DATASET_META["teacher_scores"],
     log:
-        "logs/train/teacher_scores/{teacher}.log",
+        paths.log("train", "teacher_scores/{teacher}"),
     benchmark:
         paths.benchmark("teacher_scores", "{teacher}")
     conda:
@@ -62,7 +62,7 @@ rule train_model:
     output:
         model=directory(paths.MODEL),
     log:
-        "logs/train/{model}/{method}.log",
+        paths.log("train", "{model}/{method}"),
     benchmark:
         paths.benchmark("train_model", "{model}/{method}")
     conda:

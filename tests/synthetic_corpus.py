@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from archive_encoders.corpus.manifest import manifest_of_tables
+
 TOPICS = {
     "river": "river boat water bank fish current shore bridge mill flood",
     "war": "army battle general soldier siege cannon regiment march flag victory",
@@ -93,6 +95,7 @@ def build(out_dir: Path, n_docs: int = 16, sentences_per_doc: int = 36, seed: in
     documents_path, chunks_path = out_dir / "documents.parquet", out_dir / "chunks.parquet"
     pl.DataFrame(docs).write_parquet(documents_path)
     pl.DataFrame(chunks).write_parquet(chunks_path)
+    manifest_of_tables(out_dir / "corpus.json", documents_path, chunks_path)
     return documents_path, chunks_path
 
 
@@ -122,22 +125,13 @@ def build_datasets(root: Path, tiny_model: Path) -> Path:
     tsdae.tsdae_pairs(
         chunks, splits, root / "tsdae.parquet", 0.6, max_pairs=2000, seed=SEED, meta_out=root / "tsdae.json"
     )
-    td.mine_triplets(
-        chunks,
-        documents,
-        splits,
-        root / "triplets.parquet",
-        miner=tiny_spec(tiny_model),
-        hard_negatives=HARD_NEGATIVES,
-        max_pairs=2000,
-        seed=SEED,
-        device="cpu",
-        languages=["en"],
-        meta_out=root / "triplets.json",
+    corpus = root / "corpus.json"
+    settings = td.MiningSettings(
+        tiny_spec(tiny_model), HARD_NEGATIVES, max_pairs=2000, seed=SEED, device="cpu", languages=["en"]
     )
+    td.mine_triplets(corpus, splits, root / "triplets.parquet", settings, meta_out=root / "triplets.json")
     querysets.query_sets(
-        chunks,
-        documents,
+        corpus,
         splits,
         root / "querysets",
         retrieval={"max_queries": 200, "distractors": 50},

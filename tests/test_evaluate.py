@@ -196,7 +196,7 @@ def test_torch_variant_folder_agrees_with_sentence_transformers(tiny_model, synt
     out = tmp_path / "results/eval/tiny/lora"
     sts = [{"name": "small", "path": str(STS_SMALL)}]
     settings = {**SETTINGS, "sts": sts, "compression": {"train_samples": 40, "dims": [16]}}
-    tables = {"chunks": synthetic / "chunks.parquet", "splits": synthetic / "splits.parquet"}
+    tables = {"corpus": synthetic / "chunks.parquet", "splits": synthetic / "splits.parquet"}
     evaluate_model(
         {"model": tiny_model},
         ["torch"],

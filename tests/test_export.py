@@ -104,7 +104,7 @@ def test_reads_chunks_and_leaves_no_temp_files(tiny_model, tmp_path, monkeypatch
         "../out/onnx",
         tiny_spec(),
         settings,
-        chunks_path=chunks,
+        corpus=chunks,
         splits_path=splits,
         seed=1,
         method="baseline",
@@ -169,7 +169,7 @@ def test_calibration_reads_train_chunks_only(tmp_path):
     pl.DataFrame({"doc_id": ["tr", "va", "te"], "split": ["train", "val", "test"]}).write_parquet(splits)
     assert train_chunk_texts(chunks, splits) == ["1", "5"]  # empty text dropped, val/test never read
     with pytest.raises(ValueError, match="splits_path"):
-        export("unused", tmp_path / "out", tiny_spec(), chunks_path=chunks, method="baseline")
+        export("unused", tmp_path / "out", tiny_spec(), corpus=chunks, method="baseline")
     pl.DataFrame({"doc_id": ["tr"], "split": ["test"]}).write_parquet(splits)
     with pytest.raises(ValueError, match="no document in the 'train' split"):
         train_chunk_texts(chunks, splits)

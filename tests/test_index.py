@@ -10,6 +10,7 @@ import pytest
 from onnx_helpers import exported_tiny
 from serving_helpers import last_json, run_without_torch, static_tiny, topic_corpus
 
+from archive_encoders.corpus.manifest import manifest_of_tables
 from archive_encoders.index.build import build_index
 from archive_encoders.index.search import IndexMismatchError, SearchError, SearchIndex
 from archive_encoders.io import read_json, write_json
@@ -35,9 +36,9 @@ def build(tmp_path, variant, artefact, dtype="f32"):
     write_json(recommendation, {**row, "retriever": "dense", "index": row, "artefact": str(artefact)})
     out = tmp_path / "index"
     settings = {"dtype": dtype, "recall_queries": 8, "batch_size": 8, "snippet_chars": 60}
-    report = build_index(
-        recommendation, chunks, documents, out, tmp_path / "index_report.json", settings, threads=1
-    )
+    corpus = tmp_path / "corpus.json"
+    manifest_of_tables(corpus, documents, chunks)
+    report = build_index(recommendation, corpus, out, tmp_path / "index_report.json", settings, threads=1)
     return out, report, rows
 
 

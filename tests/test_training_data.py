@@ -339,18 +339,20 @@ def test_mining_fails_when_too_many_negatives_are_random(tmp_path, data, tiny_mo
     """A window that cannot hold enough candidates (range_min beyond the pool) makes every negative
     random: the job fails, names the setting to change, and writes no triplets."""
     with pytest.raises(ValueError, match=r"max_random_share.*range_max") as error:
-        td.mine_triplets(
-            data / "chunks.parquet",
-            data / "documents.parquet",
-            data / "splits.parquet",
-            tmp_path / "t.parquet",
-            miner=tiny_spec(tiny_model),
-            hard_negatives={"range_min": 500, "range_max": 501},
+        settings = td.MiningSettings(
+            tiny_spec(tiny_model),
+            {"range_min": 500, "range_max": 501},
             max_pairs=40,
             seed=SEED,
             device="cpu",
             languages=["en"],
-            meta_out=tmp_path / "t.json",
+        )
+        td.mine_triplets(
+            data / "corpus.json",
+            data / "splits.parquet",
+            tmp_path / "t.parquet",
+            settings,
+            tmp_path / "t.json",
         )
     assert "datasets.hard_negatives" in str(error.value)
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()

@@ -14,7 +14,7 @@ import importlib.resources
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,21 @@ class ConfigError(ValueError):
     """A configuration value that the workflow cannot run with; the message names the key."""
 
 
+def _model_default(key: str):
+    """A ModelSpec field whose default is the schema's (models.*): one place for each default."""
+    return field(default_factory=lambda: defaults("models.*")[key])
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     path: str
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    pooling: str = "mean"
-    max_seq_length: int = 256
-    trust_remote_code: bool = False
-    encoder_type: str = "bi-encoder"
+    query_prefix: str = _model_default("query_prefix")
+    passage_prefix: str = _model_default("passage_prefix")
+    pooling: str = _model_default("pooling")
+    max_seq_length: int = _model_default("max_seq_length")
+    trust_remote_code: bool = _model_default("trust_remote_code")
+    encoder_type: str = _model_default("encoder_type")
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> ModelSpec:
@@ -126,6 +131,11 @@ def defaults(section: str = "") -> Any:
         else:
             raise KeyError(f"the config schema has no section {section!r}")
     return _default_of(node)
+
+
+def default_seed(seed: int | None) -> int:
+    """`seed` itself, or the config's default seed (the schema's) when none is given."""
+    return defaults("seed") if seed is None else seed
 
 
 def with_defaults(section: str, given: Mapping[str, Any] | None) -> dict[str, Any]:

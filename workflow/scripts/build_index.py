@@ -8,8 +8,7 @@ from archive_encoders.index import build_index
 
 build_index(
     recommendation_path=snakemake.input.recommendation,
-    chunks_path=snakemake.input.corpus,
-    documents_path=snakemake.input.corpus,
+    corpus=snakemake.input.corpus,
     out_dir=snakemake.output.index,
     report_path=snakemake.output.report,
     index_settings=snakemake.params.index,

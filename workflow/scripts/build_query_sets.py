@@ -8,7 +8,6 @@ from archive_encoders.datasets import query_sets
 
 query_sets(
     snakemake.input.corpus,
-    snakemake.input.corpus,
     snakemake.input.splits,
     snakemake.output.query_sets,
     retrieval=snakemake.params.retrieval,

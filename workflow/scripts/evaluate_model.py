@@ -19,8 +19,7 @@ evaluate_model(
     threads=snakemake.threads,
     tables={
         "items": snakemake.input.item_list,
-        "documents": snakemake.input.corpus,
-        "chunks": snakemake.input.corpus,
+        "corpus": snakemake.input.corpus,
         "splits": snakemake.input.splits,
     },
 )

@@ -12,7 +12,7 @@ export(
     model_spec=snakemake.params.model,
     method=snakemake.wildcards.method,
     export_settings=snakemake.params.export,
-    chunks_path=snakemake.input.corpus,
+    corpus=snakemake.input.corpus,
     splits_path=snakemake.input.splits,
     seed=snakemake.params.seed,
     threads=snakemake.threads,

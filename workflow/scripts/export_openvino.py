@@ -12,7 +12,7 @@ export_openvino(
     model_spec=snakemake.params.model,
     openvino_settings=snakemake.params.openvino,
     gate_settings=snakemake.params.gate,
-    chunks_path=snakemake.input.corpus,
+    corpus=snakemake.input.corpus,
     splits_path=snakemake.input.splits,
     seed=snakemake.params.seed,
     threads=snakemake.threads,

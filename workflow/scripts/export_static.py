@@ -11,7 +11,7 @@ export_static(
     out_dir=snakemake.output.static,
     model_spec=snakemake.params.model,
     static_settings=snakemake.params.static,
-    chunks_path=snakemake.input.get("corpus"),
+    corpus=snakemake.input.get("corpus"),
     splits_path=snakemake.input.get("splits"),
     threads=snakemake.threads,
     method=snakemake.wildcards.method,

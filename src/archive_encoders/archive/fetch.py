@@ -1,6 +1,7 @@
 """One file into the cache: stream into `<name>.part`, resume with Range, verify, rename into place.
 
-What the `internetarchive` client does not do, this does (FACTS.md): md5 checks of fresh downloads,
+What the `internetarchive` client does not do (5.12: no md5 check of a fresh download, Range resume
+only when sizes differ), this does: md5 checks of fresh downloads,
 resume without ever writing a partial file under its final name, and a byte cap while streaming. The
 stable `.part` name (not a random temporary as in archive_encoders.io) is what lets a later attempt or
 a rerun resume; the final name only ever appears through os.replace of a verified file.

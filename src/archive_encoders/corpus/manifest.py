@@ -188,3 +188,42 @@ def read_chunks(path: str | os.PathLike, columns: Sequence[str] = CHUNK_COLUMNS)
 
 def count_chunks(path: str | os.PathLike) -> int:
     return int(scan_chunks(path).select(pl.len()).collect().item())
+
+
+def manifest_of_tables(
+    manifest_out: str | os.PathLike, documents: str | os.PathLike, chunks: str | os.PathLike
+) -> dict[str, Any]:
+    """A one-shard corpus over a documents and a chunks table made elsewhere (a team's own corpus, a
+    test's): the tables are copied in the shard layout beside the manifest (columns they lack are null),
+    with no rejections and no duplicates; each document is its own cluster unless it names one."""
+    from archive_encoders.corpus.dedupe import DEDUPE_SCHEMA, SIGNATURE_SCHEMA
+    from archive_encoders.corpus.documents import SHARD_DOCUMENT_SCHEMA
+    from archive_encoders.io import write_parquet
+
+    root = Path(manifest_out).parent
+    docs = pl.read_parquet(documents)
+    if "text_original" not in docs.columns and "text" in docs.columns:
+        docs = docs.with_columns(text_original=pl.col("text"))
+    clusters = docs["cluster_id"] if "cluster_id" in docs.columns else docs["doc_id"]
+    tables = {
+        "documents": _conform(docs, SHARD_DOCUMENT_SCHEMA),
+        "chunks": _conform(pl.read_parquet(chunks), CHUNK_SCHEMA),
+        "rejected": pl.DataFrame(schema=REJECTED_SCHEMA),
+        "signatures": pl.DataFrame(schema=SIGNATURE_SCHEMA),
+        "dedupe": pl.DataFrame({"doc_id": docs["doc_id"], "cluster_id": clusters.fill_null(docs["doc_id"])})
+        .with_columns(duplicate_of=pl.lit(None, pl.String), reason=pl.lit(None, pl.String))
+        .select(list(DEDUPE_SCHEMA)),
+    }
+    files = {}
+    for kind, frame in tables.items():
+        files[kind] = root / f"shard_{kind}.parquet"
+        write_parquet(frame, files[kind])
+    dedupe = files.pop("dedupe")
+    return write_manifest(manifest_out, ["00000"], {k: [v] for k, v in files.items()}, dedupe)
+
+
+def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """The frame with exactly the schema's columns, in order (missing ones null)."""
+    return frame.select(
+        [pl.col(k).cast(t) if k in frame.columns else pl.lit(None, t).alias(k) for k, t in schema.items()]
+    )

@@ -451,22 +451,21 @@ def write_built(built: BuiltSet, split: str, folder: Path) -> None:
 
 
 def query_sets(
-    chunks: str | os.PathLike,
-    documents: str | os.PathLike,
+    corpus: str | os.PathLike,
     splits: str | os.PathLike,
     out_dir: str | os.PathLike,
     retrieval: Mapping[str, Any],
     languages: Sequence[str],
     seed: int,
 ) -> dict[str, dict[str, int]]:
-    """The rule's entry point: read the corpus tables, write the query sets (paths.QUERY_SETS)."""
+    """The rule's entry point: read the corpus (its manifest), write the query sets (paths.QUERY_SETS)."""
     from archive_encoders.config import with_defaults
     from archive_encoders.corpus.manifest import scan_chunks, scan_documents
 
     chunk_columns = ["chunk_id", "doc_id", "chunk_index", "text", "char_start", "char_end"]
     return build_query_sets(
-        scan_chunks(chunks).select(chunk_columns).collect(),
-        scan_documents(documents).select("doc_id", "title", "creator", "text", "text_original").collect(),
+        scan_chunks(corpus).select(chunk_columns).collect(),
+        scan_documents(corpus).select("doc_id", "title", "creator", "text", "text_original").collect(),
         pl.read_parquet(splits),
         out_dir,
         with_defaults("datasets.retrieval", retrieval),

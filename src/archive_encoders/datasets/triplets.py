@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -293,19 +294,39 @@ def training_pairs(
     return pairs, available
 
 
+@dataclass(frozen=True)
+class MiningSettings:
+    """What mining reads of the config (rule mine_triplets' params, by name); unset keys take the
+    schema's defaults (datasets.hard_negatives, datasets.query_kinds, clean.languages, seed)."""
+
+    miner: Mapping[str, Any]
+    hard_negatives: Mapping[str, Any] | None = None
+    query_kinds: Mapping[str, float] | None = None
+    languages: Sequence[str] | None = None
+    max_pairs: int | None = None
+    seed: int | None = None
+    device: str = "auto"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        from archive_encoders.config import defaults, with_defaults
+
+        filled = {
+            "hard_negatives": with_defaults("datasets.hard_negatives", self.hard_negatives),
+            "query_kinds": with_defaults("datasets.query_kinds", self.query_kinds),
+            "languages": list(self.languages or defaults("clean")["languages"]),
+            "max_pairs": defaults("datasets")["max_pairs"] if self.max_pairs is None else self.max_pairs,
+            "seed": defaults("seed") if self.seed is None else self.seed,
+        }
+        for key, value in filled.items():
+            object.__setattr__(self, key, value)
+
+
 def mine_triplets(
-    chunks: str | os.PathLike,
-    documents: str | os.PathLike,
+    corpus: str | os.PathLike,
     splits: str | os.PathLike,
     triplets_out: str | os.PathLike,
-    miner: dict[str, Any],
-    hard_negatives: dict[str, Any],
-    max_pairs: int,
-    seed: int,
-    device: str = "auto",
-    batch_size: int = 64,
-    query_kinds: Mapping[str, float] | None = None,
-    languages: Sequence[str] | None = None,
+    settings: MiningSettings,
     meta_out: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
     """Triplets (TRIPLET_SCHEMA) from the train split: pseudo-queries mixed by `query_kinds` (config
@@ -315,73 +336,41 @@ def mine_triplets(
     window held fewer than num_negatives, the rest are random chunks from other clusters; their share per
     kind goes to the log and `meta_out`, and above hard_negatives.max_random_share the job fails.
     """
-    from archive_encoders.config import ModelSpec, defaults, with_defaults
-    from archive_encoders.models import load_sentence_transformer
-    from archive_encoders.system import hardware, pick_device
-
     started = time.perf_counter()
-    hard_negatives = with_defaults("datasets.hard_negatives", hard_negatives)
-    query_kinds = with_defaults("datasets.query_kinds", query_kinds)
-    languages = languages or defaults("clean")["languages"]
-    rng = np.random.default_rng(seed)
-    train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
+    negatives = settings.hard_negatives
+    rng = np.random.default_rng(settings.seed)
+    train = chunks_in_split(read_chunks(corpus), pl.read_parquet(splits), ["train"])
     if train["cluster_id"].n_unique() < 2:
         raise ValueError("mine_triplets: the train split needs documents from at least 2 clusters")
-    docs = scan_documents(documents).select("doc_id", "title", "creator").collect()
-    pairs, available = training_pairs(train, docs, query_kinds, languages, max_pairs, rng)
-
-    # 1. the candidate pool: train chunks (capped like the pairs) plus every positive
-    pool = sample_in_order(train, max_pairs, rng)
-    clusters_of: dict[str, set[str]] = {}
-    for text, cluster in [
-        *pool.select("text", "cluster_id").rows(),
-        *pairs.select("positive", "cluster_id").rows(),
-    ]:
-        clusters_of.setdefault(text, set()).add(cluster)
-    corpus = list(clusters_of)
-
-    # 2. mine with the configured model and its prefixes, the anchor's own cluster masked out
-    spec = ModelSpec.from_config(miner)
-    device = pick_device(device)
-    model = load_sentence_transformer(spec, device=device)
-    encode_started = time.perf_counter()
-    mined = mine_negatives(
-        pairs["anchor"].to_list(),
-        pairs["positive"].to_list(),
-        pairs["cluster_id"].to_list(),
-        corpus,
-        [clusters_of[t] for t in corpus],
-        model,
-        hard_negatives,
-        query_prefix=spec.query_prefix,
-        passage_prefix=spec.passage_prefix,
-        batch_size=batch_size,
-        document_level=pairs["chunk_index"].is_null().to_list(),
+    docs = scan_documents(corpus).select("doc_id", "title", "creator").collect()
+    # 1. pseudo-query pairs, mixed by kind
+    pairs, available = training_pairs(
+        train, docs, settings.query_kinds, settings.languages, settings.max_pairs, rng
     )
-    mining_s = time.perf_counter() - encode_started
-
-    # 3. where the window held fewer than num_negatives, top up with random chunks from other clusters
-    triplets, stats = top_up_randomly(pairs, mined, train, hard_negatives["num_negatives"], rng)
+    # 2. the candidate pool: train chunks (capped like the pairs) plus every positive
+    pool, clusters_of = candidate_pool(train, pairs, settings.max_pairs, rng)
+    # 3. mine with the configured model and its prefixes, the anchor's own cluster masked out
+    mined, mining = mine_with(settings, pairs, pool, clusters_of)
+    # 4. where the window held fewer than num_negatives, top up with random chunks from other clusters
+    triplets, stats = top_up_randomly(pairs, mined, train, negatives["num_negatives"], rng)
     shares = random_shares(stats)
     for kind, share in shares.items():
         log.info(
             "triplets %s: %s, %.1f %% of negatives random (window empty)", kind, stats[kind], 100 * share
         )
-    check_random_share(shares, hard_negatives["max_random_share"])
+    check_random_share(shares, negatives["max_random_share"])
     write_parquet(triplets, triplets_out)
     if meta_out:
-        meta = dataset_meta("triplets", triplets.height, train.height, count_chunks(chunks), started)
+        meta = dataset_meta("triplets", triplets.height, train.height, count_chunks(corpus), started)
         meta |= {
             "pairs": pairs.height,
             "pairs_available": available,  # distinct pseudo-query pairs the train split gave, before the cap
-            "rows_available": available * hard_negatives["num_negatives"],
+            "rows_available": available * negatives["num_negatives"],
             "kinds": {k: {**stats[k], "random_share": round(shares[k], 4)} for k in sorted(stats)},
             "random_share": round(sum(s["random"] for s in stats.values()) / max(1, triplets.height), 4),
-            "max_random_share": hard_negatives["max_random_share"],
-            "miner": spec.name,
-            "encoded_texts": pairs.height + len(corpus),
-            "encode_s": round(mining_s, 3),
-            "hardware": hardware(device),
+            "max_random_share": negatives["max_random_share"],
+            "encoded_texts": pairs.height + len(pool),
+            **mining,
         }
         write_json(meta_out, meta)
     log.info(
@@ -390,6 +379,51 @@ def mine_triplets(
         pairs.height,
         available,
         dict(pairs["kind"].value_counts().sort("kind").iter_rows()),
-        mining_s,
+        mining["encode_s"],
     )
     return triplets
+
+
+def candidate_pool(
+    train: pl.DataFrame, pairs: pl.DataFrame, max_pairs: int, rng: np.random.Generator
+) -> tuple[list[str], dict[str, set[str]]]:
+    """The distinct texts negatives are mined from (a seeded sample of train chunks and every positive)
+    and the clusters each text occurs in."""
+    sampled = sample_in_order(train, max_pairs, rng)
+    clusters_of: dict[str, set[str]] = {}
+    for text, cluster in [
+        *sampled.select("text", "cluster_id").rows(),
+        *pairs.select("positive", "cluster_id").rows(),
+    ]:
+        clusters_of.setdefault(text, set()).add(cluster)
+    return list(clusters_of), clusters_of
+
+
+def mine_with(
+    settings: MiningSettings, pairs: pl.DataFrame, pool: list[str], clusters_of: dict[str, set[str]]
+) -> tuple[list, dict[str, Any]]:
+    """mine_negatives with the miner model loaded on the configured device; returns the mined negatives
+    and what the mining cost (miner, encode_s, hardware) for the dataset JSON."""
+    from archive_encoders.config import ModelSpec
+    from archive_encoders.models import load_sentence_transformer
+    from archive_encoders.system import hardware, pick_device
+
+    spec = ModelSpec.from_config(settings.miner)
+    device = pick_device(settings.device)
+    model = load_sentence_transformer(spec, device=device)
+    started = time.perf_counter()
+    mined = mine_negatives(
+        pairs["anchor"].to_list(),
+        pairs["positive"].to_list(),
+        pairs["cluster_id"].to_list(),
+        pool,
+        [clusters_of[t] for t in pool],
+        model,
+        settings.hard_negatives,
+        query_prefix=spec.query_prefix,
+        passage_prefix=spec.passage_prefix,
+        batch_size=settings.batch_size,
+        document_level=pairs["chunk_index"].is_null().to_list(),
+    )
+    encode_s = round(time.perf_counter() - started, 3)
+    return mined, {"miner": spec.name, "encode_s": encode_s, "hardware": hardware(device)}

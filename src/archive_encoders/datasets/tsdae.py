@@ -30,7 +30,7 @@ def delete_words(text: str, ratio: float, rng: np.random.Generator) -> str:
 
 
 def tsdae_pairs(
-    chunks: str | os.PathLike,
+    corpus: str | os.PathLike,
     splits: str | os.PathLike,
     pairs_out: str | os.PathLike,
     deletion_ratio: float,
@@ -41,7 +41,7 @@ def tsdae_pairs(
     """(noisy, text) pairs from train-split chunks: word deletion at `deletion_ratio`."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
+    train = chunks_in_split(read_chunks(corpus), pl.read_parquet(splits), ["train"])
     train = train.filter(pl.col("text").str.strip_chars() != "")
     source_chunks = train.height
     train = sample_in_order(train, max_pairs, rng)
@@ -51,6 +51,6 @@ def tsdae_pairs(
         pairs_out,
     )
     if meta_out:
-        meta = dataset_meta("tsdae_pairs", len(noisy), source_chunks, count_chunks(chunks), started)
+        meta = dataset_meta("tsdae_pairs", len(noisy), source_chunks, count_chunks(corpus), started)
         write_json(meta_out, {**meta, "rows_available": source_chunks})
     log.info("tsdae: %d pairs, deletion ratio %.2f", len(noisy), deletion_ratio)

@@ -220,8 +220,8 @@ def evaluate_model(
     """Evaluate every variant of one model x method; write the folder paths.EVAL_DIR atomically.
 
     artefacts: {artefact kind: folder} (paths.ARTEFACTS); user_sets: imported user-judged sets.
-    tables: the corpus tables the reference variant's side measurements read: items, documents and
-    chunks for the metadata probe (probe.py), chunks and splits for compression (its train passages).
+    tables: what the reference variant's side measurements read: items and the corpus manifest for the
+    metadata probe (probe.py), the corpus and splits for compression (its train passages).
     """
     tables = dict(tables or {})
     settings = with_defaults("evaluate", evaluate_settings)
@@ -244,7 +244,7 @@ def evaluate_model(
             runs.extend(s.run_frame(variant) for s in scored)
             if compression is not None:
                 write_json(tmp / "compression.json", {**names, **compression.record()})
-            if reference and {"items", "documents", "chunks"} <= set(tables):
+            if reference and {"items", "corpus"} <= set(tables):
                 probe = run_probe_on(encoder, tables, settings, seed)
                 write_json(tmp / "probe.json", {**names, "variant": variant, **probe})
             _log_headline(results[variant])
@@ -260,7 +260,7 @@ def evaluate_model(
 def run_probe_on(encoder: Encoder, tables: Mapping[str, Any], settings: Mapping[str, Any], seed: int) -> dict:
     from archive_encoders.evaluate.probe import run_probe
 
-    probe_tables = {k: tables[k] for k in ("items", "documents", "chunks")}
+    probe_tables = {k: tables[k] for k in ("items", "corpus")}
     return run_probe(
         encoder, **probe_tables, settings=settings["probe"], seed=seed, batch_size=settings["batch_size"]
     )
@@ -273,16 +273,16 @@ class CompressionRows:
     @classmethod
     def when_asked(cls, encoder: Encoder, tables: Mapping[str, Any], settings: Mapping[str, Any], seed: int):
         """The collector, or None when compression is off or the train passages are not given."""
-        if not settings["compression"]["enabled"] or not {"chunks", "splits"} <= set(tables):
+        if not settings["compression"]["enabled"] or not {"corpus", "splits"} <= set(tables):
             return None
-        return cls(encoder, tables["chunks"], tables["splits"], settings, seed)
+        return cls(encoder, tables["corpus"], tables["splits"], settings, seed)
 
-    def __init__(self, encoder: Encoder, chunks, splits, settings: Mapping[str, Any], seed: int) -> None:
+    def __init__(self, encoder: Encoder, corpus, splits, settings: Mapping[str, Any], seed: int) -> None:
         from archive_encoders.datasets.splits import train_chunk_texts
         from archive_encoders.sampling import sample_split
 
         self.settings = settings["compression"]
-        texts, _ = sample_split(train_chunk_texts(chunks, splits), self.settings["train_samples"], seed)
+        texts, _ = sample_split(train_chunk_texts(corpus, splits), self.settings["train_samples"], seed)
         self.train = encoder.encode_passages(texts, batch_size=settings["batch_size"])
         self.rows: list[dict[str, Any]] = []
 

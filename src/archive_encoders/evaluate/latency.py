@@ -2,7 +2,7 @@
 
 Each variant runs in its own worker process (torch, onnx-fp32, onnx-int8), and the parent drives them in
 rounds, A B C A B C: only one worker computes at a time and machine noise falls on every variant alike.
-Separate processes also avoid the interleaving trap of FACTS.md (ORT's and torch's OpenMP threads
+Separate processes also avoid an interleaving trap measured here (ORT's and torch's OpenMP threads
 spinning after each run and stealing each other's cores), and give each variant its own peak RSS and load
 time. The ONNX workers use the deployed OnnxEncoder settings (intra-op spinning off); every worker runs
 with OMP_WAIT_POLICY=PASSIVE.
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from archive_encoders.config import with_defaults
+from archive_encoders.config import default_seed, with_defaults
 from archive_encoders.io import write_json
 from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, pick_device, size_mb
 from archive_encoders.variants import variant as variant_entry
@@ -47,9 +47,10 @@ def measure(
     latency_settings: Mapping[str, Any] | None = None,
     method: str | None = None,
     device: str = "cpu",
-    seed: int = 13,
+    seed: int | None = None,
 ) -> dict[str, dict]:
     """Measure every variant named in `outputs` ({variant: json path}) and write one JSON per variant."""
+    seed = default_seed(seed)
     settings = with_defaults("latency", latency_settings)
     queries, passages = sample_texts(query_sets, int(settings["repeats"]), seed)
     spec = with_defaults("models.*", model_spec)

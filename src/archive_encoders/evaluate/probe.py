@@ -127,8 +127,7 @@ def usable_labels(
 def run_probe(
     encoder,
     items: str,
-    documents: str,
-    chunks: str,
+    corpus: str,
     settings: Mapping[str, Any],
     seed: int,
     batch_size: int = 32,
@@ -137,7 +136,7 @@ def run_probe(
     item_frame = pl.read_parquet(items)
     from archive_encoders.corpus.manifest import scan_chunks, scan_documents
 
-    doc_ids = sorted(scan_documents(documents).select("doc_id").collect()["doc_id"].to_list())
+    doc_ids = sorted(scan_documents(corpus).select("doc_id").collect()["doc_id"].to_list())
     item_frame = item_frame.filter(pl.col("identifier").is_in(doc_ids))
     labelled = {
         label: usable_labels(label_values(item_frame, label), settings) for label in settings["labels"]
@@ -145,7 +144,7 @@ def run_probe(
     needed = sorted({d for kept, reason in labelled.values() if not reason for d in kept})
     embeddings = None
     if needed:
-        chunk_frame = scan_chunks(chunks).select("doc_id", "chunk_index", "text").collect()
+        chunk_frame = scan_chunks(corpus).select("doc_id", "chunk_index", "text").collect()
         embeddings = document_embeddings(
             encoder, chunk_frame, needed, settings["max_chunks_per_doc"], batch_size
         )

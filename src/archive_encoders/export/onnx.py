@@ -1,6 +1,6 @@
 """ONNX export: an FP32 graph that outputs the sentence embedding, an INT8 graph, a fidelity gate.
 
-The route (optimum cannot be installed next to transformers 5, see FACTS.md):
+The route (optimum-onnx needs transformers < 5, so it cannot be installed beside this stack):
 
 1. `torch.onnx.export` of the HF transformer wrapped with the pooling (mean or CLS) and L2 normalisation,
    dynamic batch and sequence axes, eager attention (its pattern is the one onnxruntime's fuser knows).
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from archive_encoders.config import ModelSpec, with_defaults
+from archive_encoders.config import ModelSpec, default_seed, with_defaults
 from archive_encoders.datasets.splits import train_chunk_texts
 from archive_encoders.encoders.onnx import CONFIG_FILE, DEFAULT_FILES
 from archive_encoders.export.fidelity import check_fidelity, fidelity_report
@@ -55,8 +55,8 @@ def export(
     out_dir: str | os.PathLike,
     model_spec: Mapping[str, Any],
     export_settings: Mapping[str, Any] | None = None,
-    chunks_path: str | os.PathLike | None = None,
-    seed: int = 13,
+    corpus: str | os.PathLike | None = None,
+    seed: int | None = None,
     sample_texts: Sequence[str] | None = None,
     threads: int | None = None,
     *,
@@ -66,14 +66,14 @@ def export(
     """Export the sentence-transformers folder `model_dir` into `out_dir`; return the fidelity report.
 
     Sample texts (for calibration and the gate) are drawn, seeded, from the train-split chunks of
-    `chunks_path` (`splits_path` says which documents are train), or given directly as `sample_texts`.
+    the corpus manifest `corpus` (`splits_path` says which documents are train), or given directly
+    as `sample_texts`.
     """
+    seed = default_seed(seed)
     settings = with_defaults("export", export_settings)
     out_dir = Path(out_dir).resolve()  # absolute: the ORT tools run with the scratch folder as cwd
     spec = replace(ModelSpec.from_config(dict(model_spec)), path=str(model_dir))
-    texts = (
-        list(sample_texts) if sample_texts is not None else read_calibration_texts(chunks_path, splits_path)
-    )
+    texts = list(sample_texts) if sample_texts is not None else read_calibration_texts(corpus, splits_path)
     if not texts:
         raise ValueError("export: no sample texts for calibration and the fidelity gate")
     fidelity_texts, calibration_texts = sample_split(texts, int(settings["fidelity_samples"]), seed)
@@ -499,11 +499,13 @@ def encoder_config(model, spec: ModelSpec, method: str, files, settings, fusion,
     }
 
 
-def read_calibration_texts(chunks_path, splits_path) -> list[str]:
+def read_calibration_texts(corpus, splits_path) -> list[str]:
     """Train-split chunk texts: calibrating on test chunks would leak the evaluation set into the export."""
-    if chunks_path is None or splits_path is None:
-        raise ValueError("export: give chunks_path and splits_path (train chunks only), or sample_texts")
-    return train_chunk_texts(chunks_path, splits_path)
+    if corpus is None or splits_path is None:
+        raise ValueError(
+            "export: give corpus (the manifest) and splits_path (train chunks only), or sample_texts"
+        )
+    return train_chunk_texts(corpus, splits_path)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """OpenVINO INT8: the FP32 ONNX graph converted by OpenVINO and quantized by NNCF on train chunks.
 
-1. `openvino.convert_model` reads the export's FP32 graph (pooling and L2 norm inside; FACTS.md: no
-   optimum here), unfused: OpenVINO fuses attention and LayerNorm itself.
+1. `openvino.convert_model` reads the export's FP32 graph (pooling and L2 norm inside; optimum
+   cannot be installed beside transformers 5), unfused: OpenVINO fuses attention and LayerNorm itself.
 2. `nncf.quantize` (model_type transformer: no quantizers on LayerNorm, Softmax and the attention
    arithmetic; SmoothQuant; fast bias correction), calibrated on train-split chunks, as passages and
    query-length heads with the model's prefixes.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from archive_encoders.config import ModelSpec, with_defaults
+from archive_encoders.config import ModelSpec, default_seed, with_defaults
 from archive_encoders.datasets.splits import train_chunk_texts
 from archive_encoders.encoders.graph import CONFIG_FILE, read_encoder_config
 from archive_encoders.export.fidelity import FidelityError, compare
@@ -46,10 +46,10 @@ def export_openvino(
     model_spec: Mapping[str, Any],
     openvino_settings: Mapping[str, Any] | None = None,
     gate_settings: Mapping[str, Any] | None = None,
-    chunks_path: str | os.PathLike | None = None,
+    corpus: str | os.PathLike | None = None,
     splits_path: str | os.PathLike | None = None,
     sample_texts: Sequence[str] | None = None,
-    seed: int = 13,
+    seed: int | None = None,
     threads: int | None = None,
     *,
     method: str,
@@ -59,6 +59,7 @@ def export_openvino(
     gate_settings: the export section's fidelity keys (fidelity_samples, min_mean_cosine,
     fail_on_low_fidelity), shared with the ONNX gate so one threshold holds for every INT8 variant.
     """
+    seed = default_seed(seed)
     import nncf
     import openvino as ov
 
@@ -69,7 +70,7 @@ def export_openvino(
     gate = with_defaults("export", gate_settings)
     onnx_dir = Path(onnx_dir)
     spec = ModelSpec.from_config(dict(model_spec))
-    texts = list(sample_texts) if sample_texts is not None else train_chunk_texts(chunks_path, splits_path)
+    texts = list(sample_texts) if sample_texts is not None else train_chunk_texts(corpus, splits_path)
     if not texts:
         raise ValueError("export_openvino: no train chunks to calibrate on")
     gate_texts, _ = sample_split(texts, int(gate["fidelity_samples"]), seed)

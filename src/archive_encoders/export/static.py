@@ -41,7 +41,7 @@ def export_static(
     out_dir: str | os.PathLike,
     model_spec: Mapping[str, Any],
     static_settings: Mapping[str, Any] | None = None,
-    chunks_path: str | os.PathLike | None = None,
+    corpus: str | os.PathLike | None = None,
     splits_path: str | os.PathLike | None = None,
     sample_texts: Sequence[str] | None = None,
     threads: int | None = None,
@@ -50,7 +50,7 @@ def export_static(
 ) -> dict:
     """Distil `model_dir` into a model2vec folder at `out_dir` (written atomically); return its record.
 
-    Token frequencies for `max_vocabulary` come from the train-split chunks (`chunks_path` +
+    Token frequencies for `max_vocabulary` come from the train-split chunks (`corpus` +
     `splits_path`) or from `sample_texts`; with `max_vocabulary` null neither is read.
     """
     import torch
@@ -69,9 +69,7 @@ def export_static(
 
     keep = np.arange(vocab_size)
     if settings["max_vocabulary"]:
-        texts = (
-            list(sample_texts) if sample_texts is not None else train_chunk_texts(chunks_path, splits_path)
-        )
+        texts = list(sample_texts) if sample_texts is not None else train_chunk_texts(corpus, splits_path)
         keep = frequent_tokens(tokenizer, texts, int(settings["max_vocabulary"]))
     vectors = token_vectors(model, keep, spec.pooling)
     vectors = pca(vectors, int(settings["pca_dims"]))

@@ -1,16 +1,8 @@
-"""The search index: the recommended variant's embeddings of the whole corpus in a usearch HNSW graph.
+"""Building the search index (rule build_index): the recommended variant's embeddings of the whole corpus
+in a usearch HNSW graph, in a self-contained folder (what a search engine deploys; layout in search.py).
 
-An index folder is self-contained (what a search engine deploys):
-
-    index.json        model, method, variant, the encoder's fingerprint, corpus, dimension, dtype, settings
-    vectors.usearch   the HNSW graph with the vectors (key = row of chunks.parquet)
-    chunks.parquet    row, chunk_id, doc_id, title, snippet
-    encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
-
-`build_index` (rule build_index) encodes every chunk, builds and measures the graph (build time, RAM,
-disk per million chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the
-folder atomically. `SearchIndex` opens it torch-free (ONNX Runtime, OpenVINO or numpy) and refuses an
-encoder that is not the one the index was built with.
+`build_index` encodes every chunk, builds and measures the graph (build time, RAM, disk per million
+chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the folder atomically.
 """
 
 from __future__ import annotations
@@ -27,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
+from archive_encoders import paths
+from archive_encoders.config import default_seed, with_defaults
+from archive_encoders.corpus.manifest import read_text_chunks, scan_documents
 from archive_encoders.index.search import (
     CHUNKS,
     ENCODER_DIR,
@@ -42,7 +38,8 @@ from archive_encoders.index.search import (
     script_of,
     served_variant,
 )
-from archive_encoders.io import atomic_dir, read_json, write_json
+from archive_encoders.io import atomic_dir, read_json, write_json, write_parquet
+from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, size_mb
 from archive_encoders.variants import variant as variant_entry
 
 log = logging.getLogger(__name__)
@@ -54,19 +51,13 @@ log = logging.getLogger(__name__)
 # --- the corpus side ---
 
 
-def read_corpus(chunks_path: str | os.PathLike, documents_path: str | os.PathLike, snippet_chars: int):
+def read_corpus(corpus: str | os.PathLike, snippet_chars: int):
     """(texts, metadata frame: row, chunk_id, doc_id, title, snippet) of every chunk of the corpus."""
-    import polars as pl
-
-    from archive_encoders.corpus.manifest import read_text_chunks
-
-    chunks = read_text_chunks(chunks_path, ["chunk_id", "doc_id", "text"])
-    from archive_encoders.corpus.manifest import scan_documents
-
-    titles = scan_documents(documents_path).select("doc_id", "title").collect().unique("doc_id", keep="first")
+    chunks = read_text_chunks(corpus, ["chunk_id", "doc_id", "text"])
+    titles = scan_documents(corpus).select("doc_id", "title").collect().unique("doc_id", keep="first")
     chunks = chunks.join(titles, on="doc_id", how="left", maintain_order="left")
     if chunks.is_empty():
-        raise ValueError(f"{chunks_path}: no chunks to index")
+        raise ValueError(f"{corpus}: no chunks to index")
     texts = chunks["text"].to_list()
     meta = chunks.select(
         pl.int_range(pl.len(), dtype=pl.UInt64).alias("row"),
@@ -89,7 +80,7 @@ def snippet(text: str, chars: int) -> str:
     return (cut or flat[:chars]) + "…"
 
 
-def script_shares(texts: Sequence[str], sample: int = 2000, seed: int = 13) -> dict[str, float]:
+def script_shares(texts: Sequence[str], seed: int, sample: int = 2000) -> dict[str, float]:
     """Share of letters per script over a sample of texts."""
     rng = random.Random(seed)
     picked = texts if len(texts) <= sample else rng.sample(list(texts), sample)
@@ -116,49 +107,36 @@ def new_usearch_index(dimension: int, settings: Mapping[str, Any]):
 
 def build_index(
     recommendation_path: str | os.PathLike,
-    chunks_path: str | os.PathLike,
-    documents_path: str | os.PathLike,
+    corpus: str | os.PathLike,
     out_dir: str | os.PathLike,
     report_path: str | os.PathLike,
     index_settings: Mapping[str, Any] | None = None,
     threads: int | None = None,
-    seed: int = 13,
+    seed: int | None = None,
 ) -> dict:
-    """Index the corpus with the recommendation's variant; write the folder and the index report."""
-    from archive_encoders.config import with_defaults
-    from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, size_mb
-
+    """Index the corpus (its manifest) with the recommendation's variant; write the folder and the
+    index report."""
     settings = with_defaults("index", index_settings)
-    recommendation = read_json(recommendation_path)
-    rec = recommendation.get("index")  # the dense row: the recommendation, a hybrid's half, or for BM25
-    if not rec or not recommendation.get("artefact"):
-        raise ValueError(f"{recommendation_path}: no dense variant to index (the report found no usable row)")
-    variant = served_variant(rec["variant"])
-    artefact = Path(recommendation["artefact"])
-    if variant != rec["variant"]:  # torch: serve its ONNX export, same model and method
-        from archive_encoders import paths
-
-        artefact = Path(paths.ARTEFACTS[variant_entry(variant).artefact].format(**rec))
-    texts, meta = read_corpus(chunks_path, documents_path, int(settings["snippet_chars"]))
-
+    seed = default_seed(seed)
+    rec, variant, artefact = served_encoder(recommendation_path)
+    texts, meta = read_corpus(corpus, int(settings["snippet_chars"]))
     with atomic_dir(out_dir) as tmp:
+        # 1. the query encoder, copied into the folder
         encoder_dir = tmp / ENCODER_DIR
         encoder_dir.mkdir()
         for path in encoder_files(variant, artefact):
             shutil.copy2(path, encoder_dir / path.name)
         encoder = open_encoder(variant, encoder_dir, threads)
-
+        # 2. every chunk encoded, the graph built
         started = time.perf_counter()
         vectors = encoder.encode_passages(texts, batch_size=int(settings["batch_size"]))
-        encode_s = time.perf_counter() - started
-        rss_before = peak_rss_mb()
+        timings = {"encode_s": time.perf_counter() - started, "rss_before_graph_mb": peak_rss_mb()}
         graph = new_usearch_index(vectors.shape[1], settings)
         started = time.perf_counter()
         graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=int(threads or 0))
-        add_s = time.perf_counter() - started
+        timings["graph_build_s"] = time.perf_counter() - started
         graph.save(str(tmp / VECTORS))
-        from archive_encoders.io import write_parquet
-
+        # 3. metadata and the manifest that ties them together
         write_parquet(meta, tmp / CHUNKS)
         manifest = {
             "format": FORMAT,
@@ -166,14 +144,14 @@ def build_index(
             "method": rec["method"],
             "variant": variant,
             "recommended_variant": rec["variant"],
-            "recommended_retriever": recommendation.get("retriever"),
+            "recommended_retriever": rec.get("retriever"),
             "encoder_fingerprint": fingerprint(variant, encoder_dir),
             "dimension": int(vectors.shape[1]),
             "metric": "cos",
             "dtype": settings["dtype"],
             "count": int(len(vectors)),
             "corpus": {
-                "chunks": str(chunks_path),
+                "chunks": str(corpus),
                 "chunk_ids_sha256": hashlib.sha256("\n".join(meta["chunk_id"]).encode()).hexdigest(),
                 "documents": int(meta["doc_id"].n_unique()),
             },
@@ -181,47 +159,63 @@ def build_index(
             "settings": dict(settings),
         }
         write_json(tmp / MANIFEST, manifest)
-
+        # 4. measured as it will be served
         queries = recall_queries(texts, int(settings["recall_queries"]), seed)
         index = SearchIndex(tmp, threads=threads)
-        quality = ann_recall(index, vectors, queries)
-        latency = query_latency(index, queries)
-        n = len(vectors)
-        disk_mb = size_mb(tmp / VECTORS)
-        memory_mb = graph.memory_usage / 2**20
-        report = {
-            **{k: manifest[k] for k in ("model", "method", "variant", "recommended_variant", "dimension")},
-            **{k: manifest[k] for k in ("dtype", "count")},
-            "index_dir": str(out_dir),
-            "cpu": cpu_model(),
-            "cpu_flags": cpu_flags(),
-            "threads": threads,
-            "measured": {
-                "chunks": n,
-                "encode_s": round(encode_s, 3),
-                "graph_build_s": round(add_s, 3),
-                "index_ram_mb": round(memory_mb, 4),
-                "index_disk_mb": round(disk_mb, 4),
-                "metadata_disk_mb": round(size_mb(tmp / CHUNKS), 4),
-                "encoder_disk_mb": round(size_mb(encoder_dir), 2),
-                "peak_rss_mb": round(peak_rss_mb(), 1),
-                "rss_before_graph_mb": round(rss_before, 1),
-            },
-            # linear in the number of chunks: encoding and storage are; HNSW insertion grows ~ n log n,
-            # so the build time is a lower bound
-            "per_million_chunks": {
-                "encode_hours": round(encode_s / n * 1e6 / 3600, 4),
-                "graph_build_hours_lower_bound": round(add_s / n * 1e6 / 3600, 4),
-                "index_ram_gb": round(memory_mb / n * 1e6 / 1024, 4),
-                "index_disk_gb": round(disk_mb / n * 1e6 / 1024, 4),
-                "metadata_disk_gb": round(size_mb(tmp / CHUNKS) / n * 1e6 / 1024, 4),
-            },
-            "ann": quality,
-            "query_latency_ms": latency,
-        }
+        report = index_report(manifest, tmp, graph, timings, threads)
+        report |= {"index_dir": str(out_dir), "ann": ann_recall(index, vectors, queries)}
+        report["query_latency_ms"] = query_latency(index, queries)
     write_json(report_path, report)
-    log.info("index of %d chunks: %s", n, report)
+    log.info("index of %d chunks: %s", len(vectors), report)
     return report
+
+
+def served_encoder(recommendation_path: str | os.PathLike) -> tuple[dict, str, Path]:
+    """The recommendation's dense row, the variant that serves it and the folder it is served from."""
+    recommendation = read_json(recommendation_path)
+    rec = recommendation.get("index")  # the dense row: the recommendation, a hybrid's half, or for BM25
+    if not rec or not recommendation.get("artefact"):
+        raise ValueError(f"{recommendation_path}: no dense variant to index (the report found no usable row)")
+    rec = {**rec, "retriever": recommendation.get("retriever")}
+    variant = served_variant(rec["variant"])
+    artefact = Path(recommendation["artefact"])
+    if variant != rec["variant"]:  # torch: serve its ONNX export, same model and method
+        artefact = Path(paths.ARTEFACTS[variant_entry(variant).artefact].format(**rec))
+    return rec, variant, artefact
+
+
+def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapping[str, float], threads):
+    """What the build measured, and the same per million chunks (the archive-scale estimate)."""
+    n = manifest["count"]
+    disk_mb, metadata_mb = size_mb(folder / VECTORS), size_mb(folder / CHUNKS)
+    memory_mb = graph.memory_usage / 2**20
+    return {
+        **{k: manifest[k] for k in ("model", "method", "variant", "recommended_variant", "dimension")},
+        **{k: manifest[k] for k in ("dtype", "count")},
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "threads": threads,
+        "measured": {
+            "chunks": n,
+            "encode_s": round(timings["encode_s"], 3),
+            "graph_build_s": round(timings["graph_build_s"], 3),
+            "index_ram_mb": round(memory_mb, 4),
+            "index_disk_mb": round(disk_mb, 4),
+            "metadata_disk_mb": round(metadata_mb, 4),
+            "encoder_disk_mb": round(size_mb(folder / ENCODER_DIR), 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_before_graph_mb": round(timings["rss_before_graph_mb"], 1),
+        },
+        # linear in the number of chunks: encoding and storage are; HNSW insertion grows ~ n log n,
+        # so the build time is a lower bound
+        "per_million_chunks": {
+            "encode_hours": round(timings["encode_s"] / n * 1e6 / 3600, 4),
+            "graph_build_hours_lower_bound": round(timings["graph_build_s"] / n * 1e6 / 3600, 4),
+            "index_ram_gb": round(memory_mb / n * 1e6 / 1024, 4),
+            "index_disk_gb": round(disk_mb / n * 1e6 / 1024, 4),
+            "metadata_disk_gb": round(metadata_mb / n * 1e6 / 1024, 4),
+        },
+    }
 
 
 def recall_queries(texts: Sequence[str], n: int, seed: int) -> list[str]:

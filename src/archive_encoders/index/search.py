@@ -1,16 +1,12 @@
-"""The search index: the recommended variant's embeddings of the whole corpus in a usearch HNSW graph.
-
-An index folder is self-contained (what a search engine deploys):
+"""An index folder opened for search, torch-free (ONNX Runtime, OpenVINO or numpy, with tokenizers and
+usearch). The folder, as index/build.py writes it:
 
     index.json        model, method, variant, the encoder's fingerprint, corpus, dimension, dtype, settings
     vectors.usearch   the HNSW graph with the vectors (key = row of chunks.parquet)
     chunks.parquet    row, chunk_id, doc_id, title, snippet
     encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
 
-`build_index` (rule build_index) encodes every chunk, builds and measures the graph (build time, RAM,
-disk per million chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the
-folder atomically. `SearchIndex` opens it torch-free (ONNX Runtime, OpenVINO or numpy) and refuses an
-encoder that is not the one the index was built with.
+`SearchIndex` refuses an encoder that is not the one the index was built with.
 """
 
 from __future__ import annotations

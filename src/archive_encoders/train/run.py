@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from archive_encoders.config import ConfigError, ModelSpec, with_defaults
+from archive_encoders.config import ConfigError, ModelSpec, default_seed, with_defaults
 from archive_encoders.io import atomic_dir, write_json, write_text
 from archive_encoders.methods import METHOD_TYPES
 from archive_encoders.system import current_rss_mb, peak_rss_mb, pick_device, release_freed_memory
@@ -249,7 +249,7 @@ def train(
     method_params: dict[str, Any],
     inputs: dict[str, Any],
     out_dir: str | os.PathLike,
-    seed: int = 13,
+    seed: int | None = None,
     device: str = "auto",
     method_name: str | None = None,
     validation: dict[str, Any] | None = None,
@@ -261,6 +261,7 @@ def train(
     by some types), their metadata JSONs as `<name>_meta`, and `query_sets` (paths.QUERY_SETS) to validate
     on. validation: config `validation`. Returns the train_metrics dict (also in out_dir/train_metrics.json).
     """
+    seed = default_seed(seed)
     import torch
     from transformers import set_seed
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from archive_encoders.config import ModelSpec
+from archive_encoders.config import ModelSpec, default_seed
 from archive_encoders.corpus.manifest import count_chunks, read_chunks
 from archive_encoders.datasets.meta import dataset_meta
 from archive_encoders.datasets.splits import chunks_in_split
@@ -39,14 +39,14 @@ def _spec(teacher: ModelSpec | dict[str, Any]) -> ModelSpec:
 
 
 def teacher_embeddings(
-    chunks: str | os.PathLike,
+    corpus: str | os.PathLike,
     splits: str | os.PathLike,
     triplets: str | os.PathLike,
     embeddings_out: str | os.PathLike,
     teacher: ModelSpec | dict[str, Any],
     device: str = "auto",
     max_pairs: int | None = None,
-    seed: int = 13,
+    seed: int | None = None,
     batch_size: int = 32,
     meta_out: str | os.PathLike | None = None,
     triplets_meta: str | os.PathLike | None = None,
@@ -54,6 +54,7 @@ def teacher_embeddings(
     """text, role (passage | query), kind (a query's pseudo-query kind), embedding (list[float32]): up to
     max_pairs train chunks and up to max_pairs distinct pseudo-queries of the triplets (seeded samples),
     each with the teacher's prefix of its role."""
+    seed = default_seed(seed)
     from archive_encoders.models import load_sentence_transformer
 
     started = time.perf_counter()
@@ -63,7 +64,7 @@ def teacher_embeddings(
             f"teacher_embeddings: {spec.name} is a {spec.encoder_type}; distill needs a bi-encoder"
         )
     rng = np.random.default_rng(seed)
-    train = chunks_in_split(read_chunks(chunks), pl.read_parquet(splits), ["train"])
+    train = chunks_in_split(read_chunks(corpus), pl.read_parquet(splits), ["train"])
     anchors = pl.read_parquet(triplets, columns=["anchor", "kind"]).unique(
         "anchor", keep="first", maintain_order=True
     )
@@ -93,7 +94,7 @@ def teacher_embeddings(
     )
     write_parquet(frame, embeddings_out)
     if meta_out:
-        meta = dataset_meta("teacher_embeddings", frame.height, train.height, count_chunks(chunks), started)
+        meta = dataset_meta("teacher_embeddings", frame.height, train.height, count_chunks(corpus), started)
         meta |= {
             "rows_available": train.height + len(queries),
             "passages": len(passages),
