@@ -1,8 +1,8 @@
 """The registry of fine-tuning method types: what each trains, what it reads, what it costs.
 
 One entry per type. The config check, the rules (inputs, memory, GPU) and the training code all read
-this table, so adding a method type is: one `MethodType` here, its training phase in `train.py`, its
-hyperparameters in the config schema (docs/ARCHITECTURE.md, "Adding a method type").
+this table, so adding a method type is: one `MethodType` here, its training phase in `train/phases.py`
+and `train/run.py`, its hyperparameters in the config schema (docs/ARCHITECTURE.md, "Adding a method type").
 """
 
 from __future__ import annotations

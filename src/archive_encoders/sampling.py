@@ -1,9 +1,6 @@
-"""Samples: seeded draws kept in order (datasets, query sets, validation, teachers), and reading corpus
-chunks for the serving stages: calibration samples (train split only) and the index.
-
-`read_text_chunks` is the one place these stages read the chunk table (through `corpus.scan_chunks`, which
-reads the manifest), dropping empty passages.
-"""
+"""Seeded samples: draws kept in order (datasets, query sets, validation, teachers), a gate sample and a
+disjoint calibration sample, and a query-length head of a passage. The corpus readers are in
+corpus/manifest.py."""
 
 from __future__ import annotations
 

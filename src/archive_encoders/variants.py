@@ -3,8 +3,8 @@
 A variant is one way to serve a trained model: the PyTorch folder itself, or a file of an export
 folder run by another runtime. `artefact` names the stage folder that holds it (`paths.ARTEFACTS`),
 `file_key` the file inside (the export's `encoder_config.json` "files"), `runtime` the loader in
-`encoders.load_encoder`. Adding a variant is: an entry here, the export step that writes its file, and
-(for a new runtime) its loader (docs/ARCHITECTURE.md, "Adding a variant").
+`encoders/loader.py`'s `load_encoder`. Adding a variant is: an entry here, the export step that writes
+its file, and (for a new runtime) its loader (docs/ARCHITECTURE.md, "Adding a variant").
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 class Variant:
     name: str
     artefact: str  # a key of paths.ARTEFACTS: "model", "onnx", "openvino", "static"
-    runtime: str  # "torch", "onnxruntime", "openvino" or "model2vec" (encoders.load_encoder)
+    runtime: str  # "torch", "onnxruntime", "openvino" or "model2vec" (encoders/loader.py)
     precision: str
     file_key: str | None = None  # the file inside the artefact folder
     reference: bool = False  # the variant every other one is compared with (fidelity, speedups)

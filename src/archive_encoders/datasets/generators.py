@@ -1,6 +1,6 @@
 """Pseudo-query generators: the kinds of queries people type, made from the corpus itself.
 
-Shared by the training pairs (training_data.py) and the evaluation query sets (querysets.py), so the
+Shared by the training pairs (triplets.py) and the evaluation query sets (querysets.py), so the
 report can say which evaluation sets share a generator with the training data (in-distribution):
 
 - inverse_cloze: one sentence of a passage; the passage minus that sentence is what it should find;

@@ -1,4 +1,5 @@
-"""Training data: document splits, TSDAE pairs and mined triplets (held-out query sets: querysets.py).
+"""Triplets: pseudo-query pairs from the train split with mined hard negatives (splits: splits.py, TSDAE
+pairs: tsdae.py, held-out query sets: querysets.py).
 
 Everything here is deterministic for a given seed. Splits are by near-duplicate cluster, so a second scan
 of a test book can never sit in the training data. Query/passage prefixes are NOT baked into any dataset:
