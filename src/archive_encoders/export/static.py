@@ -54,7 +54,6 @@ def export_static(
     `splits_path`) or from `sample_texts`; with `max_vocabulary` null neither is read.
     """
     import torch
-    from model2vec import StaticModel
 
     from archive_encoders.models import load_sentence_transformer
 
@@ -71,38 +70,8 @@ def export_static(
     if settings["max_vocabulary"]:
         texts = list(sample_texts) if sample_texts is not None else train_chunk_texts(corpus, splits_path)
         keep = frequent_tokens(tokenizer, texts, int(settings["max_vocabulary"]))
-    vectors = token_vectors(model, keep, spec.pooling)
-    vectors = pca(vectors, int(settings["pca_dims"]))
-    weights = sif_weights(vocab_size, float(settings["sif_coefficient"]))
-    mapping = None
-    if keep.size == vocab_size:
-        vectors = vectors * weights[:, None]
-        weights = None
-    else:  # kept tokens get their rows, every other token the zero row at the end
-        vectors = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), dtype=vectors.dtype)])
-        mapping = np.full(vocab_size, keep.size, dtype=np.int64)
-        mapping[keep] = np.arange(keep.size)
-    vectors = vectors.astype(np.dtype(settings["dtype"]))
-
-    static = StaticModel(
-        vectors=vectors,
-        tokenizer=tokenizer,
-        config={
-            "model_type": "model2vec",
-            "architectures": ["StaticModel"],
-            "tokenizer_name": spec.name,
-            "apply_pca": int(settings["pca_dims"]),
-            "sif_coefficient": float(settings["sif_coefficient"]),
-            "hidden_dim": int(vectors.shape[1]),
-            "seq_length": 1000000,
-            "pooling": spec.pooling,
-        },
-        normalize=True,
-        base_model_name=spec.name,
-        weights=weights,
-        token_mapping=mapping,
-        max_length=int(spec.max_seq_length),
-    )
+    vectors = pca(token_vectors(model, keep, spec.pooling), int(settings["pca_dims"]))
+    static = static_model(vectors, keep, tokenizer, spec, settings)
     record = {
         "model": spec.name,
         "method": method,
@@ -129,6 +98,46 @@ def export_static(
         write_json(tmp / "static.json", record)
     log.info("static model of %s/%s: %s", spec.name, method, record)
     return record
+
+
+def static_model(
+    vectors: np.ndarray, keep: np.ndarray, tokenizer, spec: ModelSpec, settings: Mapping[str, Any]
+):
+    """The model2vec StaticModel of the kept tokens' vectors, SIF-weighted: with the whole vocabulary the
+    weights are folded into the vectors; with a subset, kept tokens map to their rows and every other
+    token to a zero row at the end."""
+    from model2vec import StaticModel
+
+    vocab_size = tokenizer.get_vocab_size()
+    weights = sif_weights(vocab_size, float(settings["sif_coefficient"]))
+    mapping = None
+    if keep.size == vocab_size:
+        vectors = vectors * weights[:, None]
+        weights = None
+    else:
+        vectors = np.concatenate([vectors, np.zeros((1, vectors.shape[1]), dtype=vectors.dtype)])
+        mapping = np.full(vocab_size, keep.size, dtype=np.int64)
+        mapping[keep] = np.arange(keep.size)
+    vectors = vectors.astype(np.dtype(settings["dtype"]))
+    return StaticModel(
+        vectors=vectors,
+        tokenizer=tokenizer,
+        config={
+            "model_type": "model2vec",
+            "architectures": ["StaticModel"],
+            "tokenizer_name": spec.name,
+            "apply_pca": int(settings["pca_dims"]),
+            "sif_coefficient": float(settings["sif_coefficient"]),
+            "hidden_dim": int(vectors.shape[1]),
+            "seq_length": 1000000,
+            "pooling": spec.pooling,
+        },
+        normalize=True,
+        base_model_name=spec.name,
+        weights=weights,
+        token_mapping=mapping,
+        max_length=int(spec.max_seq_length),
+    )
 
 
 def runtime_tokenizer(hf_tokenizer):

@@ -278,28 +278,40 @@ def write_report(
     inputs = read_inputs(
         comparison, models, exports, evaluations, lexical, latency, corpus_chunks, query_sets, user_sets
     )
+    # 1. the evidence and the decision
     summary = summary_table(inputs, min_mean_cosine)
     sets = decide.decision_sets(summary, settings["decision_sets"])
     result = decide.choose(summary, sets, settings["margin"])
     summary = decide.with_verdicts(summary, settings["margin"])
-    costs, variants, probes = (
-        cost_table(inputs.train, corpus_chunks),
-        variants_table(summary),
-        probe_table(inputs.probes),
-    )
-
+    tables = {
+        "cost": cost_table(inputs.train, corpus_chunks),
+        "variants": variants_table(summary),
+        "probe": probe_table(inputs.probes),
+        "compression": compression_table(inputs.compression),
+    }
+    # 2. the tables, the plot and the recommendation
     write_parquet(summary, outputs["summary_parquet"])
     _write_csv(summary, outputs["summary_csv"])
     write_text(outputs["summary_md"], "\n".join(f"## {n}\n\n{body}" for n, body in set_tables(summary)))
-    _write_csv(costs, outputs["cost"])
-    _write_csv(variants, outputs["variants"])
-    _write_csv(probes, outputs["probe"])
-    compression = compression_table(inputs.compression)
-    _write_csv(compression, outputs["compression"])
+    for name, frame in tables.items():
+        _write_csv(frame, outputs[name])
     plot_pareto(summary, outputs["pareto_png"], outputs["pareto_svg"])
     write_json(outputs["recommendation"], decide.recommendation_record(result, summary))
-    lexical_latency = inputs.lexical.get("latency", {})
-    text = render(
+    # 3. the report a person reads
+    write_text(
+        outputs["report_md"],
+        report_markdown(inputs, summary, sets, result, tables, settings, min_mean_cosine),
+    )
+    log.info(
+        "report: %d rows over %d test sets; recommended %s", summary.height, len(sets), result["recommended"]
+    )
+    return summary
+
+
+def report_markdown(inputs, summary, sets, result, tables, settings, min_mean_cosine: float) -> str:
+    """report.md from templates/report.md.j2."""
+    costs, variants, probes, compression = (tables[k] for k in ("cost", "variants", "probe", "compression"))
+    return render(
         "report.md.j2",
         scope=scope_text(summary, inputs),
         recommended=result["recommended"],
@@ -315,7 +327,7 @@ def write_report(
         set_notes=set_notes(summary, inputs.set_info),
         set_tables=set_tables(summary),
         top_n=TOP_N,
-        machine=machine_text(dense_latency(inputs) or lexical_latency),
+        machine=machine_text(dense_latency(inputs) or inputs.lexical.get("latency", {})),
         variants=table(variants, variant_columns(variants)) if variants.height else "_(none)_\n",
         cost=table(costs, COST_COLUMNS) if costs.height else "_(none)_\n",
         cost_note=COST_NOTE,
@@ -327,11 +339,6 @@ def write_report(
         min_mean_cosine=min_mean_cosine,
         fmt=fmt,
     )
-    write_text(outputs["report_md"], text)
-    log.info(
-        "report: %d rows over %d test sets; recommended %s", summary.height, len(sets), result["recommended"]
-    )
-    return summary
 
 
 COST_NOTE = (

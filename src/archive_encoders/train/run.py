@@ -261,20 +261,13 @@ def train(
     by some types), their metadata JSONs as `<name>_meta`, and `query_sets` (paths.QUERY_SETS) to validate
     on. validation: config `validation`. Returns the train_metrics dict (also in out_dir/train_metrics.json).
     """
-    seed = default_seed(seed)
     import torch
     from transformers import set_seed
 
-    from archive_encoders.train.validation import ValidationSets
-
+    seed = default_seed(seed)
     spec = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_config(model_spec)
     params = with_defaults("methods.*", method_params)
-    kind = params.get("type") or method_name
-    if kind not in METHOD_TYPES:
-        raise ConfigError(
-            f"method {method_name!r}: unknown type {kind!r}; expected one of {list(METHOD_TYPES)}"
-        )
-    method_name = method_name or kind
+    kind, method_name = method_kind(params, method_name)
     method = METHOD_TYPES[kind]
     device = pick_device(device)
     set_seed(seed)
@@ -289,24 +282,9 @@ def train(
 
     # 2. data (prefixes are added here; the files hold plain text)
     phases = load_data(kind, params, inputs, spec, model)
-    mnrl = phases.get("mnrl")
-    probe = (
-        (mnrl.dataset["anchor"][: PROBE_TEXTS // 2] + mnrl.dataset["positive"][: PROBE_TEXTS // 2])
-        if mnrl
-        else []
-    )
 
     # 4. evaluator: the val query sets, one sample for every run (so val curves compare across runs)
-    validates = (
-        phases
-        and inputs.get("query_sets")
-        and any(method.settings_for(p, params)["eval_steps"] for p in phases)
-    )
-    val_sets = (
-        ValidationSets(inputs["query_sets"], with_defaults("validation", validation), spec, seed=0)
-        if validates
-        else None
-    )
+    val_sets = validation_sets(phases, method, params, inputs, validation, spec)
 
     # 3. loss, 5. arguments, 6. trainer: one run per phase (tsdae with then_mnrl has two)
     # (a first phase, TSDAE, prepares the encoder for the last: only the last keeps its best weights)
@@ -320,12 +298,50 @@ def train(
 
     # 7. evaluate the export: merged LoRA weights must give the adapter model's embeddings
     model.eval()
-    model, merge_check = merge_adapter(model, spec, kind, probe, device)
+    model, merge_check = merge_adapter(model, spec, kind, merge_probe(phases), device)
 
     # 8. save
     metrics = train_record(spec, method_name, kind, params, seed, device, results, base_total, val_sets)
     metrics["merge_check"] = merge_check
     metrics["pair_kinds"] = pair_kinds(phases)
+    save_run(model, out_dir, metrics, spec, started, device)
+    return metrics
+
+
+def method_kind(params: dict[str, Any], method_name: str | None) -> tuple[str, str]:
+    """(method type, run name) of a method entry; an unknown type is a config error."""
+    kind = params.get("type") or method_name
+    if kind not in METHOD_TYPES:
+        raise ConfigError(
+            f"method {method_name!r}: unknown type {kind!r}; expected one of {list(METHOD_TYPES)}"
+        )
+    return kind, method_name or kind
+
+
+def validation_sets(phases, method, params, inputs, validation, spec):
+    """The val query sets to validate on (the same sample for every run), or None when no phase
+    validates or the run was given no query sets."""
+    from archive_encoders.train.validation import ValidationSets
+
+    validates = phases and inputs.get("query_sets")
+    if not validates or not any(method.settings_for(p, params)["eval_steps"] for p in phases):
+        return None
+    return ValidationSets(inputs["query_sets"], with_defaults("validation", validation), spec, seed=0)
+
+
+def merge_probe(phases: dict[str, PhaseData]) -> list[str]:
+    """Texts encoded before and after a LoRA merge (anchors and positives of the MNRL phase)."""
+    mnrl = phases.get("mnrl")
+    if not mnrl:
+        return []
+    return mnrl.dataset["anchor"][: PROBE_TEXTS // 2] + mnrl.dataset["positive"][: PROBE_TEXTS // 2]
+
+
+def save_run(model, out_dir, metrics: dict[str, Any], spec: ModelSpec, started: float, device: str) -> None:
+    """The model folder with its train_metrics.json and model card, written atomically; the wall time and
+    peak memory are filled into `metrics` here, at the end of the run."""
+    import torch
+
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
         metrics["exported_params"] = count_params(model)[1]
@@ -337,4 +353,3 @@ def train(
         write_text(Path(tmp) / "README.md", model_card(metrics, spec))
         write_json(Path(tmp) / "train_metrics.json", metrics)
     log.info("wrote %s: %s", out_dir, {k: metrics[k] for k in ("steps", "wall_time_s", "peak_ram_mb")})
-    return metrics

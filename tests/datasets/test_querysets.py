@@ -16,7 +16,7 @@ from archive_encoders.datasets import querysets as qs
 from archive_encoders.datasets import user_sets
 from archive_encoders.datasets.text_analysis import Analyzer
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 SENTENCES = [
     "The harbour master counted the ships at dawn.",
     "Salt fish and timber filled the long warehouses by the quay.",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from eval_fixtures import write_sets
-from onnx_helpers import exported_tiny, tiny_spec
-from serving_helpers import openvino_tiny, static_tiny
+from support.eval_fixtures import write_sets
+from support.onnx_helpers import exported_tiny, tiny_spec
+from support.serving_helpers import openvino_tiny, static_tiny
 
 from archive_encoders.evaluate.latency import measure
 from archive_encoders.io import read_json

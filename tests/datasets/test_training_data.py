@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from synthetic_corpus import HARD_NEGATIVES, SEED, SPLIT, build_datasets, tiny_spec
+from support.synthetic_corpus import HARD_NEGATIVES, SEED, SPLIT, build_datasets, tiny_spec
 
 from archive_encoders.datasets import generators as gen
 from archive_encoders.datasets import triplets as td

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fake_archive import FAST_RUNTIME, FakeArchive, remote_settings
+from support.fake_archive import FAST_RUNTIME, FakeArchive, remote_settings
 
 from archive_encoders import archive
 from archive_encoders.archive import ArchiveError

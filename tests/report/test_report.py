@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from eval_fixtures import fake_evaluations
+from support.eval_fixtures import fake_evaluations
 
 from archive_encoders import paths
 from archive_encoders.evaluate.compare import compare
@@ -259,7 +259,7 @@ def test_report_captions_render_like_snakemake_does(caption):
     import jinja2
     from docutils.core import publish_parts
 
-    path = Path(__file__).resolve().parents[1] / "workflow" / "report" / f"{caption}.rst"
+    path = Path(__file__).resolve().parents[2] / "workflow" / "report" / f"{caption}.rst"
     text = path.read_text(encoding="utf-8")
     assert "TODO" not in text
     smk = SimpleNamespace(params=SimpleNamespace(export={"min_mean_cosine": 0.99}))

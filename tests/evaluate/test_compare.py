@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from eval_fixtures import fake_evaluations
+from support.eval_fixtures import fake_evaluations
 
 from archive_encoders.evaluate.compare import compare
 from archive_encoders.evaluate.stats import paired_difference

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
-from synthetic_corpus import build_datasets, tiny_spec
+from support.synthetic_corpus import build_datasets, tiny_spec
 
 from archive_encoders import config as aec
 from archive_encoders.config import ModelSpec

@@ -1,6 +1,6 @@
 """Download stage: path safety, file choice, normalisation, md5, resume, cache, local source, secrets.
 
-Everything that talks HTTP drives the real `internetarchive` client against tests/fake_archive.py.
+Everything that talks HTTP drives the real `internetarchive` client against tests/support/fake_archive.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fake_archive import FAST_RUNTIME, FakeArchive, remote_settings, write_ia_folder
+from support.fake_archive import FAST_RUNTIME, FakeArchive, remote_settings, write_ia_folder
 
 from archive_encoders import archive
 from archive_encoders.archive import DOWNLOAD_SCHEMA, ITEM_SCHEMA, ArchiveError, UnsafePathError, session

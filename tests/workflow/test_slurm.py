@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 SLURM_UP = REPO / "cluster" / "slurm_up.sh"
 SLURM_DOWN = REPO / "cluster" / "slurm_down.sh"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_helpers import exported_tiny, random_texts, tiny_spec
-from serving_helpers import last_json, openvino_tiny, run_without_torch
+from support.onnx_helpers import exported_tiny, random_texts, tiny_spec
+from support.serving_helpers import last_json, openvino_tiny, run_without_torch
 
 from archive_encoders.encoders.loader import load_encoder
 from archive_encoders.encoders.onnx import OnnxEncoder

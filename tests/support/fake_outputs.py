@@ -3,9 +3,9 @@
 `--touch` records the same metadata as a real run (params, input set, software env) without running a
 job, so dry-runs on the result show exactly what Snakemake would rerun after a change. It only marks
 outputs that exist, hence the placeholders first: a file, or a folder holding one file for `directory()`
-outputs. Used by tests/test_incremental.py and benchmarks/dag_timing.py.
+outputs. Used by tests/workflow/test_incremental.py and benchmarks/dag_timing.py.
 
-    python tests/fake_outputs.py --configfile CONFIG --directory WORKDIR [TARGET ...]
+    python tests/support/fake_outputs.py --configfile CONFIG --directory WORKDIR [TARGET ...]
 
 Listing the DAG's outputs with their `directory()` flag needs Snakemake's Python API, including two
 private calls (`_prepare_dag`, `_build_dag`, the same ones `snakemake --summary` makes); snakemake is
@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 FAKE_SHARDS = 2  # shard lists faked into assign_shards' folder, so the per-shard jobs exist
 

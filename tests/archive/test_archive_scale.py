@@ -1,6 +1,6 @@
 """The download stage at archive scale: scrape-API cursor paging and the download budget.
 
-Against tests/fake_archive.py: small `page_size`s make a handful of items span several pages, and
+Against tests/support/fake_archive.py: small `page_size`s make a handful of items span several pages, and
 budgets of a few kB stand in for `archive.max_total_gb` in GB (1 kB = 1e-6 GB).
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fake_archive import FAST_RUNTIME, FakeArchive, remote_settings, write_ia_folder
+from support.fake_archive import FAST_RUNTIME, FakeArchive, remote_settings, write_ia_folder
 
 from archive_encoders import archive
 from archive_encoders.archive import BUDGET_REACHED, ArchiveError

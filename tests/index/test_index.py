@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from onnx_helpers import exported_tiny
-from serving_helpers import last_json, run_without_torch, static_tiny, topic_corpus
+from support.onnx_helpers import exported_tiny
+from support.serving_helpers import last_json, run_without_torch, static_tiny, topic_corpus
 
 from archive_encoders.corpus.manifest import manifest_of_tables
 from archive_encoders.index.build import build_index

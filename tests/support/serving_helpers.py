@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from onnx_helpers import exported_tiny, random_texts, tiny_spec
+from support.onnx_helpers import exported_tiny, random_texts, tiny_spec
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @functools.cache

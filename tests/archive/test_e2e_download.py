@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import run_snakemake
-from fake_archive import FakeArchive, write_ia_folder
+from support.fake_archive import FakeArchive, write_ia_folder
 
 pytestmark = pytest.mark.e2e
 

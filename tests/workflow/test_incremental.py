@@ -2,10 +2,10 @@
 
 The policy is in profiles/default (rerun-triggers) and README.md ("When does a job rerun?").
 
-A faked finished run (tests/fake_outputs.py: placeholders + `snakemake --touch`, which records the same
-params/input metadata as real jobs) of a 2 models x 3 methods config, then dry-runs after one change each.
-`snakemake --summary` gives, per output, the plan ("update pending") and the reason found on that file
-("params changed", ...). No job runs, so these tests do not depend on the stage scripts.
+A faked finished run (tests/support/fake_outputs.py: placeholders + `snakemake --touch`, which records
+the same params/input metadata as real jobs) of a 2 models x 3 methods config, then dry-runs after one
+change each. `snakemake --summary` gives, per output, the plan ("update pending") and the reason found on
+that file ("params changed", ...). No job runs, so these tests do not depend on the stage scripts.
 
 The workflow (Snakefile, rules, scripts, profiles) is copied into the test's folder so that script mtimes
 are under the test's control (and other people's edits of the checkout cannot make outputs look stale).
@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import DEMO_ARCHIVE, run_snakemake
-from fake_outputs import fake_run
+from support.fake_outputs import fake_run
 
 from archive_encoders import paths
 from archive_encoders.variants import NAMES as VARIANT_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARD_FILES = ("documents", "rejected", "signatures", "chunks")
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 VARIANTS = VARIANT_NAMES

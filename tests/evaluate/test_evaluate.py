@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from eval_fixtures import LookupEncoder, write_sets
 from polars.testing import assert_frame_equal
+from support.eval_fixtures import LookupEncoder, write_sets
 
 from archive_encoders.datasets import querysets as qs
 from archive_encoders.encoders.loader import load_encoder
@@ -22,7 +22,7 @@ from archive_encoders.evaluate.ranking import DocumentRanker, dense_run, top_k
 from archive_encoders.evaluate.scoring import read_sets
 from archive_encoders.vectors import spearman
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 STS_SMALL = FIXTURES / "sts_small.csv"
 SETTINGS = {"batch_size": 8, "bootstrap_samples": 100, "sts": [], "probe": {}}
 
@@ -176,7 +176,7 @@ def test_onnx_variants_load_through_onnx_encoder(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, tiny_model):
-    from synthetic_corpus import build_datasets
+    from support.synthetic_corpus import build_datasets
 
     return build_datasets(tmp_path_factory.mktemp("eval-data"), tiny_model)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_helpers import exported_tiny, random_texts
+from support.onnx_helpers import exported_tiny, random_texts
 
 from archive_encoders.encoders.onnx import OnnxEncoder
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture(scope="module")

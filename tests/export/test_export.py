@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_helpers import cls_copy, exported_tiny, random_texts, tiny_spec
+from support.onnx_helpers import cls_copy, exported_tiny, random_texts, tiny_spec
 
 from archive_encoders.encoders.onnx import OnnxEncoder
 from archive_encoders.export.fidelity import FidelityError
