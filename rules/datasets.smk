@@ -71,7 +71,7 @@ rule mine_triplets:
     params:
         miner=reference_model_settings("datasets.miner_model"),
         hard_negatives=config["datasets"]["hard_negatives"],
-        query_kinds=config["datasets"]["query_kinds"],
+        query_kinds=aec.training_query_kinds(config),
         languages=config["clean"]["languages"],
         max_pairs=config["datasets"]["max_pairs"],
         seed=config["seed"],

@@ -128,3 +128,21 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "batch_size" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_heldout_kinds_leave_their_pairs_out_of_training():
+    config = aec.validate(with_change("datasets.heldout_kinds", ["title", "keyword"]))
+    weights = aec.training_query_kinds(config)
+    assert weights["title"] == weights["keyword"] == 0.0
+    assert weights["inverse_cloze"] == config["datasets"]["query_kinds"]["inverse_cloze"] > 0
+    # nothing held out: the weights exactly as configured (so the rule's params do not change)
+    plain = aec.validate(copy.deepcopy(BASE))
+    assert aec.training_query_kinds(plain) == plain["datasets"]["query_kinds"]
+
+
+def test_holding_out_every_kind_is_refused():
+    kinds = ["inverse_cloze", "keyword", "question", "title", "neighbour"]
+    with pytest.raises(aec.ConfigError, match="datasets.query_kinds.*heldout_kinds"):
+        aec.validate(with_change("datasets.heldout_kinds", kinds))
+    with pytest.raises(aec.ConfigError, match="heldout_kinds"):
+        aec.validate(with_change("datasets.heldout_kinds", ["nonsense"]))

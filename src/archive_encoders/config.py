@@ -346,8 +346,16 @@ def _check_sizes(config: dict[str, Any]) -> None:
         raise ConfigError(
             "datasets.hard_negatives: range_max - range_min must leave room for num_negatives candidates"
         )
-    if not any(config["datasets"]["query_kinds"].values()):
-        raise ConfigError("datasets.query_kinds: at least one kind needs a weight above 0")
+    if not any(training_query_kinds(config).values()):
+        raise ConfigError(
+            "datasets.query_kinds: at least one kind not in datasets.heldout_kinds needs a weight above 0"
+        )
+
+
+def training_query_kinds(config: dict[str, Any]) -> dict[str, float]:
+    """The weights training pairs are mixed by: datasets.query_kinds with datasets.heldout_kinds at 0."""
+    held_out = set(config["datasets"].get("heldout_kinds") or ())
+    return {k: 0.0 if k in held_out else w for k, w in config["datasets"]["query_kinds"].items()}
 
 
 def matrix(config: dict[str, Any]) -> list[tuple[str, str]]:

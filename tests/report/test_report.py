@@ -283,3 +283,44 @@ def test_when_the_sets_disagree_the_smallest_worst_case_loss_is_chosen():
     assert result["rule"] == "smallest worst-case loss"
     assert result["recommended"]["method"] == "balanced"  # loses at most 0.08; the others 0.30
     assert result["eligible"].is_empty()
+
+
+def _sets_frame(names):
+    return pl.DataFrame({"query_set": names})
+
+
+@pytest.mark.parametrize(
+    ("available", "configured", "expected"),
+    [
+        # people's queries first, then the generated sets no family wins by construction
+        (["ict", "keyword", "title", "spelling", "team"], None, ["team", "ict", "title"]),
+        (["keyword", "spelling", "ict"], None, ["ict"]),
+        # nothing else to decide on: the lexical sets are all there is
+        (["keyword", "spelling"], None, ["keyword", "spelling"]),
+        # a config that names them gets them
+        (["ict", "keyword"], ["keyword"], ["keyword"]),
+    ],
+)
+def test_default_decision_sets_leave_out_the_lexical_by_construction_ones(available, configured, expected):
+    from archive_encoders.report.choice import decision_sets
+
+    assert decision_sets(_sets_frame(available), configured) == expected
+
+
+def test_a_configured_decision_set_that_was_not_evaluated_is_named():
+    from archive_encoders.report.choice import decision_sets
+
+    with pytest.raises(ValueError, match=r"report.decision_sets: \['title'\] were not evaluated"):
+        decision_sets(_sets_frame(["ict"]), ["title"])
+
+
+def test_fine_tuning_tables_put_people_and_out_of_distribution_sets_first():
+    from archive_encoders.report.write import evidence_order
+
+    rows = pl.DataFrame({"in_distribution": [True, False]})
+    unseen = pl.DataFrame({"in_distribution": [False, None]})
+    order = sorted(
+        [("keyword", rows), ("ict", rows), ("title", unseen), ("team", rows)],
+        key=lambda item: evidence_order(*item),
+    )
+    assert [name for name, _ in order] == ["team", "title", "ict", "keyword"]

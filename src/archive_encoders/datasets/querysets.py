@@ -55,23 +55,43 @@ CORPUS_COLUMNS = ("corpus_id", "doc_id", "cluster_id", "title", "text")
 
 @dataclass(frozen=True)
 class SetKind:
-    """A generated query set: what its queries are, the generator that makes them, what it scores."""
+    """A held-out query set: what its queries are, the generator that makes them, what it scores.
+
+    `lexical_by_construction`: its queries are words of the relevant passage itself, so BM25 scores ~1.0
+    on it whatever the encoders are worth; it is reported, but decides the verdict only when the config
+    names it (report.decision_sets). `origin`: "generated" (made from the text) or who wrote the queries.
+    """
 
     name: str
     generator: str  # queries.GENERATORS: a training pair of this kind makes the set in-distribution
     level: str  # chunk: passages are ranked; document: documents, by their best passage
     description: str
+    lexical_by_construction: bool = False
+    origin: str = "generated"
 
 
 SET_KINDS = {
     k.name: k
     for k in (
         SetKind("ict", "inverse_cloze", CHUNK_LEVEL, "a sentence of a passage finds the rest of it"),
-        SetKind("keyword", "keyword", CHUNK_LEVEL, "2-5 distinctive words of a passage find it"),
+        SetKind("keyword", "keyword", CHUNK_LEVEL, "2-5 distinctive words of a passage find it", True),
         SetKind("title", "title", DOCUMENT_LEVEL, "a title (and creator) finds its book"),
-        SetKind("spelling", "keyword", CHUNK_LEVEL, "modern-spelling keywords find pre-1918 passages"),
+        SetKind("spelling", "keyword", CHUNK_LEVEL, "modern-spelling keywords find pre-1918 passages", True),
     )
 }
+
+
+def lexical_by_construction(name: str) -> bool:
+    """A built-in set whose queries are the relevant passage's own words (BM25 wins it by construction)."""
+    kind = SET_KINDS.get(name)
+    return bool(kind and kind.lexical_by_construction)
+
+
+def people_written(name: str) -> bool:
+    """Queries a person wrote: a team's own set (any name that is not a built-in kind) or a built-in set
+    of people-written origin (cataloguers' metadata)."""
+    kind = SET_KINDS.get(name)
+    return kind is None or kind.origin != "generated"
 
 
 # --- reading ---

@@ -1,6 +1,7 @@
 """The verdict: which retriever to deploy, by a paired non-inferiority test, never by overlapping intervals.
 
-On every decision set (config report.decision_sets; by default every test set), the best row is the one
+On every decision set (config report.decision_sets; by default every test set that can decide, see
+`decision_sets`), the best row is the one
 with the highest NDCG@10. A row is *non-inferior* on a set when the lower end of the 95 % interval of its
 paired difference to the best row is above -margin (report.margin, 0.01 NDCG@10 by default). The
 recommendation is the fastest row (batch-1 query p50) that is non-inferior on every decision set and not
@@ -20,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from archive_encoders import paths
+from archive_encoders.datasets.querysets import lexical_by_construction, people_written
 from archive_encoders.evaluate.compare import DENSE, LEXICAL
 from archive_encoders.evaluate.metrics import HEADLINE
 from archive_encoders.evaluate.stats import Interval, non_inferior
@@ -30,9 +32,15 @@ ROW = ["model", "method", "variant", "retriever"]
 
 
 def decision_sets(summary: pl.DataFrame, configured: Sequence[str] | None) -> list[str]:
+    """The test sets the verdict must hold on: the configured ones, or by default the sets queries were
+    written for by people (a team's own, cataloguers' metadata) first, then the generated sets that no
+    retriever family wins by construction. keyword and spelling (the passage's own words: BM25 scores ~1.0)
+    decide only when named; alone, they are all there is to decide on."""
     available = summary["query_set"].unique(maintain_order=True).to_list()
     if not configured:
-        return available
+        fair = [s for s in available if not lexical_by_construction(s)]
+        people = [s for s in fair if people_written(s)]
+        return people + [s for s in fair if s not in people] or available
     missing = [s for s in configured if s not in available]
     if missing:
         raise ValueError(f"report.decision_sets: {missing} were not evaluated (sets: {available})")

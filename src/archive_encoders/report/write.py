@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from archive_encoders.config import with_defaults
-from archive_encoders.datasets.querysets import SET_KINDS
+from archive_encoders.datasets.querysets import SET_KINDS, lexical_by_construction, people_written
 from archive_encoders.evaluate.compare import DENSE, LEXICAL
 from archive_encoders.evaluate.metrics import HEADLINE
 from archive_encoders.io import atomic_path, write_json, write_parquet, write_text
@@ -187,14 +187,29 @@ def verdict_lines(result: Mapping[str, Any], summary: pl.DataFrame, costs: pl.Da
 
 
 def method_tables(summary: pl.DataFrame) -> list[tuple[str, str]]:
+    """Per set, the reference rows against base and BM25; sets that answer the question first: people's
+    queries, then sets out of distribution for every fine-tuned row, then in-distribution ones, then the
+    lexical-by-construction ones."""
     out = []
-    for (name,), group in summary.group_by(["query_set"], maintain_order=True):
+    for (name,), group in sorted(
+        summary.group_by(["query_set"], maintain_order=True), key=lambda g: evidence_order(g[0][0], g[1])
+    ):
         rows = group.filter(
             ((pl.col("variant") == REFERENCE) & (pl.col("retriever") != LEXICAL))
             | (pl.col("retriever") == LEXICAL)
         )
         out.append((name, table(rows, METHOD_COLUMNS)))
     return out
+
+
+def evidence_order(name: str, rows: pl.DataFrame) -> int:
+    """How directly a set answers "did fine-tuning help?": 0 people-written, 1 out of distribution for
+    every row, 2 in distribution for some, 3 lexical by construction."""
+    if lexical_by_construction(name):
+        return 3
+    if people_written(name):
+        return 0
+    return 2 if rows["in_distribution"].fill_null(False).any() else 1
 
 
 def set_tables(summary: pl.DataFrame) -> list[tuple[str, str]]:
@@ -212,6 +227,13 @@ def set_notes(summary: pl.DataFrame, set_info: Mapping[str, Mapping[str, Any]]) 
         description = set_info.get(name, {}).get("description") or default
         in_dist = summary.filter((pl.col("query_set") == name) & pl.col("in_distribution"))
         mark = " (in-distribution for the methods that trained on its generator)" if in_dist.height else ""
+        if lexical_by_construction(name):
+            mark += (
+                " — lexical by construction: the queries are the passage's own words, so BM25 wins it "
+                "whatever the encoders are worth; it decides only if report.decision_sets names it"
+            )
+        elif people_written(name):
+            mark += " — queries people wrote"
         notes[name] = f" — {description}{mark}"
     return notes
 
