@@ -1,6 +1,7 @@
 # archive-encoders: find and fine-tune the best sentence encoder for search over archive.org texts.
 #
 #   archive.org ─► corpus ─► datasets ─► train ─► export ─► evaluate ─► report ─► index
+#                                                              └─► judging (people judge; the export is a set)
 #
 # Each stage is a named target (`snakemake --cores N corpus`, ...); with no target it runs everything.
 # Paths are relative to the working directory (--directory); the config is validated before any job.
@@ -19,6 +20,7 @@ include: "rules/datasets.smk"
 include: "rules/train.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
+include: "rules/judging.smk"
 include: "rules/report.smk"
 include: "rules/index.smk"
 
@@ -30,6 +32,7 @@ localrules:
     train,
     export,
     evaluate,
+    judging,
     report,
     index,
 
@@ -68,6 +71,12 @@ rule evaluate:
     input:
         rules.compare_retrievers.output,
         latency_measurements(),
+
+
+# not part of `all`: a team's queries (judging.queries) pooled for people to judge
+rule judging:
+    input:
+        rules.pool_judging.output.pool,
 
 
 rule report:

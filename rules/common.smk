@@ -184,6 +184,20 @@ def evaluations():
     ]
 
 
+def team_queries_file(wildcards=None):
+    """config judging.queries; the judging target without one is an error that says what to set."""
+    if not config["judging"]["queries"]:
+        raise ValueError(
+            "judging.queries: set it to a text file of your team's queries (one per line) to pool them"
+        )
+    return config["judging"]["queries"]
+
+
+def judging_queries():
+    """The team's queries every evaluation also ranks (none unless judging.queries is set)."""
+    return [paths.JUDGING_QUERIES] if config["judging"]["queries"] else []
+
+
 def user_query_sets():
     """The imported user-judged sets (config evaluate.retrieval_sets)."""
     return [

@@ -26,6 +26,7 @@ rule evaluate_model:
         **artefact_inputs(),
         query_sets=rules.build_query_sets.output.query_sets,
         user_sets=user_query_sets(),
+        judging_queries=judging_queries(),
         sts=[sts["path"] for sts in config["evaluate"]["sts"]],
         item_list=rules.search_archive.output.item_list,
         corpus=rules.corpus_manifest.output.manifest,
@@ -56,6 +57,7 @@ rule evaluate_lexical:
     input:
         query_sets=rules.build_query_sets.output.query_sets,
         user_sets=user_query_sets(),
+        judging_queries=judging_queries(),
     output:
         evaluation=directory(paths.LEXICAL_EVAL_DIR),
     log:

@@ -24,6 +24,7 @@ STAGES = (
     "encoders",
     "export",
     "evaluate",
+    "judging",
     "report",
     "index",
 )

@@ -165,6 +165,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     if error is not None:
         raise ConfigError(f"config key {_dotted(error.absolute_path)}: {error.message}")
     _with_defaults(jsonschema.Draft202012Validator)(schema_doc).validate(config)  # valid: fills defaults
+    with_judged_set(config)
     check(config)
     return config
 
@@ -331,6 +332,9 @@ def _check_sizes(config: dict[str, Any]) -> None:
     if archive["source"] == "local" and not archive["local_dir"]:
         raise ConfigError("archive.local_dir: required when archive.source is local")
 
+    queries = config["judging"].get("queries")
+    if queries and not Path(queries).expanduser().is_file():
+        raise ConfigError(f"judging.queries: {queries!r} is not a file")
     for i, entry in enumerate(config["evaluate"]["retrieval_sets"]):
         if not Path(entry["path"]).expanduser().is_dir():
             raise ConfigError(f"evaluate.retrieval_sets[{i}].path: {entry['path']!r} is not a folder")
@@ -350,6 +354,37 @@ def _check_sizes(config: dict[str, Any]) -> None:
         raise ConfigError(
             "datasets.query_kinds: at least one kind not in datasets.heldout_kinds needs a weight above 0"
         )
+
+
+JUDGED_SET_NAME = "judged"
+
+
+def judged_queries(folder: str | os.PathLike) -> int:
+    """Queries in an exported judged set (lines of its BEIR queries.jsonl); 0 when there is none."""
+    path = Path(folder).expanduser() / "queries.jsonl"
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def with_judged_set(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with judging.judged_set among evaluate.retrieval_sets (as `judged`) when it is to be
+    used: use_in_verdict true, or null and at least judging.min_queries queries judged."""
+    judging = config["judging"]
+    folder, use = judging.get("judged_set"), judging.get("use_in_verdict")
+    if not folder or use is False:
+        return config
+    count = judged_queries(folder)
+    if use is None and count < judging["min_queries"]:
+        return config
+    if not count:
+        raise ConfigError(f"judging.judged_set: {folder!r} holds no judged queries (queries.jsonl)")
+    sets = config["evaluate"]["retrieval_sets"]
+    if any(s["name"] == JUDGED_SET_NAME for s in sets):
+        raise ConfigError(f"evaluate.retrieval_sets: {JUDGED_SET_NAME!r} is the name judging.judged_set uses")
+    config["evaluate"]["retrieval_sets"] = [*sets, {"name": JUDGED_SET_NAME, "path": str(folder)}]
+    return config
 
 
 def training_query_kinds(config: dict[str, Any]) -> dict[str, float]:

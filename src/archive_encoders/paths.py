@@ -58,6 +58,8 @@ ARTEFACTS = {"model": MODEL, "onnx": ONNX, "openvino": OPENVINO, "static": STATI
 # measurements
 EVAL_DIR = "results/eval/{model}/{method}"  # <variant>.json, runs.parquet, per_query.parquet, probe.json
 LEXICAL_EVAL_DIR = "results/eval/bm25"  # the same layout, variant "lexical"
+# a team's own queries ranked by every retriever, inside each evaluation folder (the judging pool's input)
+JUDGING_RUNS = "judging_runs.parquet"
 LATENCY = "results/latency/{model}/{method}/{variant}.json"
 COMPARISON = "results/compare"  # rows.parquet, per_query.parquet
 
@@ -77,6 +79,10 @@ REPORT_FILES = {
     "recommendation": f"{REPORT_DIR}/recommendation.json",
 }
 RECOMMENDATION = REPORT_FILES["recommendation"]
+
+# pooled judging (rules/judging.smk): a team's queries, and the top hits of every retriever for them
+JUDGING_QUERIES = "results/judging/queries.parquet"
+JUDGING_POOL = "results/judging/pool.parquet"
 
 # the search index of the recommended variant over the whole corpus (rules/index.smk)
 INDEX_DIR = "results/index/recommended"

@@ -114,8 +114,11 @@ class NoisyEncoder(LookupEncoder):
         super().__init__(table, dim)
 
 
-def fake_evaluations(root: Path, monkeypatch, quality: dict[tuple[str, str], float]) -> dict[str, Path]:
-    """Sets, evaluation folders of model `m` for each (method, variant) noise level, and BM25's."""
+def fake_evaluations(
+    root: Path, monkeypatch, quality: dict[tuple[str, str], float], judging_queries: Path | None = None
+) -> dict[str, Path]:
+    """Sets, evaluation folders of model `m` for each (method, variant) noise level, and BM25's (with a
+    team's queries ranked too when `judging_queries` is given)."""
     import archive_encoders.evaluate as ev
     from archive_encoders.evaluate import dense
 
@@ -135,9 +138,26 @@ def fake_evaluations(root: Path, monkeypatch, quality: dict[tuple[str, str], flo
         artefacts = {"model": root / "models" / method, "onnx": root / "onnx" / method}
         spec = {"name": "m", "path": "x"}
         sets = root / "querysets"
-        ev.evaluate_model(artefacts, variants, sets, [], folders[method], spec, method, settings, seed=3)
+        ev.evaluate_model(
+            artefacts,
+            variants,
+            sets,
+            [],
+            folders[method],
+            spec,
+            method,
+            settings,
+            seed=3,
+            judging_queries=judging_queries,
+        )
     folders["bm25"] = root / "eval" / "bm25"
     ev.evaluate_lexical(
-        root / "querysets", [], folders["bm25"], settings["bootstrap_samples"], ["en"], seed=3
+        root / "querysets",
+        [],
+        folders["bm25"],
+        settings["bootstrap_samples"],
+        ["en"],
+        seed=3,
+        judging_queries=judging_queries,
     )
     return folders

@@ -13,4 +13,5 @@ evaluate_lexical(
     bootstrap_samples=snakemake.params.bootstrap_samples,
     languages=snakemake.params.languages,
     seed=snakemake.params.seed,
+    judging_queries=snakemake.input.get("judging_queries") or None,
 )

@@ -16,6 +16,7 @@ evaluate_model(
     method=snakemake.wildcards.method,
     evaluate_settings=snakemake.params.evaluate,
     seed=snakemake.params.seed,
+    judging_queries=snakemake.input.get("judging_queries") or None,
     threads=snakemake.threads,
     tables={
         "items": snakemake.input.item_list,

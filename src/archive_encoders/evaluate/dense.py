@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from archive_encoders import paths
 from archive_encoders.config import with_defaults
 from archive_encoders.datasets import querysets as qs
 from archive_encoders.encoders.loader import Encoder, load_encoder
@@ -34,14 +35,16 @@ from archive_encoders.evaluate.metrics import (
     mean_random_pair_cosine,
     sts_spearman,
 )
-from archive_encoders.evaluate.ranking import dense_run
+from archive_encoders.evaluate.ranking import Run, dense_run
 from archive_encoders.evaluate.scoring import (
     Corpus,
     ScoredSet,
     _log_headline,
+    judging_frame,
     read_sets,
     score_run,
     summarize_sets,
+    test_corpus,
 )
 from archive_encoders.io import atomic_dir, write_json, write_parquet
 from archive_encoders.variants import REFERENCE
@@ -216,19 +219,23 @@ def evaluate_model(
     seed: int,
     threads: int | None = None,
     tables: Mapping[str, str | os.PathLike] | None = None,
+    judging_queries: str | os.PathLike | None = None,
 ) -> dict[str, dict]:
     """Evaluate every variant of one model x method; write the folder paths.EVAL_DIR atomically.
 
     artefacts: {artefact kind: folder} (paths.ARTEFACTS); user_sets: imported user-judged sets.
     tables: what the reference variant's side measurements read: items and the corpus manifest for the
     metadata probe (probe.py), the corpus and splits for compression (its train passages).
+    judging_queries: a team's queries (datasets/team_queries.py), ranked over the test passages by every
+    variant into paths.JUDGING_RUNS for the judging pool.
     """
     tables = dict(tables or {})
     settings = with_defaults("evaluate", evaluate_settings)
     spec = with_defaults("models.*", model_spec)
     names = {"model": spec["name"], "method": method}
     groups = read_sets(query_sets, user_sets)
-    results, per_query, runs = {}, [], []
+    results, per_query, runs, judged = {}, [], [], []
+    team = pl.read_parquet(judging_queries) if judging_queries else None
     with atomic_dir(out_dir) as tmp:
         for variant in variants:
             folder = artefacts[variant_entry(variant).artefact]
@@ -247,6 +254,9 @@ def evaluate_model(
             if reference and {"items", "corpus"} <= set(tables):
                 probe = run_probe_on(encoder, tables, settings, seed)
                 write_json(tmp / "probe.json", {**names, "variant": variant, **probe})
+            if team is not None:
+                run = dense_judging_run(encoder, test_corpus(groups), team, settings["batch_size"])
+                judged.append(judging_frame(run, results[variant]))
             _log_headline(results[variant])
             log.info(
                 "%s: encoded %d distinct texts of %d asked for", variant, encoder.encoded, encoder.requested
@@ -254,7 +264,17 @@ def evaluate_model(
             del encoder
         write_parquet(pl.concat(per_query), tmp / "per_query.parquet")
         write_parquet(pl.concat(runs), tmp / "runs.parquet")
+        if judged:
+            write_parquet(pl.concat(judged), tmp / paths.JUDGING_RUNS)
     return results
+
+
+def dense_judging_run(encoder: Encoder, corpus: Corpus, queries: pl.DataFrame, batch_size: int) -> Run:
+    """A team's queries ranked over the corpus's passages (each passage encoded once: the encoder is
+    memoised, and the evaluation has encoded them already)."""
+    corpus_emb = encoder.encode_passages(corpus.texts, batch_size=batch_size)
+    query_emb = encoder.encode_queries(queries["text"].to_list(), batch_size=batch_size)
+    return dense_run(queries["query_id"].to_list(), query_emb, corpus.ids, corpus_emb)
 
 
 def run_probe_on(encoder: Encoder, tables: Mapping[str, Any], settings: Mapping[str, Any], seed: int) -> dict:

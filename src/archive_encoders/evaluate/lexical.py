@@ -15,10 +15,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from archive_encoders import paths
 from archive_encoders.datasets import querysets as qs
 from archive_encoders.datasets.text_analysis import Analyzer
 from archive_encoders.evaluate.ranking import TOP_K, DocumentRanker, Run
-from archive_encoders.evaluate.scoring import ScoredSet, _log_headline, read_sets, score_run, summarize_sets
+from archive_encoders.evaluate.scoring import (
+    ScoredSet,
+    _log_headline,
+    judging_frame,
+    read_sets,
+    score_run,
+    summarize_sets,
+    test_corpus,
+)
 from archive_encoders.io import atomic_dir, write_json, write_parquet
 
 
@@ -104,8 +113,10 @@ def evaluate_lexical(
     bootstrap_samples: int,
     languages: Sequence[str],
     seed: int,
+    judging_queries: str | os.PathLike | None = None,
 ) -> dict:
-    """The BM25 row (model bm25, variant lexical) in the layout of evaluate_model, with its latency."""
+    """The BM25 row (model bm25, variant lexical) in the layout of evaluate_model, with its latency; a
+    team's queries (judging_queries) ranked over the test passages into paths.JUDGING_RUNS."""
     from archive_encoders.system import cpu_flags, cpu_model
 
     groups = read_sets(query_sets, user_sets)
@@ -128,5 +139,12 @@ def evaluate_lexical(
             pl.concat([s.per_query_frame(LEXICAL_VARIANT) for s in scored]), tmp / "per_query.parquet"
         )
         write_parquet(pl.concat([s.run_frame(LEXICAL_VARIANT) for s in scored]), tmp / "runs.parquet")
+        if judging_queries:
+            team = pl.read_parquet(judging_queries)
+            corpus = test_corpus(groups)
+            run = BM25Index(corpus.texts, Analyzer(languages)).run(
+                team["query_id"].to_list(), team["text"].to_list(), corpus.ids
+            )
+            write_parquet(judging_frame(run, result), tmp / paths.JUDGING_RUNS)
     _log_headline(result)
     return result

@@ -136,3 +136,20 @@ def _log_headline(result: Mapping[str, Any]) -> None:
                 bounds,
                 summary["n_queries"],
             )
+
+
+def judging_frame(run: Run, names: Mapping[str, str]) -> pl.DataFrame:
+    """A team's queries ranked by one retriever (paths.JUDGING_RUNS): model, method, variant, query_id,
+    id, rank, score over the test split's passages."""
+    frame = run_to_frame(run)
+    return frame.select(
+        *(pl.lit(names[k], pl.String).alias(k) for k in ("model", "method", "variant")), pl.all()
+    )
+
+
+def test_corpus(groups: Sequence[tuple[Corpus, list]]) -> Corpus:
+    """The test split's corpus (a team's queries are ranked over the passages the verdict is tested on)."""
+    for corpus, _ in groups:
+        if corpus.key == "test":
+            return corpus
+    raise ValueError("no test split among the query sets: a team's queries are ranked over its passages")
