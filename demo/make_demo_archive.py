@@ -17,7 +17,9 @@ page breaks as runs of blank lines, a few OCR misreadings, a title page, and on 
   heads=STYLE   numhead (number and title in one line), headnum (title on top, number below), num
   verbatim      the body is a real archive.org OCR text (a public-domain scan): written byte for byte
 
-`subject:` (comma-separated) becomes archive.org's repeated <subject> field; `source:` says where a text
+`subject:` (comma-separated) becomes archive.org's repeated <subject> field; `description:` its
+<description>, a cataloguer's summary written by hand for the item (it describes the book in other
+words than the text's own); `source:` says where a text
 that was not written for the project comes from (public-domain works; see demo/README.md).
 
 The bad cases the clean stage must handle are derived at the bottom (DERIVED): an exact duplicate, a
@@ -194,6 +196,7 @@ def meta_xml(meta: dict[str, str]) -> str:
         ("language", meta["language"]),
         *(("collection", c.strip()) for c in meta.get("collection", "opensource").split(",")),
         *(("subject", s.strip()) for s in meta.get("subject", "").split(",") if s.strip()),
+        *((("description", meta["description"]),) if meta.get("description") else ()),
         ("licenseurl", LICENSE),
         ("mediatype", "texts"),
     ]

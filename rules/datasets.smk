@@ -84,6 +84,7 @@ rule build_query_sets:
     input:
         corpus=rules.corpus_manifest.output.manifest,
         splits=rules.split_documents.output.splits,
+        item_list=rules.search_archive.output.item_list,
     output:
         query_sets=directory(paths.QUERY_SETS),
     log:

@@ -274,12 +274,18 @@ def test_search_writes_the_items_contract(fake, workdir):
             "collection": ["russianlibrary", "americana"],
             "subject": ["Russian fiction", "Napoleonic Wars, 1800-1815", "Russian fiction"],
             "licenseurl": "http://creativecommons.org/publicdomain/mark/1.0/",
+            "description": "<p>Роман-эпопея о войне 1812&nbsp;года.</p>\n<p>Том <b>первый</b>.</p>",
         },
     )
     fake.add_item(
         "tales",
         {"tales.txt": text("tales")},
-        {"language": ["Russian", "eng"], "collection": "x", "subject": " Fairy tales "},
+        {
+            "language": ["Russian", "eng"],
+            "collection": "x",
+            "subject": " Fairy tales ",
+            "description": ["Folk tales", "retold &amp; illustrated"],
+        },
     )
     fake.add_item("bare", {"bare.txt": text("bare")})
     items = archive.search(remote_settings(fake), ITEMS, runtime=FAST_RUNTIME)
@@ -296,6 +302,9 @@ def test_search_writes_the_items_contract(fake, workdir):
     # subject, like collection: a string or a list on archive.org, always a list here
     assert voyna["subject"] == ["Russian fiction", "Napoleonic Wars, 1800-1815"]
     assert tales["subject"] == ["Fairy tales"] and bare["subject"] == [] and bare["collection"] == []
+    # description: one plain string (HTML dropped, entities unescaped, a list joined); null when absent
+    assert voyna["description"] == "Роман-эпопея о войне 1812 года. Том первый."
+    assert tales["description"] == "Folk tales retold & illustrated" and bare["description"] is None
 
 
 def test_search_pages_with_the_cursor_and_honours_sort_and_max_items(fake, workdir):
@@ -448,6 +457,20 @@ def test_cached_file_that_no_longer_matches_is_replaced(fake, workdir):
 # --- local source ---
 
 
+def test_local_meta_xml_keeps_the_words_of_raw_html_in_a_description(workdir):
+    folder = Path("mirror/archive/rawhtml")
+    folder.mkdir(parents=True)
+    (folder / "rawhtml.txt").write_bytes(text("rawhtml"))
+    (folder / "rawhtml_meta.xml").write_text(
+        "<metadata><identifier>rawhtml</identifier><description>A <b>bound</b> volume<br/>of "
+        "<a href='x'>letters</a>, 1850&#8211;1860</description></metadata>",
+        encoding="utf-8",
+    )
+    settings = {"source": "local", "local_dir": "mirror/archive", "max_items": 1, "file_preference": ["*"]}
+    items = archive.search(settings, ITEMS, runtime=FAST_RUNTIME)
+    assert items["description"].to_list() == ["A bound volume of letters, 1850–1860"]
+
+
 def test_local_source_reads_ia_download_layout(workdir):
     root = write_ia_folder(
         Path("mirror/archive"),
@@ -464,6 +487,7 @@ def test_local_source_reads_ia_download_layout(workdir):
                 "language": "rus",
                 "collection": "c1",
                 "subject": ["Русская литература", "История"],
+                "description": "&lt;p&gt;Записки о &lt;i&gt;старине&lt;/i&gt;&lt;/p&gt;",
             },
             "bare": {"subject": "Сказки"},
         },
@@ -491,6 +515,8 @@ def test_local_source_reads_ia_download_layout(workdir):
     assert withmeta["subject"] == ["Русская литература", "История"]  # repeated <subject> in _meta.xml
     assert items.filter(pl.col("identifier") == "bare")["subject"].item().to_list() == ["Сказки"]
     assert items.filter(pl.col("identifier") == "tampered")["subject"].item().to_list() == []
+    assert withmeta["description"] == "Записки о старине"  # escaped HTML in _meta.xml, cleaned
+    assert items.filter(pl.col("identifier") == "bare")["description"].item() is None
     assert withmeta["file_md5"] == hashlib.md5(text("withmeta")).hexdigest()
     assert items.filter(pl.col("identifier") == "bare")["file_name"].item() == "bare.txt"
 

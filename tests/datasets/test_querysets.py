@@ -280,9 +280,139 @@ def test_set_json_describes_the_set(tmp_path):
         "split": "test",
         "level": "chunk",
         "generator": "inverse_cloze",
+        "origin": "generated",
         "corpus": "test",
         "description": qs.SET_KINDS["ict"].description,
         "n_queries": 0,
         "n_qrels": 0,
     }
     assert meta["n_queries"] > 0 and meta["n_qrels"] >= meta["n_queries"]
+
+
+# --- the sets people wrote: subject headings and descriptions (items.parquet) ---
+
+LONG_DESCRIPTION = " ".join(f"w{i}" for i in range(35))  # 35 words: the query keeps the first 30
+
+
+def catalogue_frames():
+    """Eight documents (test: d1-d3; train, the distractors: d4-d8), one chunk each, and their item list;
+    d9 is catalogued but has no document (rejected by the clean stage)."""
+    doc_ids = [f"d{i}" for i in range(1, 9)]
+    docs = pl.DataFrame(
+        {
+            "doc_id": doc_ids,
+            "title": [f"Book {d}" for d in doc_ids],
+            "creator": ["Anon"] * 8,
+            "text": [f"The text of book {d}." for d in doc_ids],
+            "text_original": [f"The text of book {d}." for d in doc_ids],
+        }
+    )
+    chunks = docs.select(
+        (pl.col("doc_id") + "-0").alias("chunk_id"),
+        "doc_id",
+        pl.lit(0).alias("chunk_index"),
+        "text",
+        pl.lit(0).alias("char_start"),
+        pl.col("text").str.len_chars().alias("char_end"),
+    )
+    splits = pl.DataFrame({"doc_id": doc_ids, "cluster_id": doc_ids, "split": ["test"] * 3 + ["train"] * 5})
+    lit = "English literature"
+    items = pl.DataFrame(
+        {
+            "identifier": [*doc_ids, "d9"],
+            "subject": [
+                ["Whaling", lit, "Travel."],
+                ["whaling ", lit],  # the same heading, written otherwise
+                [lit, "Geology"],
+                ["Whaling", lit],
+                [lit, "travel"],
+                ["Geology", lit, "Pottery"],  # Pottery: no member carries it
+                [lit],
+                [lit],
+                ["Whaling"],  # d9: not in the corpus, so not relevant
+            ],
+            "description": [
+                LONG_DESCRIPTION,
+                "Short notes on whaling.",
+                None,
+                "Short  notes on whaling.",  # the same catalogue entry on a distractor
+                "Only a distractor has this one.",
+                None,
+                None,
+                None,
+                "Not in the corpus.",
+            ],
+        },
+        schema={"identifier": pl.String, "subject": pl.List(pl.String), "description": pl.String},
+    )
+    return chunks, docs, splits, items
+
+
+def _qrels_by_query(built: qs.BuiltSet) -> dict[str, set[str]]:
+    texts = {qid: text for qid, text, _, _ in built.queries}
+    out: dict[str, set[str]] = {}
+    for qid, doc_id, grade in built.qrels:
+        assert grade == 1
+        out.setdefault(texts[qid], set()).add(doc_id)
+    return out
+
+
+def test_subject_set_finds_every_corpus_document_catalogued_under_the_heading():
+    chunks, docs, splits, items = catalogue_frames()
+    sc = qs.split_corpus("test", chunks, docs, splits, distractors=100, rng=np.random.default_rng(0))
+    # 8 documents in the corpus, share 0.5: a heading on more than 4 of them (English literature, all
+    # 8) is dropped; Pottery has no test document; headings match after normalisation
+    built = qs.build_subject(sc, 100, np.random.default_rng(1), items=items, subject_max_share=0.5)
+    assert built.kind.level == qs.DOCUMENT_LEVEL and built.kind.origin == qs.METADATA
+    assert _qrels_by_query(built) == {
+        "Whaling": {"d1", "d2", "d4"},
+        "Travel.": {"d1", "d5"},
+        "Geology": {"d3", "d6"},
+    }
+    groups = {text: group for _, text, group, _ in built.queries}
+    assert groups == {"Whaling": "d1", "Travel.": "d1", "Geology": "d3"}  # a test document
+    # the default share (0.25: at most 2 of 8 documents) drops Whaling too
+    default = qs.build_subject(sc, 100, np.random.default_rng(1), items=items, subject_max_share=0.25)
+    assert set(_qrels_by_query(default)) == {"Travel.", "Geology"}
+
+
+def test_description_set_finds_its_item_from_the_first_30_words():
+    chunks, docs, splits, items = catalogue_frames()
+    sc = qs.split_corpus("test", chunks, docs, splits, distractors=100, rng=np.random.default_rng(0))
+    built = qs.build_description(sc, 100, np.random.default_rng(1), items=items)
+    assert built.kind.level == qs.DOCUMENT_LEVEL and built.kind.origin == qs.METADATA
+    assert _qrels_by_query(built) == {
+        " ".join(f"w{i}" for i in range(30)): {"d1"},
+        "Short notes on whaling.": {"d2", "d4"},  # one entry on two items: both relevant
+    }
+
+
+def test_metadata_sets_are_written_with_their_origin_and_left_out_without_items(tmp_path):
+    chunks, docs, splits, items = catalogue_frames()
+    settings = {"sets": ["title", "subject", "description"], "max_queries": 10, "distractors": 100}
+    counts = qs.build_query_sets(chunks, docs, splits, tmp_path / "s", settings, ["en"], seed=1, items=items)
+    assert counts == {"test": {"title": 3, "subject": 2, "description": 2}}  # val has no document
+    _, sets = qs.read_split(tmp_path / "s", "test")
+    assert sets["subject"].level == qs.DOCUMENT_LEVEL and sets["subject"].generator is None
+    meta = json.loads((tmp_path / "s/test/description/set.json").read_text())
+    assert meta["origin"] == "metadata" and meta["generator"] is None
+    assert json.loads((tmp_path / "s/test/title/set.json").read_text())["origin"] == "generated"
+    # without an item list (or with one that predates descriptions) the sets have no query: left out
+    counts = qs.build_query_sets(chunks, docs, splits, tmp_path / "n", settings, ["en"], seed=1)
+    assert counts["test"] | {"title": 0} == {"title": 0, "subject": 0, "description": 0}
+    assert set(qs.read_split(tmp_path / "n", "test")[1]) == {"title"}
+
+
+def test_query_sets_reads_the_item_list(tmp_path):
+    chunks, docs, splits, items = catalogue_frames()
+    old = items.drop("description")  # an items.parquet written before descriptions were fetched
+    old.write_parquet(tmp_path / "items.parquet")
+    got = qs._read_items(tmp_path / "items.parquet")
+    assert got.columns == ["identifier", "subject"]
+    assert qs._read_items(None) is None
+
+
+def test_set_kinds_say_where_their_queries_come_from():
+    assert {k.name for k in qs.SET_KINDS.values() if k.origin == qs.METADATA} == {"subject", "description"}
+    assert all(k.origin in (qs.GENERATED, qs.METADATA) for k in qs.SET_KINDS.values())
+    assert set(qs.SET_KINDS) == set(qs.BUILDERS)

@@ -172,6 +172,9 @@ class FakeArchive:
             if meta_xml.is_file():
                 for child in ET.parse(meta_xml).getroot():
                     text = (child.text or "").strip()
+                    if child.tag == "description":  # served as archive.org does: HTML in a string
+                        inner = "".join(ET.tostring(c, encoding="unicode") for c in child)
+                        text = ((child.text or "") + inner).strip()
                     if text:
                         old = metadata.get(child.tag)
                         metadata[child.tag] = (

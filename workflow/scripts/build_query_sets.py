@@ -1,4 +1,5 @@
-"""Snakemake adapter: the held-out query sets (ict, keyword, title, spelling) of the val and test splits."""
+"""Snakemake adapter: the held-out query sets (ict, keyword, title, spelling, subject, description) of the
+val and test splits."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
@@ -13,4 +14,5 @@ query_sets(
     retrieval=snakemake.params.retrieval,
     languages=snakemake.params.languages,
     seed=snakemake.params.seed,
+    items=snakemake.input.item_list,
 )

@@ -1,8 +1,8 @@
 """The local source: a folder in `ia download` layout (`<local_dir>/<identifier>/<files>`).
 
-Each item folder may hold `<identifier>_meta.xml` (title, creator, language, collection, subject...;
-repeated elements become lists) and `<identifier>_files.xml` (archive.org's md5, size and format per
-file). Nothing is copied: files are verified in place, and downloads.parquet paths are relative to
+Each item folder may hold `<identifier>_meta.xml` (title, creator, language, collection, subject,
+description...; repeated elements become lists) and `<identifier>_files.xml` (archive.org's md5, size and
+format per file). Nothing is copied: files are verified in place, and downloads.parquet paths are relative to
 local_dir's parent (docs/ARCHITECTURE.md).
 """
 
@@ -123,7 +123,11 @@ def _files_on_disk(entry: Path, real_root: Path) -> list[dict[str, Any]]:
 
 
 def _read_meta_xml(path: Path) -> dict[str, Any]:
-    """`<identifier>_meta.xml`: repeated elements (creator, language, collection, subject) become lists."""
+    """`<identifier>_meta.xml`: repeated elements (creator, language, collection, subject) become lists.
+
+    A description written as raw HTML (`<p>` inside `<description>`) parses as child elements: it is read
+    back as markup, which metadata.clean_description turns into one plain string; other elements keep
+    the text of any element inside them."""
     if not path.is_file():
         return {}
     try:
@@ -133,7 +137,7 @@ def _read_meta_xml(path: Path) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for child in root:
-        text = (child.text or "").strip()
+        text = (_inner_markup(child) if child.tag == "description" else "".join(child.itertext())).strip()
         if not text:
             continue
         if child.tag in out:
@@ -142,6 +146,10 @@ def _read_meta_xml(path: Path) -> dict[str, Any]:
         else:
             out[child.tag] = text
     return out
+
+
+def _inner_markup(element: ET.Element) -> str:
+    return (element.text or "") + "".join(ET.tostring(c, encoding="unicode") for c in element)
 
 
 def _read_files_xml(path: Path) -> dict[str, dict[str, Any]]:

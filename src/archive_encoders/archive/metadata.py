@@ -1,13 +1,14 @@
 """Metadata normalisation: archive.org's loosely typed fields into the items.parquet row.
 
 archive.org gives many fields as a string or a list (language, collection, subject, creator...), sizes
-as strings and md5s in any case; both sources (remote.py, local.py) build their rows here, so an item
-reads the same whichever way it was found.
+as strings, md5s in any case and descriptions as HTML (one string or several); both sources (remote.py,
+local.py) build their rows here, so an item reads the same whichever way it was found.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import html
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +25,7 @@ ITEM_SCHEMA = {
     "language": pl.List(pl.String),
     "collection": pl.List(pl.String),
     "subject": pl.List(pl.String),
+    "description": pl.String,
     "licenseurl": pl.String,
     "file_name": pl.String,
     "file_size": pl.Int64,
@@ -32,6 +34,10 @@ ITEM_SCHEMA = {
 }
 
 _MD5_RE = re.compile(r"[0-9a-f]{32}")
+# an HTML tag or comment: `<` then a letter, `/`, `!` or `?` ("a < b" is not a tag)
+TAG_RE = re.compile(r"<!--.*?-->|<[A-Za-z/!?][^<>]*>", re.DOTALL)
+# tags that end a line or a block become a space; inline ones (<b>, <a>, <span>) vanish
+_BREAK_RE = re.compile(r"</?(?:br|p|div|li|ul|ol|tr|td|th|table|h[1-6]|blockquote|hr)\b", re.IGNORECASE)
 
 
 def as_list(value: Any) -> list[str]:
@@ -52,6 +58,25 @@ def as_list(value: Any) -> list[str]:
 def as_text(value: Any) -> str | None:
     """A field that may come as a list (several creators, titles) as one string, '; '-joined."""
     return "; ".join(as_list(value)) or None
+
+
+def clean_description(value: Any) -> str | None:
+    """archive.org's `description` (a string or a list of them, often HTML) as one plain string: tags
+    dropped, entities unescaped, whitespace collapsed; None when nothing is left.
+
+    Unescaping can make new tags (`&lt;p&gt;` is how some items store HTML), so the steps repeat until
+    the text stops changing: the result holds no tag and cleaning it again changes nothing. Each round
+    that changes something shortens the text or only evens out its whitespace, so the loop ends."""
+    text = " ".join(as_list(value))
+    while True:
+        cleaned = " ".join(html.unescape(TAG_RE.sub(_tag_gap, text)).split())
+        if cleaned == text:
+            return cleaned or None
+        text = cleaned
+
+
+def _tag_gap(match: re.Match) -> str:
+    return " " if _BREAK_RE.match(match.group()) else ""
 
 
 def as_int(value: Any) -> int | None:
@@ -104,6 +129,7 @@ def item_row(identifier: str, fields: Mapping[str, Any], chosen: Mapping[str, An
         "language": as_list(fields.get("language")),
         "collection": as_list(fields.get("collection")),
         "subject": as_list(fields.get("subject")),
+        "description": clean_description(fields.get("description")),
         "licenseurl": as_text(fields.get("licenseurl")),
         "file_name": chosen["name"],
         "file_size": as_int(chosen.get("size")),

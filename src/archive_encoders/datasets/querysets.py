@@ -14,8 +14,16 @@ val: train), encoded once and shared by every set. A set is queries + qrels + op
   best passage, metrics are per document;
 - spelling: keyword queries in modern spelling against passages in their original pre-1918 spelling
   (documents.text_original), so each model's robustness to old orthography is measured;
+- subject: a subject heading a cataloguer gave the items (items.parquet `subject`) finds every document
+  of the split's corpus catalogued under it (document level; which headings count: `subject_headings`);
+- description: the first ~30 words of an item's human-written description (items.parquet
+  `description`) find that item (document level);
 - user sets (config evaluate.retrieval_sets): a team's own labelled queries in BEIR layout or Parquet,
   with their own corpus (`import_user_set`).
+
+The first four are generated from the text (origin "generated"); subject and description are written by
+people, read from the archive's metadata (origin "metadata"). No set makes training pairs: those come from
+the query generators (datasets/triplets.py), never from a query set.
 
 Files (docs/ARCHITECTURE.md): <root>/<split>/corpus.parquet and <root>/<split>/<set>/{queries,qrels,
 overrides}.parquet + set.json. `queries.group` is the unit the paired bootstrap resamples (the source
@@ -53,30 +61,66 @@ OVERRIDE_SCHEMA = {"corpus_id": pl.String, "text": pl.String}
 CORPUS_COLUMNS = ("corpus_id", "doc_id", "cluster_id", "title", "text")
 
 
+GENERATED, METADATA = "generated", "metadata"
+DESCRIPTION_WORDS = 30  # a description query: its first words, as many as a long search box holds
+
+
 @dataclass(frozen=True)
 class SetKind:
-    """A held-out query set: what its queries are, the generator that makes them, what it scores.
+    """A held-out query set: what its queries are, where they come from, what it scores.
 
+    Query sets only measure: training pairs come from the query generators (datasets/triplets.py reads
+    datasets.query_kinds), never from a set, so a metadata set is never trained on.
     `lexical_by_construction`: its queries are words of the relevant passage itself, so BM25 scores ~1.0
     on it whatever the encoders are worth; it is reported, but decides the verdict only when the config
-    names it (report.decision_sets). `origin`: "generated" (made from the text) or who wrote the queries.
+    names it (report.decision_sets).
     """
 
     name: str
-    generator: str  # queries.GENERATORS: a training pair of this kind makes the set in-distribution
+    # generators.GENERATORS: a training pair of this kind makes the set in-distribution (None: no
+    # generator makes these queries)
+    generator: str | None
     level: str  # chunk: passages are ranked; document: documents, by their best passage
     description: str
+    # GENERATED: made from the text by a generator; METADATA: written by people (the archive's
+    # cataloguers), read from items.parquet
+    origin: str = GENERATED
     lexical_by_construction: bool = False
-    origin: str = "generated"
 
 
 SET_KINDS = {
     k.name: k
     for k in (
         SetKind("ict", "inverse_cloze", CHUNK_LEVEL, "a sentence of a passage finds the rest of it"),
-        SetKind("keyword", "keyword", CHUNK_LEVEL, "2-5 distinctive words of a passage find it", True),
+        SetKind(
+            "keyword",
+            "keyword",
+            CHUNK_LEVEL,
+            "2-5 distinctive words of a passage find it",
+            lexical_by_construction=True,
+        ),
         SetKind("title", "title", DOCUMENT_LEVEL, "a title (and creator) finds its book"),
-        SetKind("spelling", "keyword", CHUNK_LEVEL, "modern-spelling keywords find pre-1918 passages", True),
+        SetKind(
+            "spelling",
+            "keyword",
+            CHUNK_LEVEL,
+            "modern-spelling keywords find pre-1918 passages",
+            lexical_by_construction=True,
+        ),
+        SetKind(
+            "subject",
+            None,
+            DOCUMENT_LEVEL,
+            "a cataloguer's subject heading finds every book catalogued under it",
+            origin=METADATA,
+        ),
+        SetKind(
+            "description",
+            None,
+            DOCUMENT_LEVEL,
+            f"the first {DESCRIPTION_WORDS} words of a book's human-written description find the book",
+            origin=METADATA,
+        ),
     )
 }
 
@@ -91,7 +135,7 @@ def people_written(name: str) -> bool:
     """Queries a person wrote: a team's own set (any name that is not a built-in kind) or a built-in set
     of people-written origin (cataloguers' metadata)."""
     kind = SET_KINDS.get(name)
-    return kind is None or kind.origin != "generated"
+    return kind is None or kind.origin != GENERATED
 
 
 # --- reading ---
@@ -337,11 +381,94 @@ def build_spelling(
     return _keyword_set(SET_KINDS["spelling"], sc, sample_in_order(candidates, n, rng), analyzer, originals)
 
 
+def normalise_heading(heading: str) -> str:
+    """How two subject headings are compared: case-folded, whitespace collapsed, trailing dots and
+    spaces dropped ("Russian fiction." and "russian  fiction" are one heading)."""
+    return " ".join(heading.split()).rstrip(" .").casefold()
+
+
+def _corpus_items(sc: SplitCorpus, items: pl.DataFrame | None, column: str) -> list[tuple[str, Any]]:
+    """(doc_id, items.parquet `column`) for every document of the split's corpus (members and
+    distractors), in doc_id order; [] without an item list or without that column."""
+    if items is None or column not in items.columns:
+        return []
+    in_corpus = set(sc.corpus["doc_id"])
+    rows = items.select("identifier", column).filter(pl.col("identifier").is_in(list(in_corpus)))
+    return sorted(rows.rows())
+
+
+def subject_headings(
+    sc: SplitCorpus, items: pl.DataFrame | None, max_share: float
+) -> dict[str, tuple[str, list[str]]]:
+    """normalised heading -> (the heading as first written, [doc_id]) for the headings a subject query
+    may use: carried by at least one member of the split and by at most `max_share` of the corpus's
+    documents (at least one). A heading that covers more than that share (a language, "Russian
+    literature" over a Russian corpus) says almost nothing about which book is meant."""
+    catalogued = _corpus_items(sc, items, "subject")
+    by_heading: dict[str, tuple[str, list[str]]] = {}
+    for doc_id, headings in catalogued:
+        for heading in headings or []:
+            key = normalise_heading(heading)
+            if key and doc_id not in by_heading.setdefault(key, (heading.strip(), []))[1]:
+                by_heading[key][1].append(doc_id)
+    n_docs = sc.corpus["doc_id"].n_unique()
+    cap = max(1, int(max_share * n_docs))
+    members = set(sc.members()["doc_id"])
+    return {
+        key: (heading, doc_ids)
+        for key, (heading, doc_ids) in sorted(by_heading.items())
+        if len(doc_ids) <= cap and members.intersection(doc_ids)
+    }
+
+
+def build_subject(
+    sc: SplitCorpus, n: int, rng: np.random.Generator, items: pl.DataFrame | None = None, **settings
+) -> BuiltSet:
+    """Subject headings as queries: each finds every corpus document catalogued under it, distractors
+    included (a distractor under the heading is as right an answer as a member)."""
+    members = set(sc.members()["doc_id"])
+    headings = subject_headings(sc, items, settings.get("subject_max_share", 0.25))
+    built = BuiltSet(SET_KINDS["subject"], [], [])
+    for key, (heading, doc_ids) in sample_in_order(list(headings.items()), n, rng):
+        qid = _query_id("subject", key)
+        group = min(d for d in doc_ids if d in members)
+        built.queries.append((qid, heading, group, "subject"))
+        built.qrels.extend((qid, doc_id, 1) for doc_id in doc_ids)
+    return built
+
+
+def description_query(description: str | None) -> str:
+    """The first DESCRIPTION_WORDS words of a description ("" when there is none)."""
+    return " ".join((description or "").split()[:DESCRIPTION_WORDS])
+
+
+def build_description(
+    sc: SplitCorpus, n: int, rng: np.random.Generator, items: pl.DataFrame | None = None, **_
+) -> BuiltSet:
+    """Each member's description (truncated) finds that item; items whose truncated descriptions are
+    the same text (one catalogue entry copied onto two scans) are relevant to one shared query."""
+    by_text: dict[str, list[str]] = {}
+    for doc_id, description in _corpus_items(sc, items, "description"):
+        query = description_query(description)
+        if query:
+            by_text.setdefault(query, []).append(doc_id)
+    members = set(sc.members()["doc_id"])
+    candidates = [(query, docs) for query, docs in by_text.items() if members.intersection(docs)]
+    built = BuiltSet(SET_KINDS["description"], [], [])
+    for query, doc_ids in sample_in_order(sorted(candidates), n, rng):
+        qid = _query_id("description", query)
+        built.queries.append((qid, query, min(d for d in doc_ids if d in members), "description"))
+        built.qrels.extend((qid, doc_id, 1) for doc_id in doc_ids)
+    return built
+
+
 BUILDERS: dict[str, Callable[..., BuiltSet]] = {
     "ict": build_ict,
     "keyword": build_keyword,
     "title": build_title,
     "spelling": build_spelling,
+    "subject": build_subject,
+    "description": build_description,
 }
 
 
@@ -414,11 +541,13 @@ def build_query_sets(
     settings: Mapping[str, Any],
     languages: Sequence[str],
     seed: int,
+    items: pl.DataFrame | None = None,
 ) -> dict[str, dict[str, int]]:
     """Write every configured set for the val and test splits into `out_dir` (atomically, as one folder).
 
-    settings: config datasets.retrieval (max_queries per set, distractors, sets). Returns {split: {set:
-    number of queries}}."""
+    settings: config datasets.retrieval (max_queries per set, distractors, sets, subject_max_share).
+    items: the item list (items.parquet: identifier, subject, description) the metadata sets read;
+    without it they have no query and are left out. Returns {split: {set: number of queries}}."""
     analyzer = Analyzer(languages)
     counts: dict[str, dict[str, int]] = {}
     with atomic_dir(out_dir) as tmp:
@@ -432,7 +561,15 @@ def build_query_sets(
             write_parquet(sc.corpus.select(CORPUS_COLUMNS), folder / "corpus.parquet")
             counts[split] = {}
             for name in settings["sets"]:
-                built = BUILDERS[name](sc, settings["max_queries"], rng, analyzer=analyzer, chunks=chunks)
+                built = BUILDERS[name](
+                    sc,
+                    settings["max_queries"],
+                    rng,
+                    analyzer=analyzer,
+                    chunks=chunks,
+                    items=items,
+                    subject_max_share=settings.get("subject_max_share", 0.25),
+                )
                 counts[split][name] = len(built.queries)
                 if built.queries:
                     write_built(built, split, folder / name)
@@ -462,6 +599,7 @@ def write_built(built: BuiltSet, split: str, folder: Path) -> None:
             "split": split,
             "level": built.kind.level,
             "generator": built.kind.generator,
+            "origin": built.kind.origin,
             "description": built.kind.description,
             "corpus": split,
             "n_queries": len(built.queries),
@@ -477,8 +615,10 @@ def query_sets(
     retrieval: Mapping[str, Any],
     languages: Sequence[str],
     seed: int,
+    items: str | os.PathLike | None = None,
 ) -> dict[str, dict[str, int]]:
-    """The rule's entry point: read the corpus (its manifest), write the query sets (paths.QUERY_SETS)."""
+    """The rule's entry point: read the corpus (its manifest) and the item list (paths.ITEMS, for the
+    subject and description sets), write the query sets (paths.QUERY_SETS)."""
     from archive_encoders.config import with_defaults
     from archive_encoders.corpus.manifest import scan_chunks, scan_documents
 
@@ -491,7 +631,19 @@ def query_sets(
         with_defaults("datasets.retrieval", retrieval),
         languages,
         seed,
+        items=_read_items(items),
     )
+
+
+def _read_items(path: str | os.PathLike | None) -> pl.DataFrame | None:
+    """identifier, subject, description of an items.parquet (an older one without descriptions: null)."""
+    if path is None:
+        return None
+    items = pl.read_parquet(path)
+    missing = [c for c in ("subject", "description") if c not in items.columns]
+    if missing:
+        log.warning("%s has no %s column: those query sets get no query", path, " or ".join(missing))
+    return items.select("identifier", *(c for c in ("subject", "description") if c in items.columns))
 
 
 # --- user-judged sets (config evaluate.retrieval_sets) ---
