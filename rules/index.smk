@@ -1,4 +1,5 @@
-# The search index: the report's recommended variant over the whole corpus (usearch HNSW), measured.
+# The search index: the report's recommended retriever over the whole corpus (usearch HNSW for the dense
+# variant, BM25 beside it, the hybrid's fusion), measured.
 # A cluster job like any other: encoding the corpus is the heavy part.
 
 
@@ -22,5 +23,6 @@ rule build_index:
     params:
         index=config["index"],
         seed=config["seed"],
+        languages=config["clean"]["languages"],
     script:
         "../workflow/scripts/build_index.py"

@@ -54,11 +54,13 @@ def test_build_writes_a_complete_measured_index(static_index, tmp_path):
         "vectors.usearch",
         "chunks.parquet",
         "encoder",
+        "bm25",
     }
     manifest = read_json(folder / "index.json")
     assert (manifest["model"], manifest["method"], manifest["variant"]) == ("tiny", "baseline", "static")
     assert manifest["count"] == len(rows) and manifest["dimension"] == 16
     assert set(manifest["scripts"]) == {"LATIN", "CYRILLIC"}
+    assert (manifest["retriever"], manifest["fusion"]) == ("dense", {"method": "rrf", "weight": None})
     assert report["measured"]["chunks"] == len(rows) and report["measured"]["index_disk_mb"] > 0.001
     assert report["per_million_chunks"]["index_disk_gb"] > 0 and report["cpu_flags"] is not None
     assert report["ann"]["recall@10_vs_exact_same_dtype"] >= 0.99

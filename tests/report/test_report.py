@@ -13,7 +13,7 @@ from archive_encoders import paths
 from archive_encoders.evaluate.compare import compare
 from archive_encoders.io import write_json
 from archive_encoders.report import write_report
-from archive_encoders.report.choice import choose
+from archive_encoders.report.choice import choose, recommendation_record
 from archive_encoders.report.tables import cost_table, pareto_front
 
 QUALITY = {
@@ -210,6 +210,35 @@ def test_bm25_is_recommended_when_no_encoder_beats_it():
         ]
     )
     assert choose(summary, ["a"], margin=0.01)["recommended"]["retriever"] == "lexical"
+
+
+def test_recommended_hybrid_records_its_fusion_and_dense_half():
+    summary = choice_frame(
+        [
+            ("dense", "a", 0.40, -0.05, -0.07, 6.0, False),
+            ("bm25", "a", 0.45, -0.04, -0.06, 0.4, False),
+            ("hybrid", "a", 0.50, 0.0, 0.0, 6.4, False),
+        ]
+    )
+    retrievers = {"dense": "dense", "bm25": "lexical", "hybrid": "hybrid-weighted"}
+    summary = summary.with_columns(
+        method=pl.lit("lora"),
+        retriever=pl.Series(list(retrievers.values())),
+        model=pl.Series(["m", "bm25", "m"]),
+        variant=pl.Series(["onnx-int8", "lexical", "onnx-int8"]),
+        fusion_weight=pl.Series([None, None, 0.7], dtype=pl.Float64),
+    )
+    result = choose(summary, ["a"], margin=0.01)
+    record = recommendation_record(result, summary)
+    assert record["retriever"] == "hybrid-weighted" and record["fusion"] == {
+        "method": "weighted",
+        "weight": 0.7,
+    }
+    assert record["index"] == {"model": "m", "method": "lora", "variant": "onnx-int8"}
+    rrf = summary.with_columns(retriever=pl.Series(["dense", "lexical", "hybrid-rrf"]))
+    assert recommendation_record(choose(rrf, ["a"], 0.01), rrf)["fusion"] == {"method": "rrf", "weight": None}
+    dense = summary.filter(pl.col("retriever") == "dense")
+    assert recommendation_record(choose(dense, ["a"], 1.0), dense)["fusion"] is None
 
 
 def test_pareto_front_on_a_hand_example():

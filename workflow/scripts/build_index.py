@@ -14,4 +14,5 @@ build_index(
     index_settings=snakemake.params.index,
     threads=snakemake.threads,
     seed=snakemake.params.seed,
+    languages=snakemake.params.languages,
 )

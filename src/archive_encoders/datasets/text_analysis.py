@@ -91,6 +91,19 @@ class Analyzer:
         """Stems of the non-stop words of `text`, in order."""
         return [s for s in map(self.stem, self.words(text)) if s]
 
+    def stem_spans(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, stem) of every non-stop word of `text`, as `tokens` reads it, by position in
+        `text` itself (to mark a query's words in a passage)."""
+        spans = []
+        for match in _TOKEN.finditer(text):
+            word = match.group().lower().translate(_FOLD)
+            if word.endswith("ъ"):
+                word = word[:-1]
+            stem = self.stem(word) if len(word) >= 2 else None
+            if stem:
+                spans.append((match.start(), match.end(), stem))
+        return spans
+
     def tokens_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.tokens(t) for t in texts]
 

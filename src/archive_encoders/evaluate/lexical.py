@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,14 @@ from archive_encoders.evaluate.scoring import (
     summarize_sets,
     test_corpus,
 )
-from archive_encoders.io import atomic_dir, write_json, write_parquet
+from archive_encoders.io import atomic_dir, read_json, write_json, write_parquet
+
+ANALYZER_FILE = "analyzer.json"
 
 
 class BM25Index:
-    """A bm25s index over `texts`, queried with the same analyzer."""
+    """A bm25s index over `texts`, queried with the same analyzer; `save` and `load` keep it in a folder
+    (bm25s's own files, and the analyzer's languages beside them)."""
 
     def __init__(self, texts: Sequence[str], analyzer: Analyzer, k1: float = 1.5, b: float = 0.75) -> None:
         import bm25s
@@ -42,6 +46,26 @@ class BM25Index:
         self.retriever.index(analyzer.tokens_many(texts), show_progress=False)
         self.vocab = self.retriever.vocab_dict
         self.size = len(texts)
+
+    def save(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.retriever.save(str(folder), show_progress=False)
+        write_json(folder / ANALYZER_FILE, {"languages": list(self.analyzer.languages), "size": self.size})
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> BM25Index:
+        """The index `save` wrote, its analyzer rebuilt for the same languages (arrays memory-mapped)."""
+        import bm25s
+
+        folder = Path(folder)
+        meta = read_json(folder / ANALYZER_FILE)
+        index = cls.__new__(cls)
+        index.analyzer = Analyzer(meta["languages"])
+        index.retriever = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        index.vocab = index.retriever.vocab_dict
+        index.size = int(meta["size"])
+        return index
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage for one query (zeros when no query word is in the index)."""

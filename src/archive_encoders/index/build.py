@@ -1,5 +1,7 @@
 """Building the search index (rule build_index): the recommended variant's embeddings of the whole corpus
-in a usearch HNSW graph, in a self-contained folder (what a search engine deploys; layout in search.py).
+in a usearch HNSW graph, and BM25 over the same texts, in a self-contained folder (what a search engine
+deploys; layout in search.py) that serves the report's verdict: dense, BM25, or their hybrid with the
+fusion and weight the report recorded.
 
 `build_index` encodes every chunk, builds and measures the graph (build time, RAM, disk per million
 chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the folder atomically.
@@ -25,10 +27,13 @@ from archive_encoders import paths
 from archive_encoders.config import default_seed, with_defaults
 from archive_encoders.corpus.manifest import read_text_chunks, scan_documents
 from archive_encoders.index.search import (
+    BM25_DIR,
     CHUNKS,
+    DEFAULT_FUSION,
     ENCODER_DIR,
     FORMAT,
     MANIFEST,
+    SERVED_RETRIEVER,
     VECTORS,
     K,
     SearchIndex,
@@ -113,12 +118,18 @@ def build_index(
     index_settings: Mapping[str, Any] | None = None,
     threads: int | None = None,
     seed: int | None = None,
+    languages: Sequence[str] | None = None,
 ) -> dict:
-    """Index the corpus (its manifest) with the recommendation's variant; write the folder and the
-    index report."""
+    """Index the corpus (its manifest) with the recommendation's variant and with BM25 (the analyzer of
+    `languages`, default clean.languages, as evaluate_lexical); write the folder and the index report."""
+    from archive_encoders.datasets.text_analysis import Analyzer
+    from archive_encoders.evaluate.lexical import BM25Index
+
     settings = with_defaults("index", index_settings)
     seed = default_seed(seed)
+    languages = list(languages or with_defaults("clean", None)["languages"])
     rec, variant, artefact = served_encoder(recommendation_path)
+    retriever, fusion = served_retriever(recommendation_path)
     texts, meta = read_corpus(corpus, int(settings["snippet_chars"]))
     with atomic_dir(out_dir) as tmp:
         # 1. the query encoder, copied into the folder
@@ -136,6 +147,9 @@ def build_index(
         graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=int(threads or 0))
         timings["graph_build_s"] = time.perf_counter() - started
         graph.save(str(tmp / VECTORS))
+        started = time.perf_counter()
+        BM25Index(texts, Analyzer(languages)).save(tmp / BM25_DIR)
+        timings["bm25_build_s"] = time.perf_counter() - started
         # 3. metadata and the manifest that ties them together
         write_parquet(meta, tmp / CHUNKS)
         manifest = {
@@ -145,6 +159,9 @@ def build_index(
             "variant": variant,
             "recommended_variant": rec["variant"],
             "recommended_retriever": rec.get("retriever"),
+            "retriever": retriever,
+            "fusion": fusion,
+            "bm25": {"dir": BM25_DIR, "languages": languages},
             "encoder_fingerprint": fingerprint(variant, encoder_dir),
             "dimension": int(vectors.shape[1]),
             "metric": "cos",
@@ -184,6 +201,26 @@ def served_encoder(recommendation_path: str | os.PathLike) -> tuple[dict, str, P
     return rec, variant, artefact
 
 
+def served_retriever(recommendation_path: str | os.PathLike) -> tuple[str, dict]:
+    """(the retriever an index serves by default, the fusion {method, weight} its hybrid uses): the
+    recommendation's own for a hybrid, else reciprocal rank (needs no weight)."""
+    recommendation = read_json(recommendation_path)
+    name = recommendation.get("retriever") or "dense"
+    if name not in SERVED_RETRIEVER:
+        raise ValueError(
+            f"{recommendation_path}: retriever {name!r}, expected one of {list(SERVED_RETRIEVER)}"
+        )
+    retriever = SERVED_RETRIEVER[name]
+    if retriever != "hybrid":
+        return retriever, dict(DEFAULT_FUSION)
+    fusion = recommendation.get("fusion") or {"method": name.removeprefix("hybrid-"), "weight": None}
+    if fusion["method"] == "weighted" and fusion.get("weight") is None:
+        raise ValueError(
+            f"{recommendation_path}: recommends {name} but records no fusion weight; rebuild the report"
+        )
+    return retriever, {"method": fusion["method"], "weight": fusion.get("weight")}
+
+
 def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapping[str, float], threads):
     """What the build measured, and the same per million chunks (the archive-scale estimate)."""
     n = manifest["count"]
@@ -191,7 +228,7 @@ def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapp
     memory_mb = graph.memory_usage / 2**20
     return {
         **{k: manifest[k] for k in ("model", "method", "variant", "recommended_variant", "dimension")},
-        **{k: manifest[k] for k in ("dtype", "count")},
+        **{k: manifest[k] for k in ("dtype", "count", "retriever", "fusion")},
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
         "threads": threads,
@@ -199,6 +236,8 @@ def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapp
             "chunks": n,
             "encode_s": round(timings["encode_s"], 3),
             "graph_build_s": round(timings["graph_build_s"], 3),
+            "bm25_build_s": round(timings["bm25_build_s"], 3),
+            "bm25_disk_mb": round(size_mb(folder / BM25_DIR), 4),
             "index_ram_mb": round(memory_mb, 4),
             "index_disk_mb": round(disk_mb, 4),
             "metadata_disk_mb": round(metadata_mb, 4),

@@ -1,9 +1,12 @@
-"""`archive-encoders search`: query an index built by the `index` target, from the shell.
+"""`archive-encoders search` and `serve`: query an index built by the `index` target, from the shell or a
+browser.
 
     archive-encoders search --index results/index/recommended "письмо о пожаре"
-    archive-encoders search --index results/index/recommended -k 5 --json "Lake Baikal"
+    archive-encoders search --index results/index/recommended -k 5 --json --retriever bm25 "Lake Baikal"
+    archive-encoders serve --index results/index/recommended --port 8000
 
-Prints the top k with identifier, title, score and snippet (or, with --json, one JSON object). Imports
+`search` prints the top k with identifier, title, score and snippet (or, with --json, one JSON object),
+by the recommended retriever unless --retriever names another (dense, bm25, hybrid). Imports
 neither torch nor transformers: ONNX Runtime, OpenVINO or the static model's numpy path, with tokenizers
 and usearch. Bad input (no index, an empty query, a query the model cannot read, a mismatched
 --encoder) prints one line on stderr and exits with status 2.
@@ -22,6 +25,9 @@ from collections.abc import Sequence
 EXIT_USAGE = 2
 
 
+RETRIEVERS = ("dense", "bm25", "hybrid")  # index.search.RETRIEVERS, without importing the index here
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="archive-encoders", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,9 +38,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     search.add_argument("--json", action="store_true", help="print one JSON object for machines")
     search.add_argument("--encoder", help="another copy of the index's encoder (checked against the index)")
     search.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    search.add_argument(
+        "--retriever",
+        choices=RETRIEVERS,
+        default=None,
+        help="dense, bm25 or hybrid (default: the one the report recommends, recorded in index.json)",
+    )
+    serve = commands.add_parser("serve", help="a search page and a JSON API over an index (FastAPI)")
+    serve.add_argument("--index", required=True, help="the index folder (results/index/recommended)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.command == "serve":
+        return run_serve(args)
     return run_search(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from archive_encoders.index.search import SearchError, SearchIndex
+    from archive_encoders.index.serve import serve
+
+    try:
+        index = SearchIndex(args.index, threads=args.threads)
+    except (SearchError, FileNotFoundError) as err:
+        print(f"archive-encoders serve: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    serve(index, args.host, args.port)
+    return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -47,7 +79,7 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         index = SearchIndex(args.index, encoder_dir=args.encoder, threads=args.threads)
         loaded = time.perf_counter()
-        hits = index.search(query, args.top)
+        hits = index.search(query, args.top, retriever=args.retriever)
     except (SearchError, FileNotFoundError) as err:
         return fail(str(err), args.json)
     done = time.perf_counter()
@@ -61,6 +93,7 @@ def run_search(args: argparse.Namespace) -> int:
                     "model": index.manifest["model"],
                     "method": index.manifest["method"],
                     "variant": index.variant,
+                    "retriever": args.retriever or index.retriever,
                     "warning": warning,
                     "load_ms": round(1000 * (loaded - started), 1),
                     "search_ms": round(1000 * (done - loaded), 2),
@@ -75,8 +108,9 @@ def run_search(args: argparse.Namespace) -> int:
     for hit in hits:
         print(f"{hit.rank:>2}. {hit.score:.3f}  {hit.doc_id}  {hit.title}")
         print(textwrap.indent(textwrap.fill(hit.snippet, width=96), "      "))
-    footer = f"{len(hits)} of {index.count} passages, {index.manifest['model']}/{index.manifest['method']}"
-    print(f"-- {footer}/{index.variant}, {1000 * (done - loaded):.1f} ms", file=sys.stderr)
+    footer = f"{len(hits)} of {index.count} passages, {args.retriever or index.retriever}, "
+    footer += f"{index.manifest['model']}/{index.manifest['method']}/{index.variant}"
+    print(f"-- {footer}, {1000 * (done - loaded):.1f} ms", file=sys.stderr)
     return 0
 
 

@@ -1,12 +1,18 @@
 """An index folder opened for search, torch-free (ONNX Runtime, OpenVINO or numpy, with tokenizers and
 usearch). The folder, as index/build.py writes it:
 
-    index.json        model, method, variant, the encoder's fingerprint, corpus, dimension, dtype, settings
+    index.json        model, method, variant, the encoder's fingerprint, corpus, dimension, dtype, settings;
+                      the retriever served by default (dense, bm25 or hybrid), the fusion {method, weight}
+                      and the BM25 analyzer's languages
     vectors.usearch   the HNSW graph with the vectors (key = row of chunks.parquet)
     chunks.parquet    row, chunk_id, doc_id, title, snippet
     encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
+    bm25/             BM25 over the same chunk texts (bm25s's files, the analyzer's languages)
 
-`SearchIndex` refuses an encoder that is not the one the index was built with.
+`SearchIndex` refuses an encoder that is not the one the index was built with. It answers with the
+retriever the report recommends; a hybrid fuses the dense and BM25 runs (each TOP_K deep, as
+compare_retrievers fuses the evaluation's runs) with `evaluate.fusion.fuse`, so a served ranking is the
+evaluated one. An index built before bm25/ existed serves dense only.
 """
 
 from __future__ import annotations
@@ -39,7 +45,21 @@ CHUNKS = "chunks.parquet"
 ENCODER_DIR = "encoder"
 
 
+BM25_DIR = "bm25"
+
+
 K = 10
+
+
+RETRIEVERS = ("dense", "bm25", "hybrid")
+
+
+# the report's retriever names (evaluate/compare.py) -> what an index serves
+SERVED_RETRIEVER = {"dense": "dense", "lexical": "bm25", "hybrid-rrf": "hybrid", "hybrid-weighted": "hybrid"}
+
+
+# a hybrid without a val-chosen weight (the recommendation was dense or BM25) fuses by reciprocal rank
+DEFAULT_FUSION = {"method": "rrf", "weight": None}
 
 
 # torch is not a serving runtime: its ONNX FP32 export gives the same vectors (gated at min cosine 0.9999)
@@ -169,7 +189,19 @@ class SearchIndex:
         if self.graph is None or self.graph.size != self.manifest["count"]:
             raise SearchError(f"{self.folder / VECTORS}: missing or not the {self.manifest['count']} vectors")
         self._meta = None
+        self._rows = None
         self.count = int(self.graph.size)
+        self.retriever = self.manifest.get("retriever") or "dense"
+        self.fusion = self.manifest.get("fusion") or DEFAULT_FUSION
+        self.bm25 = None
+        if (self.folder / BM25_DIR).is_dir():
+            from archive_encoders.evaluate.lexical import BM25Index
+
+            self.bm25 = BM25Index.load(self.folder / BM25_DIR)
+            if self.bm25.size != self.count:
+                raise SearchError(f"{self.folder / BM25_DIR}: {self.bm25.size} passages, not {self.count}")
+        elif self.retriever != "dense":
+            raise SearchError(f"{self.folder}: serves {self.retriever} but has no {BM25_DIR}/; rebuild it")
 
     def check_encoder(self, encoder_dir: Path) -> None:
         config_path = encoder_dir / CONFIG_FILE
@@ -198,6 +230,18 @@ class SearchIndex:
 
             self._meta = pq.read_table(self.folder / CHUNKS).to_pydict()
         return self._meta
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """chunk_id -> row."""
+        if self._rows is None:
+            self._rows = {cid: i for i, cid in enumerate(self.metadata["chunk_id"])}
+        return self._rows
+
+    @property
+    def retrievers(self) -> tuple[str, ...]:
+        """What this index can serve."""
+        return RETRIEVERS if self.bm25 is not None else ("dense",)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; a clear error for an empty query or one the model cannot read."""
@@ -229,19 +273,59 @@ class SearchIndex:
             f"({self.scripts_line()}): the results are likely unrelated"
         )
 
-    def search(self, query: str, k: int = K) -> list[Hit]:
-        vector = self.query_vector(query)
+    def search(self, query: str, k: int = K, retriever: str | None = None) -> list[Hit]:
+        """The top k passages by `retriever` (dense, bm25 or hybrid; default: the recommended one). BM25
+        returns only passages holding a query word, so it (and a hybrid) may give fewer than k."""
+        retriever = retriever or self.retriever
+        if retriever not in RETRIEVERS:
+            raise SearchError(f"retriever {retriever!r}: expected one of {', '.join(RETRIEVERS)}")
+        if retriever not in self.retrievers:
+            raise SearchError(f"{self.folder}: no BM25 part (built before it existed); rebuild the index")
+        if not " ".join(str(query).split()):
+            raise SearchError("empty query: give some words to search for")
         k = max(1, min(int(k), self.count))
-        matches = self.graph.search(vector[0], k)
-        meta = self.metadata
+        if retriever == "dense":
+            ranked = self.dense_run(query, k)
+        elif retriever == "bm25":
+            ranked = self.bm25_run(query, k)
+        else:
+            ranked = self.hybrid_run(query)[:k]
+        return self.hits(ranked)
+
+    def dense_run(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk_id, cosine) of the k nearest passages, best first."""
+        matches = self.graph.search(self.query_vector(query)[0], k)
+        ids = self.metadata["chunk_id"]
+        return [
+            (ids[int(key)], 1.0 - float(distance))
+            for key, distance in zip(matches.keys, matches.distances, strict=True)
+        ]
+
+    def bm25_run(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk_id, BM25 score) of the k best passages with a query word, best first (the evaluation's
+        BM25Index.run)."""
+        text = " ".join(str(query).split())
+        return self.bm25.run(["q"], [text], self.metadata["chunk_id"], None, k)["q"]
+
+    def hybrid_run(self, query: str) -> list[tuple[str, float]]:
+        """The dense and BM25 runs, TOP_K deep each, fused as compare_retrievers fuses them."""
+        from archive_encoders.evaluate.fusion import fuse
+        from archive_encoders.evaluate.ranking import TOP_K
+
+        depth = min(TOP_K, self.count)
+        dense, lexical = {"q": self.dense_run(query, depth)}, {"q": self.bm25_run(query, depth)}
+        return fuse(dense, lexical, self.fusion["method"], self.fusion.get("weight"))["q"]
+
+    def hits(self, ranked: list[tuple[str, float]]) -> list[Hit]:
+        meta, rows = self.metadata, self.rows
         hits = []
-        for rank, (key, distance) in enumerate(zip(matches.keys, matches.distances, strict=True), start=1):
-            row = int(key)
+        for rank, (chunk_id, score) in enumerate(ranked, start=1):
+            row = rows[chunk_id]
             hits.append(
                 Hit(
                     rank=rank,
-                    score=round(1.0 - float(distance), 4),
-                    chunk_id=meta["chunk_id"][row],
+                    score=round(float(score), 4),
+                    chunk_id=chunk_id,
                     doc_id=meta["doc_id"][row],
                     title=meta["title"][row],
                     snippet=meta["snippet"][row],

@@ -29,6 +29,7 @@ from archive_encoders.report.tables import LATENCY
 from archive_encoders.variants import variant as variant_entry
 
 ROW = ["model", "method", "variant", "retriever"]
+HYBRID_PREFIX = "hybrid-"  # compare's hybrid rows: hybrid-rrf, hybrid-weighted
 
 
 def decision_sets(summary: pl.DataFrame, configured: Sequence[str] | None) -> list[str]:
@@ -153,7 +154,8 @@ def best_dense_vs_bm25(summary: pl.DataFrame) -> pl.DataFrame:
 def recommendation_record(choice: Mapping[str, Any], summary: pl.DataFrame) -> dict[str, Any]:
     """recommendation.json: the row to deploy, by which rule, and the dense variant the `index` target
     builds (`artefact`: the folder it is served from; for a hybrid its dense half, for BM25 the best
-    dense row, since a vector index needs one)."""
+    dense row, since a vector index needs one). `fusion` {method, weight}: how a hybrid recommendation fuses
+    its dense half with BM25 (the weighted hybrid's dense weight as compare chose it on val), else None."""
     row = choice["recommended"]
     empty = {"model": None, "method": None, "variant": None, "retriever": None, "artefact": None}
     if row is None:
@@ -165,6 +167,7 @@ def recommendation_record(choice: Mapping[str, Any], summary: pl.DataFrame) -> d
     if dense is not None:
         kind = variant_entry(dense["variant"]).artefact
         record["artefact"] = paths.ARTEFACTS[kind].format(model=dense["model"], method=dense["method"])
+    record["fusion"] = fusion_of(row, summary)
     rows = summary.filter(_is_row(row) & pl.col("query_set").is_in(choice["sets"]))
     record |= {
         "decision_sets": choice["sets"],
@@ -180,3 +183,18 @@ def recommendation_record(choice: Mapping[str, Any], summary: pl.DataFrame) -> d
         },
     }
     return record
+
+
+def fusion_of(row: Mapping[str, Any], summary: pl.DataFrame) -> dict[str, Any] | None:
+    """{method, weight} of a hybrid row (weight None for RRF); None for a dense or BM25 row."""
+    retriever = row["retriever"]
+    if not retriever.startswith(HYBRID_PREFIX):
+        return None
+    method = retriever[len(HYBRID_PREFIX) :]
+    weight = None
+    if method == "weighted" and "fusion_weight" in summary.columns:
+        weights = summary.filter(_is_row(row))["fusion_weight"].drop_nulls().unique().to_list()
+        if len(weights) > 1:
+            raise ValueError(f"{'/'.join(row[k] for k in ROW)}: several fusion weights {weights}")
+        weight = float(weights[0]) if weights else None
+    return {"method": method, "weight": weight}
