@@ -146,3 +146,27 @@ def test_holding_out_every_kind_is_refused():
         aec.validate(with_change("datasets.heldout_kinds", kinds))
     with pytest.raises(aec.ConfigError, match="heldout_kinds"):
         aec.validate(with_change("datasets.heldout_kinds", ["nonsense"]))
+
+
+def _judged_folder(root, n):
+    folder = root / "judged"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text("".join(f'{{"_id": "q{i}", "text": "q {i}"}}\n' for i in range(n)))
+    return folder
+
+
+@pytest.mark.parametrize(("judged", "use", "joins"), [(29, None, False), (30, None, True), (3, True, True)])
+def test_a_judged_set_joins_the_user_sets_once_enough_queries_are_judged(tmp_path, judged, use, joins):
+    folder = _judged_folder(tmp_path, judged)
+    config = with_change("judging", {"judged_set": str(folder), "use_in_verdict": use})
+    sets = aec.validate(config)["evaluate"]["retrieval_sets"]
+    assert ({"name": "judged", "path": str(folder)} in sets) is joins
+    config = with_change("judging", {"judged_set": str(folder), "use_in_verdict": False})
+    assert aec.validate(config)["evaluate"]["retrieval_sets"] == []
+
+
+def test_judging_keys_are_checked_before_any_job(tmp_path):
+    with pytest.raises(aec.ConfigError, match="judging.queries: .* is not a file"):
+        aec.validate(with_change("judging.queries", str(tmp_path / "missing.txt")))
+    with pytest.raises(aec.ConfigError, match="judging.judged_set: .* holds no judged queries"):
+        aec.validate(with_change("judging", {"judged_set": str(tmp_path), "use_in_verdict": True}))
