@@ -19,6 +19,8 @@ import textwrap
 import time
 from collections.abc import Sequence
 
+from archive_encoders.judging.cli import add_commands as add_judging_commands
+
 EXIT_USAGE = 2
 
 
@@ -32,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     search.add_argument("--json", action="store_true", help="print one JSON object for machines")
     search.add_argument("--encoder", help="another copy of the index's encoder (checked against the index)")
     search.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    add_judging_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None):  # judge, judgments export
+        return args.handler(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return run_search(args)
 
