@@ -62,6 +62,13 @@ def test_export_round_trips_through_import_user_set(judged, tmp_path):
     assert summary["n_queries"] == 3 and summary["n_queries_with_relevant"] == 2
     assert summary["annotators"] == ["ann", "bob", "cyd"]
     assert summary["grades"] == {"0": 2, "1": 3, "2": 3}
+    # ann and bob share q1's p2 p4 p3 p5 and q2's p7: (1,2) (0,1) (0,2) (0,0) (2,2), p_o = 2/5;
+    # ann 0/1/2 = 3/1/1 of 5, bob 1/1/3: p_e = (3 + 1 + 3) / 25 = 7/25; kappa = (10/25 - 7/25) / (18/25) = 1/6
+    assert summary["kappa"]["ann / bob"] == {"kappa": round(1 / 6, 4), "n_pairs": 5}
+    assert summary["kappa"]["ann / cyd"] == {"kappa": 0.0, "n_pairs": 1}  # p5: 0 against 1
+    # judged (by anyone) of bm25's top 3: q1 3/3, q2 2/3 (p6 p7, not p8), q3 1/3 (p9) -> 2/3
+    assert summary["judged_at_10"]["bm25"] == {"judged": round(2 / 3, 4), "flagged": False}
+    assert json.loads((out / "judging.json").read_text()) == json.loads(json.dumps(summary))
     lines = [json.loads(line) for line in (out / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {row["_id"]: (row["title"], row["text"]) for row in lines} == PASSAGES  # the whole corpus
     queries = [json.loads(line) for line in (out / "queries.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -71,4 +71,7 @@ def run_export(args: argparse.Namespace) -> int:
         f"from {len(summary['annotators'])} annotator(s)",
         file=sys.stderr,
     )
+    flagged = [system for system, row in summary["judged_at_10"].items() if row["flagged"]]
+    if flagged:
+        print(f"warning: top 10 mostly unjudged (judged@10 < 0.5): {', '.join(flagged)}", file=sys.stderr)
     return 0

@@ -3,7 +3,8 @@
     corpus.jsonl    {"_id", "title", "text"} for every passage of the corpus the pool was drawn from
     queries.jsonl   {"_id", "text"} for every judged query
     qrels/test.tsv  query-id, corpus-id, score: every judged passage, grade 0, 1 or 2
-    judging.json    how it was made: annotators, counts, the merging rule
+    judging.json    how it was made: annotators, counts, the merging rule, Cohen's kappa for every pair of
+                    annotators with passages in common, judged@10 per system (flagged below 0.5)
 
 A passage graded by several annotators gets the MEAN of their grades ROUNDED HALF UP (0+1 -> 1, 1+2 -> 2,
 0+2 -> 1, 0+0+1 -> 0): a disagreement is settled towards relevance, as pooled judging settles an unsure
@@ -12,13 +13,16 @@ passage towards being looked at again rather than dropped, and a 0/2 split lands
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 from pathlib import Path
 
 import polars as pl
 
 from archive_encoders.io import atomic_dir, write_json
+from archive_encoders.judging.agreement import cohen_kappa, judged_at_k
 from archive_encoders.judging.pool import pool_queries, read_pool
 from archive_encoders.judging.store import JudgmentStore
 
@@ -39,6 +43,27 @@ def merge_grades(judgments: pl.DataFrame) -> pl.DataFrame:
         .agg(score=(pl.col("grade").mean() + 0.5).floor().cast(pl.Int32), n_annotators=pl.len())
         .sort("query_id", "corpus_id")
     )
+
+
+def agreement_summary(pool: pl.DataFrame, judgments: pl.DataFrame) -> dict:
+    """Kappa for every pair of annotators who judged a passage in common (None where undefined), and
+    judged@10 per system."""
+    kappas = {}
+    for first, second in itertools.combinations(sorted(judgments["annotator"].unique().to_list()), 2):
+        try:
+            result = cohen_kappa(judgments, first, second)
+        except ValueError:  # nothing judged in common
+            continue
+        kappa = None if math.isnan(result.kappa) else round(result.kappa, 4)
+        kappas[f"{first} / {second}"] = {"kappa": kappa, "n_pairs": result.n_pairs}
+    coverage = judged_at_k(pool, judgments)
+    return {
+        "kappa": kappas,
+        "judged_at_10": {
+            system: {"judged": round(share, 4), "flagged": flagged}
+            for system, _, share, flagged in coverage.rows()
+        },
+    }
 
 
 def _write_jsonl(path: Path, rows) -> None:
@@ -101,6 +126,7 @@ def export_judgments(
         "grades": {str(g): qrels.filter(pl.col("score") == g).height for g in (0, 1, 2)},
         "merge_rule": MERGE_RULE,
         "corpus": str(corpus_parquet),
+        **agreement_summary(pool, judgments),
     }
     with atomic_dir(out_dir) as tmp:
         _write_jsonl(
