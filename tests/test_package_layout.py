@@ -30,7 +30,7 @@ STAGES = (
 )
 TOP = {"cli": len(STAGES)}
 TORCH_BOUND = {"torch", "transformers", "sentence_transformers", "peft", "bitsandbytes", "accelerate"}
-TORCH_FREE_STAGES = ("encoders", "index")
+TORCH_FREE_STAGES = ("encoders", "judging", "index")
 
 
 def module_name(path: Path) -> str:

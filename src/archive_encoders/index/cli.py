@@ -22,6 +22,8 @@ import textwrap
 import time
 from collections.abc import Sequence
 
+from archive_encoders.judging.cli import add_commands as add_judging_commands
+
 EXIT_USAGE = 2
 
 
@@ -49,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    add_judging_commands(commands)
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None):  # judge, judgments export
+        return args.handler(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command == "serve":
         return run_serve(args)

@@ -19,20 +19,11 @@ from archive_encoders.evaluate import fusion
 from archive_encoders.evaluate.lexical import LEXICAL_MODEL
 from archive_encoders.evaluate.ranking import Run, frame_to_run
 from archive_encoders.io import write_parquet
+from archive_encoders.judging.pool import POOL_SCHEMA
 
 log = logging.getLogger(__name__)
 
 ROW = ["model", "method", "variant"]
-POOL_SCHEMA = {
-    "query_id": pl.String,
-    "query": pl.String,
-    "system": pl.String,
-    "rank": pl.Int32,
-    "corpus_id": pl.String,
-    "doc_id": pl.String,
-    "title": pl.String,
-    "text": pl.String,
-}
 
 
 def system_runs(evaluations: Sequence[str | os.PathLike], lexical: str | os.PathLike) -> dict[str, Run]:
