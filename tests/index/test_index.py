@@ -7,26 +7,14 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
+from support.index_helpers import write_corpus
 from support.onnx_helpers import exported_tiny
-from support.serving_helpers import last_json, run_without_torch, static_tiny, topic_corpus
+from support.serving_helpers import last_json, run_without_torch, static_tiny
 
 from archive_encoders.corpus.manifest import manifest_of_tables
 from archive_encoders.index.build import build_index
 from archive_encoders.index.search import IndexMismatchError, SearchError, SearchIndex
 from archive_encoders.io import read_json, write_json
-
-
-def write_corpus(folder):
-    rows = topic_corpus()
-    chunks = folder / "chunks.parquet"
-    pl.DataFrame(
-        {"chunk_id": [r[0] for r in rows], "doc_id": [r[1] for r in rows], "text": [r[2] for r in rows]}
-    ).write_parquet(chunks)
-    documents = folder / "documents.parquet"
-    pl.DataFrame(
-        {"doc_id": [f"doc{t}" for t in range(4)], "title": [f"Title {t}" for t in range(4)]}
-    ).write_parquet(documents)
-    return chunks, documents, rows
 
 
 def build(tmp_path, variant, artefact, dtype="f32"):
