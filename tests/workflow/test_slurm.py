@@ -127,6 +127,8 @@ def demo_config() -> dict:
     config["archive"]["local_dir"] = str(REPO / config["archive"]["local_dir"])
     for sts in config.get("evaluate", {}).get("sts", []):
         sts["path"] = str(REPO / sts["path"])
+    if config.get("judging", {}).get("queries"):
+        config["judging"]["queries"] = str(REPO / config["judging"]["queries"])
     return config
 
 
