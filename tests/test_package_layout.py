@@ -224,3 +224,10 @@ def test_importing_the_serving_side_loads_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by their base name (rootdir-relative folders have no __init__.py): two
+    test_x.py in two folders collide at collection."""
+    names = [p.name for p in Path(__file__).parent.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.judging_helpers import write_pool
-from test_export import JUDGED
+from support.judging_helpers import JUDGED, write_pool
 
 from archive_encoders.cli import main
 from archive_encoders.judging.pool import pool_queries, read_pool

@@ -54,3 +54,22 @@ def write_pool(folder: Path) -> tuple[Path, Path]:
     )
     corpus.write_parquet(folder / "corpus.parquet")
     return folder / "pool.parquet", folder / "corpus.parquet"
+
+
+# judgments of the pool: (query, passage, annotator, grade)
+JUDGED = [
+    ("q1", "p1", "ann", 2),
+    ("q1", "p2", "ann", 1),
+    ("q1", "p2", "bob", 2),  # 1, 2 -> mean 1.5 -> 2
+    ("q1", "p4", "ann", 0),
+    ("q1", "p4", "bob", 1),  # 0, 1 -> 0.5 -> 1
+    ("q1", "p3", "ann", 0),
+    ("q1", "p3", "bob", 2),  # 0, 2 -> 1
+    ("q1", "p5", "ann", 0),
+    ("q1", "p5", "bob", 0),
+    ("q1", "p5", "cyd", 1),  # 0, 0, 1 -> 0.33 -> 0
+    ("q2", "p6", "ann", 1),
+    ("q2", "p7", "ann", 2),
+    ("q2", "p7", "bob", 2),
+    ("q3", "p9", "bob", 0),  # q3: nothing relevant, so an evaluation set has no use for it
+]

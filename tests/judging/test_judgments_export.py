@@ -6,29 +6,13 @@ import json
 
 import polars as pl
 import pytest
-from support.judging_helpers import PASSAGES, write_pool
+from support.judging_helpers import JUDGED, PASSAGES, write_pool
 
 from archive_encoders.datasets.user_sets import import_user_set, read_user_set
 from archive_encoders.judging.export import ExportError, export_judgments, merge_grades
 from archive_encoders.judging.pool import pool_queries, read_pool
 from archive_encoders.judging.store import JUDGMENT_SCHEMA, JudgmentStore
 
-JUDGED = [  # (query, passage, annotator, grade)
-    ("q1", "p1", "ann", 2),
-    ("q1", "p2", "ann", 1),
-    ("q1", "p2", "bob", 2),  # 1, 2 -> mean 1.5 -> 2
-    ("q1", "p4", "ann", 0),
-    ("q1", "p4", "bob", 1),  # 0, 1 -> 0.5 -> 1
-    ("q1", "p3", "ann", 0),
-    ("q1", "p3", "bob", 2),  # 0, 2 -> 1
-    ("q1", "p5", "ann", 0),
-    ("q1", "p5", "bob", 0),
-    ("q1", "p5", "cyd", 1),  # 0, 0, 1 -> 0.33 -> 0
-    ("q2", "p6", "ann", 1),
-    ("q2", "p7", "ann", 2),
-    ("q2", "p7", "bob", 2),
-    ("q3", "p9", "bob", 0),  # q3: nothing relevant, so an evaluation set has no use for it
-]
 EXPECTED = {
     "q1": {"p1": 2, "p2": 2, "p4": 1, "p3": 1, "p5": 0},
     "q2": {"p6": 1, "p7": 2},
