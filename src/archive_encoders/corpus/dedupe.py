@@ -20,14 +20,8 @@ log = logging.getLogger(__name__)
 
 
 MAX_SHINGLES = 4096  # bottom-k sample of shingle hashes: bounded cost, consistent across scans
-
-
 MINHASH_SEED = 1
-
-
 MINHASH_SCHEME = "affine32"  # datasketch's: hash values are uint32
-
-
 SIGNATURE_SCHEMA = {
     "doc_id": pl.String,
     "chars": pl.Int64,
@@ -57,8 +51,6 @@ _SPACE_BYTES[list(b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")] = True
 
 
 _POSITIONS = 32  # a byte's weight depends on its position in the word (mod 32)
-
-
 # (byte + 1) * weight[position]: one random odd 64-bit weight per position, derived from a fixed digest
 # (not from a random generator, whose streams may change between numpy versions)
 _WEIGHTS = np.array(
@@ -71,8 +63,6 @@ _WEIGHTS = np.array(
 
 
 _BYTE_WEIGHTS = (np.arange(1, 257, dtype=np.uint64)[None, :] * _WEIGHTS[:, None]).ravel()  # [pos << 8 | byte]
-
-
 _HASH_BLOCK = 1 << 18  # bytes per numpy pass: keeps the temporary arrays in cache
 
 

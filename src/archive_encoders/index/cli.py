@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from archive_encoders.judging.cli import add_commands as add_judging_commands
 
 EXIT_USAGE = 2
-
-
 RETRIEVERS = ("dense", "bm25", "hybrid")  # index.search.RETRIEVERS, without importing the index here
 
 

@@ -31,41 +31,19 @@ from archive_encoders.io import read_json
 from archive_encoders.variants import variant as variant_entry
 
 FORMAT = 1
-
-
 MANIFEST = "index.json"
-
-
 VECTORS = "vectors.usearch"
-
-
 CHUNKS = "chunks.parquet"
-
-
 ENCODER_DIR = "encoder"
-
-
 BM25_DIR = "bm25"
-
-
 K = 10
-
-
 RETRIEVERS = ("dense", "bm25", "hybrid")
-
-
 # the report's retriever names (evaluate/compare.py) -> what an index serves
 SERVED_RETRIEVER = {"dense": "dense", "lexical": "bm25", "hybrid-rrf": "hybrid", "hybrid-weighted": "hybrid"}
-
-
 # a hybrid without a val-chosen weight (the recommendation was dense or BM25) fuses by reciprocal rank
 DEFAULT_FUSION = {"method": "rrf", "weight": None}
-
-
 # torch is not a serving runtime: its ONNX FP32 export gives the same vectors (gated at min cosine 0.9999)
 SERVED_AS = {"torch": "onnx-fp32"}
-
-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", CONFIG_FILE)
 
 

@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 
 TOP_N = 15
-
-
 LEVEL_NOTE = {"document": ", scored by document"}
 
 
