@@ -7,6 +7,7 @@ from archive_encoders.methods import METHOD_TYPES
 from archive_encoders.variants import VARIANTS as VARIANT_REGISTRY
 from archive_encoders.corpus import shards as aec_shards
 from archive_encoders.train.compatibility import check_pairs
+from archive_encoders.judging.store import typed_queries
 
 aec.validate(
     config
@@ -184,18 +185,36 @@ def evaluations():
     ]
 
 
+def _typed_queries():
+    """The queries typed on the judging page (judging.db), read once, when the DAG is built."""
+    if not config["judging"]["db"]:
+        return []
+    try:
+        return typed_queries(config["judging"]["db"])
+    except ValueError as err:
+        raise ValueError(f"judging.db: {err}") from None
+
+
+TYPED_QUERIES = _typed_queries()
+
+
 def team_queries_file(wildcards=None):
-    """config judging.queries; the judging target without one is an error that says what to set."""
-    if not config["judging"]["queries"]:
+    """config judging.queries (none: only the page's typed queries); the judging target with neither
+    is an error that says what to set."""
+    if not config["judging"]["queries"] and not TYPED_QUERIES:
         raise ValueError(
-            "judging.queries: set it to a text file of your team's queries (one per line) to pool them"
+            "judging.queries: set it to a text file of your team's queries (one per line) to pool them,"
+            " or type queries on the judging page (judging.db)"
         )
-    return config["judging"]["queries"]
+    return [config["judging"]["queries"]] if config["judging"]["queries"] else []
 
 
 def judging_queries():
-    """The team's queries every evaluation also ranks (none unless judging.queries is set)."""
-    return [paths.JUDGING_QUERIES] if config["judging"]["queries"] else []
+    """The team's queries every evaluation also ranks (none unless judging.queries is set or queries
+    were typed on the judging page)."""
+    return (
+        [paths.JUDGING_QUERIES] if config["judging"]["queries"] or TYPED_QUERIES else []
+    )
 
 
 def user_query_sets():

@@ -17,6 +17,8 @@ rule judging_queries:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        typed=TYPED_QUERIES,  # a param, not an input: a new query reruns the pool, a new grade does not
     script:
         "../workflow/scripts/judging_queries.py"
 

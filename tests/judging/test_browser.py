@@ -1,6 +1,6 @@
 """The judging page in a real browser: system Chromium driven by Playwright (no downloaded browser), the
 server started by the real `archive-encoders judge` command. Enter a name, grade every passage of one
-query with the keyboard, and find the grades in SQLite."""
+query with the keyboard, and find the grades in SQLite; type a query of one's own."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.judging_helpers import write_pool
 
-from archive_encoders.judging.store import JudgmentStore
+from archive_encoders.judging.store import JudgmentStore, typed_queries
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no system Chromium at {CHROMIUM}")
@@ -88,6 +88,14 @@ def test_grade_one_query_by_keyboard(server):
             expect(page.locator("#query")).to_have_text("Lake Baikal fisheries")  # q1 is done
             expect(page.locator("#progress")).to_contain_text("judged 5 / 12 passages, 1 / 3 queries done")
             page.keyboard.press("n")
+            expect(page.locator("#query")).to_have_text("letters <about> & fire")
+            # a query of one's own: typed (its letters grade nothing), stored, waiting for the pool
+            page.fill("#new-query", "наводнение 1824 года")
+            page.press("#new-query", "Enter")
+            expect(page.locator("#waiting")).to_contain_text("1 typed query waits")
+            expect(page.locator("#waiting")).to_contain_text("наводнение 1824 года")
+            expect(page.locator("#new-query")).to_have_value("")
+            assert typed_queries(db) == ["наводнение 1824 года"]
             expect(page.locator("#query")).to_have_text("letters <about> & fire")
             page.click("#switch")  # another annotator on the same browser
             expect(page.locator("#name-form")).to_be_visible()

@@ -122,3 +122,40 @@ def test_bad_reads_are_4xx_too(client):
     answer = client.get("/api/query", params={"annotator": "ann", "query_id": "q9"})
     assert answer.status_code == 404
     assert client.get("/nowhere").json() == {"error": "Not Found"}
+
+
+def test_a_typed_query_is_stored_and_waits_for_the_next_pool(client, tmp_path):
+    """A typed query is kept (source 'page') but not judged until every retriever has pooled it; typing a
+    pooled query's text again only says it is pooled."""
+    from archive_encoders.datasets.team_queries import query_id
+    from archive_encoders.judging.store import typed_queries
+
+    assert client.get("/api/typed").json() == {"typed": 0, "waiting": []}
+    added = client.post("/api/queries", json={"text": "  пожар   в Москве 1812 "})
+    assert added.status_code == 200
+    assert added.json() == {
+        "query_id": query_id("пожар в Москве 1812"),
+        "pooled": False,
+        "typed": 1,
+        "waiting": ["пожар в Москве 1812"],
+    }
+    assert typed_queries(tmp_path / "j.sqlite") == ["пожар в Москве 1812"]
+    # the pool's queries came from the file: the page does not pool on its own
+    assert client.get("/api/next", params={"annotator": "a"}).json()["query_id"] == "q1"
+    again = client.post("/api/queries", json={"text": "пожар в Москве 1812"})
+    assert again.json()["typed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({}, 422, "text: missing"),
+        ({"text": 5}, 422, "text: must be a string"),
+        ({"text": "   "}, 422, "text: an empty query"),
+        ({"text": "x" * 501}, 422, "text: 501 characters; a query has at most 500"),
+    ],
+)
+def test_bad_typed_queries_are_4xx(client, body, status, message):
+    answer = client.post("/api/queries", json=body)
+    assert (answer.status_code, answer.json()) == (status, {"error": message})
+    assert client.post("/api/queries", content=b"[1]").status_code == 400

@@ -121,3 +121,19 @@ def test_any_queries_file_gives_distinct_stable_ids_or_a_clear_error(tmp_path_fa
     assert frame["query_id"].n_unique() == frame.height
     assert all(t and t == " ".join(t.split()) and not t.startswith("#") for t in frame["text"])
     assert read_team_queries(path).equals(frame)  # stable
+
+
+def test_typed_queries_join_the_file_s_without_duplicates(tmp_path):
+    from archive_encoders.datasets.team_queries import query_id, team_queries
+
+    path = tmp_path / "q.txt"
+    path.write_text("пожар в Москве\nLake Baikal\n", encoding="utf-8")
+    frame = team_queries(path, typed=["lake  baikal", "Lake Baikal", "Волга  в 1840 году"])
+    # "lake baikal" differs from the file's only in case: one query, the file's text kept
+    assert frame["text"].to_list() == ["пожар в Москве", "Lake Baikal", "Волга в 1840 году"]
+    assert frame["query_id"].to_list()[2] == query_id("Волга в 1840 году")
+    assert team_queries(None, typed=["only typed"])["text"].to_list() == ["only typed"]
+    with pytest.raises(TeamQueryError, match="no query"):
+        team_queries(None, typed=[])
+    with pytest.raises(TeamQueryError, match="typed on the judging page: an empty query"):
+        team_queries(path, typed=["  "])

@@ -80,3 +80,18 @@ def test_two_annotators_writing_at_once_from_two_processes_lose_nothing(tmp_path
         assert dict(zip(mine["corpus_id"], mine["grade"], strict=True)) == {
             f"p{i}": i % 3 for i in range(N_EACH)
         }
+
+
+def test_typed_queries_reads_only_the_page_queries_and_never_creates_a_database(tmp_path):
+    from archive_encoders.judging.store import typed_queries
+
+    db = tmp_path / "j.sqlite"
+    assert typed_queries(db) == [] and not db.exists()
+    store = JudgmentStore(db)
+    store.add_queries([("f1", "from the file")], source="file")
+    store.add_queries([("p1", "typed first"), ("p2", "typed second")], source="page")
+    assert typed_queries(db) == ["typed first", "typed second"]
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 10)
+    with pytest.raises(ValueError, match="junk.sqlite: not a judgments database"):
+        typed_queries(junk)

@@ -44,10 +44,10 @@ EXPORT = {"export_onnx": PAIRS, "export_openvino": PAIRS, "export_static": PAIRS
 TRAIN = {"train_model": PAIRS, "split_documents": 1, "mine_triplets": 1, "build_query_sets": 1}
 
 
-def planned_jobs(tmp_path: Path, *targets: str) -> dict[str, int]:
+def planned_jobs(tmp_path: Path, *targets: str, config: dict = CONFIG) -> dict[str, int]:
     """{rule: jobs} from the 'Job stats' table of `snakemake -n TARGET...` in an empty working directory."""
     configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(CONFIG))
+    configfile.write_text(yaml.safe_dump(config, allow_unicode=True))
     cmd = [str(SNAKEMAKE), *targets, "-n", "--quiet", "rules", "--snakefile", str(REPO / "Snakefile")]
     cmd += ["--directory", str(tmp_path / "work"), "--configfile", str(configfile)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

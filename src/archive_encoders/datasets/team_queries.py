@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
+from collections.abc import Iterable
 
 import polars as pl
 
@@ -41,11 +42,9 @@ def read_team_queries(path: str | os.PathLike) -> pl.DataFrame:
         raise TeamQueryError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     rows, seen = [], set()
     for number, line in enumerate(lines, start=1):
-        text = normalise(line)
-        if not text or text.startswith("#"):
+        if not normalise(line) or normalise(line).startswith("#"):
             continue
-        if len(text) > MAX_CHARS:
-            raise TeamQueryError(f"{path}:{number}: {len(text)} characters; a query has at most {MAX_CHARS}")
+        text = check_query(line, f"{path}:{number}")
         qid = query_id(text)
         if qid not in seen:
             seen.add(qid)
@@ -55,7 +54,35 @@ def read_team_queries(path: str | os.PathLike) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=QUERY_SCHEMA, orient="row")
 
 
-def write_team_queries(source: str | os.PathLike, out: str | os.PathLike) -> int:
-    frame = read_team_queries(source)
+def check_query(text: str, where: str) -> str:
+    """`text` normalised, or a TeamQueryError saying `where` it came from."""
+    text = normalise(text)
+    if not text:
+        raise TeamQueryError(f"{where}: an empty query")
+    if len(text) > MAX_CHARS:
+        raise TeamQueryError(f"{where}: {len(text)} characters; a query has at most {MAX_CHARS}")
+    return text
+
+
+def team_queries(source: str | os.PathLike | None, typed: Iterable[str] = ()) -> pl.DataFrame:
+    """The file's queries, then those typed on the judging page (judging.db) that the file lacks."""
+    frame = read_team_queries(source) if source else pl.DataFrame(schema=QUERY_SCHEMA)
+    seen = set(frame["query_id"])
+    rows = []
+    for text in typed:
+        text = check_query(text, "a query typed on the judging page")
+        if (qid := query_id(text)) not in seen:
+            seen.add(qid)
+            rows.append((qid, text))
+    frame = pl.concat([frame, pl.DataFrame(rows, schema=QUERY_SCHEMA, orient="row")])
+    if frame.is_empty():
+        raise TeamQueryError("judging: no query (set judging.queries, or type one on the judging page)")
+    return frame
+
+
+def write_team_queries(
+    source: str | os.PathLike | None, out: str | os.PathLike, typed: Iterable[str] = ()
+) -> int:
+    frame = team_queries(source, typed)
     write_parquet(frame, out)
     return frame.height

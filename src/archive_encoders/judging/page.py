@@ -6,6 +6,9 @@
                                     (query, annotator), system names hidden, NAME's grades so far, progress
     GET  /api/query?annotator=NAME&query_id=ID   one query, the same shape
     POST /api/judge {query_id, corpus_id, annotator, grade}   committed before the answer
+    GET  /api/typed                 the queries typed on this page, and those still waiting for a pool
+    POST /api/queries {text}        a query typed on the page: stored, and pooled by every retriever on
+                                    the next `judging` run (judging.db), never by one system alone
 
 Bad requests get a 4xx with {"error": "<one line>"}, never a traceback. The page puts every text in with
 `textContent` (nothing from the pool or the database is ever parsed as HTML), and the server escapes the
@@ -25,6 +28,7 @@ from typing import Any
 
 import polars as pl
 
+from archive_encoders.datasets.team_queries import check_query, query_id
 from archive_encoders.judging.pool import Passage, pool_queries, pooled_passages, read_pool
 from archive_encoders.judging.store import JudgmentStore, check_annotator, check_grade
 
@@ -95,6 +99,22 @@ class Judging:
                 return self.query(annotator, qid)
         return {"done": True, "progress": self.progress(annotator)}
 
+    def typed(self) -> dict[str, Any]:
+        """The queries typed on the page; `waiting` are those the pool does not hold yet."""
+        typed = self.store.queries().filter(pl.col("source") == "page")
+        waiting = [text for qid, text in typed.select("query_id", "text").rows() if qid not in self.passages]
+        return {"typed": typed.height, "waiting": waiting}
+
+    def add_query(self, text: Any) -> dict[str, Any]:
+        """Store a query typed on the page (source 'page'). It is judged once the next `judging` run has
+        pooled it from every retriever: a pool drawn from one system would favour that system."""
+        if not isinstance(text, str):
+            raise ValueError("text: must be a string")
+        text = check_query(text, "text")
+        qid = query_id(text)
+        self.store.add_queries([(qid, text)], source="page")
+        return {"query_id": qid, "pooled": qid in self.passages, **self.typed()}
+
     def judge(self, query_id: str, corpus_id: str, annotator: str, grade: Any) -> dict[str, Any]:
         grade, annotator = check_grade(grade), check_annotator(annotator)
         if len(annotator) > MAX_NAME:
@@ -159,13 +179,30 @@ def judging_app(
     def one_query(annotator: str, query_id: str):
         return answer(judging.query, annotator, query_id)
 
-    @app.post("/api/judge")
-    async def judge(request: Request):
+    async def json_object(request: Request) -> dict | None:
         try:
             body = await request.json()
         except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    @app.get("/api/typed")
+    def typed():
+        return judging.typed()
+
+    @app.post("/api/queries")
+    async def add_query(request: Request):
+        body = await json_object(request)
+        if body is None:
             return error(400, "body: expected a JSON object")
-        if not isinstance(body, dict):
+        if "text" not in body:
+            return error(422, "text: missing")
+        return await run_in_threadpool(answer, judging.add_query, body["text"])
+
+    @app.post("/api/judge")
+    async def judge(request: Request):
+        body = await json_object(request)
+        if body is None:
             return error(400, "body: expected a JSON object")
         missing = [k for k in ("query_id", "corpus_id", "annotator", "grade") if k not in body]
         if missing:
@@ -220,6 +257,11 @@ header { display: flex; gap: 1rem; align-items: baseline; justify-content: space
   <button id="next">Next query (n)</button>
 </main>
 <p id="done" hidden>Every pooled passage has your grade. Thank you.</p>
+<form id="add-form">
+  <label>A query of your own: <input id="new-query" maxlength="500" size="40"></label>
+  <button type="submit">Add to the pool</button>
+  <p class="hint" id="waiting" role="status"></p>
+</form>
 <p id="error" role="alert"></p>
 <script>
 "use strict";
@@ -332,6 +374,24 @@ $("switch").addEventListener("click", () => {
   location.reload();
 });
 
+function showTyped(t) {
+  $("waiting").textContent = t.waiting.length
+    ? `${t.waiting.length} typed quer${t.waiting.length === 1 ? "y waits" : "ies wait"} for the next` +
+      ` \"snakemake judging\" run, which pools it from every retriever: ${t.waiting.join(" · ")}`
+    : (t.typed ? `${t.typed} typed quer${t.typed === 1 ? "y is" : "ies are"} in the pool` : "");
+}
+
+$("add-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("new-query").value.trim();
+  if (!text) return;
+  enqueue(async () => {
+    showTyped(await call("/api/queries", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({text})}));
+    $("new-query").value = "";
+  });
+});
+
 function start() {
   annotator = localStorage.getItem(KEY);
   $("name-form").hidden = !!annotator;
@@ -339,6 +399,7 @@ function start() {
   $("who").textContent = "annotator: " + annotator;
   $("switch").hidden = false;
   enqueue(() => load(null));
+  enqueue(async () => showTyped(await call("/api/typed")));
 }
 start();
 </script>

@@ -56,6 +56,23 @@ def check_grade(grade: object) -> int:
     return grade
 
 
+def typed_queries(path: str | os.PathLike) -> list[str]:
+    """The texts of the queries typed on the judging page into the database at `path`, oldest first
+    (none if it does not exist yet). Read-only: the workflow reads them when it builds its DAG."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            rows = conn.execute("SELECT text FROM queries WHERE source = 'page' ORDER BY rowid").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise ValueError(f"{path}: not a judgments database ({err})") from None
+    return [text for (text,) in rows]
+
+
 def check_annotator(annotator: object) -> str:
     if not isinstance(annotator, str) or not annotator.strip():
         raise ValueError(f"annotator: must be a non-empty name (got {annotator!r})")
