@@ -1,5 +1,6 @@
 # Helpers shared by every stage: the validated config, the model x method matrix, input functions.
 import re
+from pathlib import Path
 
 from archive_encoders import config as aec
 from archive_encoders import paths
@@ -222,6 +223,16 @@ def user_query_sets():
     return [
         paths.USER_QUERY_SET.format(retrieval_set=entry["name"])
         for entry in config["evaluate"]["retrieval_sets"]
+    ]
+
+
+def judged_summary():
+    """The judging.json of the judged set in the verdict (its agreement and coverage), if there is one."""
+    return [
+        str(Path(entry["path"]) / "judging.json")
+        for entry in config["evaluate"]["retrieval_sets"]
+        if entry["name"] == aec.JUDGED_SET_NAME
+        and (Path(entry["path"]) / "judging.json").is_file()
     ]
 
 

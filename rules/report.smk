@@ -15,6 +15,7 @@ rule build_report:
         latency=latency_measurements(),
         query_sets=rules.build_query_sets.output.query_sets,
         user_sets=user_query_sets(),
+        judging=judged_summary(),
         corpus=rules.corpus_manifest.output.manifest,
     output:
         summary_parquet=paths.REPORT_FILES["summary_parquet"],

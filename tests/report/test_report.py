@@ -95,6 +95,7 @@ def report(tmp_path_factory):
     compare(dense, folders["bm25"], root / "querysets", [], root / "compare", bootstrap_samples=300, seed=5)
     stage = write_stage_files(root, folders)
     outputs = {name: root / path for name, path in paths.REPORT_FILES.items()}
+    write_json(root / "judging.json", JUDGING_RECORD)
     summary = write_report(
         root / "compare",
         stage["models"],
@@ -106,8 +107,37 @@ def report(tmp_path_factory):
         corpus_chunks=4000,
         outputs=outputs,
         report_settings={"margin": 0.01},
+        judging=root / "judging.json",
     )
     return root, outputs, summary
+
+
+JUDGING_RECORD = {
+    "n_queries": 31,
+    "n_queries_with_relevant": 30,
+    "n_queries_typed": 2,
+    "annotators": ["ann", "bob"],
+    "n_judgments": 500,
+    "pool_depth": 10,
+    "n_pooled_systems": 5,
+    "grades": {"0": 300, "1": 100, "2": 60},
+    "merge_rule": "mean of the annotators' grades, rounded half up",
+    "judged_at_10": {
+        "bm25": {"judged": 0.95, "flagged": False},
+        "m/lora/torch/dense": {"judged": 0.4, "flagged": True},
+    },
+    "kappa": {"ann / bob": {"kappa": 0.71, "n_pairs": 120}},
+}
+
+
+def test_the_judged_set_section_shows_coverage_and_agreement(report):
+    _, outputs, _ = report
+    text = outputs["report_md"].read_text(encoding="utf-8")
+    section = text.split("## The judged set: how far its judgments reach")[1].split("## ")[0]
+    assert "31 queries judged (30 with a relevant passage" in section
+    assert "the top 10 of each of 5 retrievers" in section
+    assert "| `m/lora/torch/dense` | 0.40 | **mostly unjudged**" in section
+    assert "| ann / bob | 0.71 | 120 | substantial |" in section
 
 
 def test_every_report_file_is_written(report):

@@ -15,6 +15,7 @@ write_report(
     latency=snakemake.input.latency,
     query_sets=snakemake.input.query_sets,
     user_sets=snakemake.input.user_sets,
+    judging=snakemake.input.judging[0] if snakemake.input.judging else None,
     corpus_chunks=corpus_size(snakemake.input.corpus),
     outputs=dict(snakemake.output.items()),
     report_settings=snakemake.params.report,

@@ -3,8 +3,9 @@
     corpus.jsonl    {"_id", "title", "text"} for every passage of the corpus the pool was drawn from
     queries.jsonl   {"_id", "text"} for every judged query
     qrels/test.tsv  query-id, corpus-id, score: every judged passage, grade 0, 1 or 2
-    judging.json    how it was made: annotators, counts, the merging rule, Cohen's kappa for every pair of
-                    annotators with passages in common, judged@10 per system (flagged below 0.5)
+    judging.json    how it was made: annotators, counts (queries typed on the page among them), the pool's
+                    depth, the merging rule, Cohen's kappa for every pair of annotators with passages in
+                    common, judged@10 per system (flagged below 0.5); the report shows it
 
 A passage graded by several annotators gets the MEAN of their grades ROUNDED HALF UP (0+1 -> 1, 1+2 -> 2,
 0+2 -> 1, 0+0+1 -> 0): a disagreement is settled towards relevance, as pooled judging settles an unsure
@@ -116,10 +117,14 @@ def export_judgments(
             "(judge more, or lower --min-queries)"
         )
     judged = qrels["query_id"].unique(maintain_order=True).to_list()
+    typed = set(store.queries().filter(pl.col("source") == "page")["query_id"])
     summary = {
         "annotators": sorted(judgments["annotator"].unique().to_list()),
         "n_judgments": judgments.height,
         "n_queries": len(judged),
+        "n_queries_typed": len(typed.intersection(judged)),
+        "pool_depth": int(pool["rank"].max()) if pool.height else 0,
+        "n_pooled_systems": pool["system"].n_unique(),
         "n_queries_with_relevant": usable,
         "n_qrels": qrels.height,
         "n_passages": corpus.height,

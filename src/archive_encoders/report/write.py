@@ -15,9 +15,10 @@ from archive_encoders.config import with_defaults
 from archive_encoders.datasets.querysets import SET_KINDS, lexical_by_construction, people_written
 from archive_encoders.evaluate.compare import DENSE, LEXICAL
 from archive_encoders.evaluate.metrics import HEADLINE
-from archive_encoders.io import atomic_path, write_json, write_parquet, write_text
+from archive_encoders.io import atomic_path, read_json, write_json, write_parquet, write_text
 from archive_encoders.report import choice as decide
 from archive_encoders.report.inputs import read_inputs
+from archive_encoders.report.judged import judging_lines
 from archive_encoders.report.plot import plot_pareto
 from archive_encoders.report.render import Column, ci, col, fmt, render, row_name, table, with_ci
 from archive_encoders.report.tables import (
@@ -241,14 +242,16 @@ def serving_note(row: Mapping[str, Any] | None) -> str:
         return ""
     if row["retriever"] == LEXICAL:
         return (
-            "Keyword search is as good as any encoder here: keep BM25. The `index` target still builds a "
-            "vector index of the best dense row, for comparison."
+            "Keyword search is as good as any encoder here: keep BM25. The `index` target serves BM25 by "
+            "default, with the best dense row beside it for comparison (`--retriever dense`)."
         )
     fusion = row["retriever"].removeprefix("hybrid-")
+    weight = row.get("fusion_weight")
+    weight_text = f", dense weight {fmt(weight, 2)} chosen on val" if weight is not None else ""
     return (
-        f"It is a hybrid: run BM25 and `{row['model']}/{row['method']}/{row['variant']}` side by side and "
-        f"fuse their top-100 ({fusion}; a weight, where there is one, is in summary.csv). The `index` target "
-        "builds the dense half; the search command serves it alone."
+        f"It is a hybrid: BM25 and `{row['model']}/{row['method']}/{row['variant']}` fused ({fusion}"
+        f"{weight_text}). The `index` target builds both halves and the fusion; `archive-encoders search` "
+        "and `serve` answer with it, as evaluated."
     )
 
 
@@ -289,10 +292,11 @@ def write_report(
     report_settings: Mapping[str, Any] | None = None,
     export_settings: Mapping[str, Any] | None = None,
     user_sets: Sequence[str | os.PathLike] = (),
+    judging: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
     """Read every stage's output and write the report files (each atomically). Returns the summary.
 
-    outputs: {name: path} for the names of paths.REPORT_FILES."""
+    outputs: {name: path} for the names of paths.REPORT_FILES; judging: the judged set's judging.json."""
     settings = with_defaults("report", report_settings)
     min_mean_cosine = float(with_defaults("export", export_settings)["min_mean_cosine"])
     inputs = read_inputs(
@@ -320,7 +324,16 @@ def write_report(
     # 3. the report a person reads
     write_text(
         outputs["report_md"],
-        report_markdown(inputs, summary, sets, result, tables, settings, min_mean_cosine),
+        report_markdown(
+            inputs,
+            summary,
+            sets,
+            result,
+            tables,
+            settings,
+            min_mean_cosine,
+            read_json(judging) if judging else None,
+        ),
     )
     log.info(
         "report: %d rows over %d test sets; recommended %s", summary.height, len(sets), result["recommended"]
@@ -328,7 +341,9 @@ def write_report(
     return summary
 
 
-def report_markdown(inputs, summary, sets, result, tables, settings, min_mean_cosine: float) -> str:
+def report_markdown(
+    inputs, summary, sets, result, tables, settings, min_mean_cosine: float, judging: Mapping | None = None
+) -> str:
     """report.md from templates/report.md.j2."""
     costs, variants, probes, compression = (tables[k] for k in ("cost", "variants", "probe", "compression"))
     return render(
@@ -346,6 +361,7 @@ def report_markdown(inputs, summary, sets, result, tables, settings, min_mean_co
         method_tables=method_tables(summary),
         set_notes=set_notes(summary, inputs.set_info),
         set_tables=set_tables(summary),
+        judging_lines=judging_lines(judging) if judging else [],
         top_n=TOP_N,
         machine=machine_text(dense_latency(inputs) or inputs.lexical.get("latency", {})),
         variants=table(variants, variant_columns(variants)) if variants.height else "_(none)_\n",
