@@ -13,6 +13,7 @@ import functools
 import importlib.resources
 import importlib.util
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,11 +164,18 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     schema_doc = _parsed_schema()
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema_doc).iter_errors(config))
     if error is not None:
-        raise ConfigError(f"config key {_dotted(error.absolute_path)}: {error.message}")
+        raise ConfigError(f"config key {_dotted(error.absolute_path)}: {_error_message(error)}")
     _with_defaults(jsonschema.Draft202012Validator)(schema_doc).validate(config)  # valid: fills defaults
     with_judged_set(config)
     check(config)
     return config
+
+
+def _error_message(error) -> str:
+    """jsonschema's message, except that a URL holding a password is never echoed."""
+    if isinstance(error.instance, str) and re.match(r"[a-z]+://[^/]*@", error.instance):
+        return "a URL must not hold credentials (user:password@); use ia.ini or IA_* variables"
+    return error.message
 
 
 def _with_defaults(validator_class):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -528,6 +529,52 @@ def test_local_source_reads_ia_download_layout(workdir):
     assert rows["tampered"]["status"] == "skipped" and "md5 mismatch" in rows["tampered"]["reason"]
     assert archive.downloaded_file(rows["bare"]["path"], settings).read_bytes() == text("bare")
     assert not Path(CACHE).exists()  # nothing copied
+
+
+@pytest.mark.timeout(30)  # before the fix, reading the FIFO blocked for ever
+def test_local_source_skips_dangling_links_fifos_and_unreadable_files(workdir, monkeypatch, caplog):
+    root = write_ia_folder(
+        Path("mirror/archive"),
+        {
+            "ok": {"ok.txt": text("ok")},
+            "dangling": {"dangling_djvu.txt": b"", "dangling.txt": text("dangling")},
+            "fifo": {"fifo.txt": text("fifo")},
+            "locked": {"locked.txt": text("locked")},
+        },
+    )
+    (root / "dangling" / "dangling_djvu.txt").unlink()
+    (root / "dangling" / "dangling_djvu.txt").symlink_to(root / "dangling" / "gone_djvu.txt")
+    os.mkfifo(root / "fifo" / "fifo_djvu.txt")  # preferred over fifo.txt, and a read would block
+    locked = root / "locked" / "locked.txt"
+    locked.chmod(0)
+    if os.geteuid() == 0:  # root reads a mode-0 file anyway: make the check see what a user would
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, **k: Path(p) != locked and real_access(p, m, **k))
+    settings = {"source": "local", "local_dir": "mirror/archive", "max_items": 10}
+    items = archive.search(settings, ITEMS, runtime=FAST_RUNTIME)
+    chosen = dict(zip(items["identifier"], items["file_name"], strict=True))
+    assert chosen == {"dangling": "dangling.txt", "fifo": "fifo.txt", "ok": "ok.txt"}
+    assert "ignoring 'dangling_djvu.txt': cannot be read (No such file or directory)" in caplog.text
+    assert "ignoring 'fifo_djvu.txt': not a regular file" in caplog.text
+    assert "ignoring 'locked.txt': no read permission" in caplog.text
+    rows = {r["identifier"]: r for r in archive.download(ITEMS, DOWNLOADS, CACHE, 1, settings).to_dicts()}
+    assert {i: r["status"] for i, r in rows.items()} == {"dangling": "ok", "fifo": "ok", "ok": "ok"}
+
+
+def test_local_source_hashes_no_file_over_max_file_mb(workdir, monkeypatch):
+    from archive_encoders.archive import local
+
+    files = {"big": {"big.txt": text("big", 300_000)}, "small": {"small.txt": text("small")}}
+    write_ia_folder(Path("mirror/archive"), files)
+    hashed = []
+    real_md5 = local.file_md5
+    monkeypatch.setattr(local, "file_md5", lambda path: hashed.append(Path(path).name) or real_md5(path))
+    settings = {"source": "local", "local_dir": "mirror/archive", "max_file_mb": 0.1}
+    items = archive.search(settings, ITEMS, runtime=FAST_RUNTIME)
+    assert items["identifier"].to_list() == ["big", "small"]
+    rows = {r["identifier"]: r for r in archive.download(ITEMS, DOWNLOADS, CACHE, 0.1, settings).to_dicts()}
+    assert "over max_file_mb=0.1" in rows["big"]["reason"] and rows["small"]["status"] == "ok"
+    assert "big.txt" not in hashed and "small.txt" in hashed
 
 
 def test_local_source_missing_folder_is_a_clear_error(workdir):

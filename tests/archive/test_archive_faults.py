@@ -1,4 +1,4 @@
-"""Fault suite for the download stage (issue 6, items 1-14), against the fake archive.org.
+"""Fault suite for the download stage (issue 6, items 1-14; issue 19, 15-21), against the fake archive.org.
 
 Each test switches one fault on, runs the real search + download through the `internetarchive` client,
 and asserts what happened: retried and succeeded, skipped and logged with the item id and reason, or a
@@ -10,10 +10,12 @@ The observed outcome of each test is collected into a table printed at the end o
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import polars as pl
@@ -101,7 +103,7 @@ def assert_final_files_are_whole(rows: dict[str, dict] | None = None) -> None:
     """Every file under a final name in the cache is a verified download listed as ok; no temporaries."""
     listed = {r["path"]: r for r in (rows or {}).values() if r["status"] == "ok"}
     for path in Path(CACHE).rglob("*") if Path(CACHE).exists() else []:
-        if path.is_dir() or path.name.endswith(".part"):
+        if path.is_dir() or path.name.endswith((".part", ".ia.json")):  # partials, recorded ETags
             continue
         rel = path.as_posix()
         assert rel in listed, f"{rel} is under a final name but was not recorded as ok"
@@ -521,4 +523,249 @@ def test_fault_14_slow_server_exceeds_timeout(fake, caplog):
         f"a: slow headers, retried [{requests_to(fake, 'data', 'a')}] ok; c: stalled body, resumed "
         f"[{requests_to(fake, 'data', 'c')}] ok; b: '{skip_reason(caplog, 'b')}'; "
         f"slow search: ArchiveError '{message(err)}'",
+    )
+
+
+# --- 15. a file name longer than the file system allows ---
+
+
+def test_fault_15_file_name_too_long(fake, caplog):
+    long_name = "а" * 130 + "_djvu.txt"  # Cyrillic: 269 bytes in UTF-8, over NAME_MAX (errno 36)
+    fake.add_item("a", {"a.txt": text("a")})
+    fake.add_item("long", {long_name: text("long")})
+    fake.add_item("both", {long_name: text("both"), "both.txt": text("both")})
+    items = search(fake)
+    assert items["identifier"].to_list() == ["a", "both"]
+    assert items.filter(pl.col("identifier") == "both")["file_name"].item() == "both.txt"
+    reason = skip_reason(caplog, "long")
+    assert "unsafe file name" in reason and "269 bytes" in reason
+
+    # items.parquet is an input too: a row naming the long file is skipped, not a traceback
+    items.vstack(
+        pl.DataFrame([{**items.row(0, named=True), "identifier": "long", "file_name": long_name}])
+    ).write_parquet(ITEMS)
+    rows = download(fake)
+    assert rows["a"]["status"] == "ok" and rows["both"]["status"] == "ok"
+    assert "bytes (UTF-8), over the" in skipped(rows, "long")
+    assert fake.count("data", "long") == 0
+    assert_final_files_are_whole(rows)
+    record(
+        "15 file name over NAME_MAX (130 Cyrillic letters)",
+        "skipped + logged with its reason, the rest ok",
+        f"search: long '{reason[-60:]}'; 'both' took both.txt; tampered row skipped, "
+        f"downloads.parquet written ({len(rows)} rows)",
+    )
+
+
+# --- 16. a folder without write permission ---
+
+
+def _refuse_writes_under(monkeypatch, folder: Path, error: int) -> None:
+    """Make opening a file for writing under `folder` fail with `error` in the fetch module.
+
+    Needed where the tests run as root, which ignores a folder's mode bits; elsewhere the test's
+    read-only folder alone refuses the write."""
+    from archive_encoders.archive import fetch as fetch_module
+
+    real_open = open
+
+    def refusing_open(path, mode="r", *args, **kwargs):
+        if any(m in mode for m in "wax") and folder.resolve() in Path(path).resolve().parents:
+            raise OSError(error, os.strerror(error), str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fetch_module, "open", refusing_open, raising=False)
+
+
+def test_fault_16_no_write_permission(fake, caplog, monkeypatch):
+    fake.add_item("a", {"a.txt": text("a")})
+    fake.add_item("locked", {"locked.txt": text("locked")})
+    search(fake)
+    locked = Path(CACHE, "locked")
+    locked.mkdir(parents=True)
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root writes into a read-only folder anyway
+        _refuse_writes_under(monkeypatch, locked, errno.EACCES)
+    try:
+        rows = download(fake)
+    finally:
+        if locked.exists():
+            locked.chmod(0o755)
+    reason = skipped(rows, "locked")
+    assert "Permission denied (EACCES)" in reason and "locked.txt.part" in reason
+    assert rows["a"]["status"] == "ok" and Path(DOWNLOADS).is_file()
+    assert logged(caplog, "'locked'", "Permission denied")
+    assert_final_files_are_whole(rows)
+    record(
+        "16 no write permission (read-only item folder)",
+        "that file skipped + logged, the rest ok",
+        f"locked: '{reason}'; a ok; downloads.parquet written",
+    )
+
+
+# --- 17. a full disk ---
+
+
+def test_fault_17_disk_full_stops_cleanly_and_keeps_what_finished(fake, caplog, monkeypatch):
+    for identifier in "abcde":
+        fake.add_item(identifier, {f"{identifier}.txt": text(identifier, 20_000)})
+    search(fake)
+    # A full disk cannot be made here: the write call of the fetch module fails with ENOSPC from the
+    # third file on, as every write does on a full disk.
+    from archive_encoders.archive import fetch as fetch_module
+
+    real_open, full = open, {"now": False, "freed": False}
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            full["now"] = True
+            self.fh.write(data[: len(data) // 2])  # a real full disk may take part of a write
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        writing = ("w" in mode or "a" in mode) and not full["freed"]
+        if writing and (full["now"] or Path(path).name.startswith("c")):
+            return FullDisk(fh)
+        return fh
+
+    monkeypatch.setattr(fetch_module, "open", filling_open, raising=False)
+    with pytest.raises(ArchiveError, match=r"disk full \(ENOSPC\)") as err:
+        download(fake, runtime={"concurrency": 1})
+    rows = {r["identifier"]: r for r in pl.read_parquet(DOWNLOADS).to_dicts()}
+    assert [rows[i]["status"] for i in "abcde"] == ["ok", "ok", "skipped", "skipped", "skipped"]
+    assert "disk full (ENOSPC)" in rows["c"]["reason"]
+    assert rows["d"]["reason"] == rows["e"]["reason"] == "not fetched: the disk was full"
+    assert fake.count("data", "d") == fake.count("data", "e") == 0
+    assert "2 finished file(s) stay in the cache" in str(err.value)
+    assert_final_files_are_whole(rows)
+
+    full["freed"] = True  # a rerun after freeing space takes the finished files from the cache
+    fake.reset_log()
+    rows = download(fake)
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert fake.count("data", "a") == fake.count("data", "b") == 0
+    record(
+        "17 disk full (ENOSPC while writing)",
+        "stage stops cleanly, finished files kept, downloads.parquet written",
+        f"ArchiveError '{str(err.value)[:70]}...'; a, b ok and kept; c: '{rows_reason(err)}'; "
+        "d, e not started; rerun fetched only c, d, e",
+    )
+
+
+def rows_reason(err: pytest.ExceptionInfo) -> str:
+    return str(err.value).split(":", 1)[0]
+
+
+# --- 18. a metadata answer far too large ---
+
+
+def test_fault_18_huge_metadata_answer(fake, caplog):
+    fake.add_item("a", {"a.txt": text("a")})
+    padding = "x" * (17 * 1024 * 1024)
+    fake.set_metadata("huge", f'{{"metadata": {{"identifier": "huge"}}, "files": [], "pad": "{padding}"}}')
+    items = search(fake)
+    assert items["identifier"].to_list() == ["a"]
+    reason = skip_reason(caplog, "huge")
+    assert reason == "metadata JSON of 17.0 MiB (Content-Length), over 16 MiB"
+    assert fake.count("metadata", "huge") == 1  # as large the next time: not retried
+    record("18 metadata answer of 17 MiB", "skipped + logged, not retried", f"huge: '{reason}'")
+
+
+# --- 19. a metadata answer that drips ---
+
+
+def test_fault_19_metadata_that_drips_meets_a_deadline(fake, caplog):
+    runtime = {"timeout_s": 1.0, "retries": 1}  # deadline 2 s per answer; each byte comes in 0.2 s
+    fake.add_item("a", {"a.txt": text("a")})
+    fake.add_item("drip", {"drip.txt": text("drip")})
+    fake.add_fault("metadata", "drip", times=None, delay=0.2, identifier="drip")
+    started = time.monotonic()
+    items = search(fake, runtime=runtime)
+    took = time.monotonic() - started
+    assert items["identifier"].to_list() == ["a"]
+    reason = skip_reason(caplog, "drip")
+    assert "metadata JSON still arriving after 2 s" in reason and fake.count("metadata", "drip") == 2
+    assert took < 10
+    record(
+        "19 metadata dripping (1 byte / 0.2 s, timeout_s=1)",
+        "deadline per answer, retried, then skipped",
+        f"drip: '{reason}'; search took {took:.1f} s",
+    )
+
+
+# --- 20. credentials in archive.base_url ---
+
+
+def test_fault_20_credentials_in_base_url_are_refused_and_never_logged(fake, caplog):
+    from conftest import tiny_config
+
+    from archive_encoders.config import ConfigError, validate
+
+    url = fake.url.replace("http://", "http://user:Pl4nted-pw@")
+    config = tiny_config()
+    config["archive"] = {"source": "remote", "base_url": url, "query": "*:*"}
+    with pytest.raises(ConfigError, match=r"archive\.base_url") as config_err:
+        validate(config)
+    assert "Pl4nted-pw" not in str(config_err.value)
+
+    fake.add_item("a", {"a.txt": text("a")})
+    with pytest.raises(ArchiveError, match="holds credentials") as err:
+        search(fake, base_url=url)
+    assert "Pl4nted-pw" not in str(err.value) and "Pl4nted-pw" not in caplog.text
+    assert fake.count() == 0 and not Path(ITEMS).exists()
+    record(
+        "20 user:password in archive.base_url",
+        "refused at config time and by the stage, never echoed",
+        f"config: '{str(config_err.value)[:60]}...'; stage: '{str(err.value)[:60]}...'",
+    )
+
+
+# --- 21. a file that changes between runs, with no md5 in the metadata ---
+
+
+def test_fault_21_changed_file_without_md5_is_never_spliced_nor_kept_stale(fake, caplog):
+    fake.etags = True
+    old, new, newer = text("v1", 300_000), text("v2", 300_000), text("v3", 300_000)  # same sizes
+    fake.add_item("a", {"a.txt": text("a")})
+    fake.add_item("v", {"v.txt": old}, file_meta={"v.txt": {"md5": None}})
+    search(fake)
+    fake.add_fault("data", "reset", times=None, identifier="v")
+    first = download(fake)
+    assert "kept" in skipped(first, "v") and list(Path(CACHE).rglob("v.txt.part"))
+
+    fake.faults.clear()  # the file changes on the server before the rerun resumes
+    fake.items["v"].files["v.txt"] = new
+    fake.reset_log()
+    rows = download(fake)
+    resume = fake.seen("data", "v")[0]
+    assert resume.headers.get("Range", "").startswith("bytes=") and resume.headers.get("If-Range")
+    assert resume.response == 200  # the partial's version is gone: the whole file came
+    assert Path(rows["v"]["path"]).read_bytes() == new  # not old bytes + new bytes
+
+    fake.items["v"].files["v.txt"] = newer  # changed again, same size: the size proves nothing
+    fake.reset_log()
+    rows = download(fake)
+    assert fake.seen("data", "v")[0].headers.get("If-None-Match")
+    assert Path(rows["v"]["path"]).read_bytes() == newer
+
+    fake.reset_log()
+    rows = download(fake)  # unchanged: revalidated, not downloaded again
+    assert [r.response for r in fake.seen("data", "v")] == [304]
+    assert rows["v"]["status"] == "ok" and Path(rows["v"]["path"]).read_bytes() == newer
+    assert_final_files_are_whole(rows)
+    record(
+        "21 file without md5 changed between runs (same size)",
+        "If-Range resume gets the whole new file; cache revalidated by ETag, not size",
+        f"resume sent Range + If-Range -> 200, file = new version; changed cache -> "
+        f"If-None-Match -> new bytes; unchanged -> {fake.seen('data', 'v')[0].response}",
     )

@@ -14,7 +14,10 @@ Items come from a folder in `ia download` layout (`load_folder`) and/or `add_ite
 item (`identifier`) or one search page (`cursor`).
 Kinds: status (with optional Retry-After), malformed (truncated JSON), reset (TCP RST mid-body), short
 (fewer bytes than Content-Length, clean close), slow (sleep before answering), slow_body (sleep
-mid-body), no_length (no Content-Length: the body ends when the connection closes).
+mid-body), no_length (no Content-Length: the body ends when the connection closes), drip (the whole
+body one byte every `delay` seconds: each read in time, the answer far too slow).
+With `etags = True` file answers carry an ETag (from the bytes, so it changes with them) and honour
+If-Range (a Range for another version gets the whole file, 200) and If-None-Match (304).
 Every request is recorded (`requests`, `count`) so tests can assert what the client did.
 
 Queries understand `field:value` terms joined by OR (`*:*` or anything else matches every item).
@@ -40,7 +43,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 
 ROUTES = ("search", "metadata", "download", "data")
-FAULT_KINDS = ("status", "malformed", "reset", "short", "slow", "slow_body", "no_length")
+FAULT_KINDS = ("status", "malformed", "reset", "short", "slow", "slow_body", "no_length", "drip")
 SCRAPE_PATH = "/services/search/v1/scrape"
 
 
@@ -100,6 +103,7 @@ class FakeArchive:
         # Results per scrape page at most: below the client's `count` (>= 100 on archive.org), so a
         # test pages through the cursor with a handful of items.
         self.page_size = page_size
+        self.etags = False  # file answers carry an ETag and honour If-Range / If-None-Match
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -414,6 +418,12 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Range")
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", header or "")
         headers = {"Accept-Ranges": "bytes"}
+        if self.fake.etags:
+            etag = headers["ETag"] = f'"{hashlib.md5(data).hexdigest()[:16]}"'
+            if self.headers.get("If-None-Match") == etag:
+                return 304, b"", headers
+            if self.headers.get("If-Range") not in (None, etag):
+                match = None  # the client's partial is of another version: send the whole file
         if not match:
             return 200, data, headers
         start = int(match.group(1))
@@ -456,6 +466,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if fault.kind == "no_length":  # the whole body, ended only by closing the connection
             self.wfile.write(body)
+            return True
+        if fault.kind == "drip":
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(fault.delay)
             return True
         cut = max(1, len(body) * 2 // 3)
         self.wfile.write(body[:cut])

@@ -9,3 +9,7 @@ class ArchiveError(RuntimeError):
 
 class SkipItem(Exception):
     """One item cannot be used; the message is the reason recorded in items/downloads.parquet."""
+
+
+class DiskFull(ArchiveError):
+    """No space left where the files go: the stage stops, keeping what finished."""

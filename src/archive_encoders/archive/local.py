@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from archive_encoders.archive.errors import ArchiveError
-from archive_encoders.archive.files import MIB, display, file_md5, note_encoding
+from archive_encoders.archive.files import MIB, display, file_md5, note_encoding, os_problem
 from archive_encoders.archive.metadata import as_md5, item_row, pick_file
 from archive_encoders.archive.safety import UnsafePathError, identifier_problem, inside, safe_target
 from archive_encoders.archive.source import BUDGET_REACHED, FileLimits, ok, skipped
@@ -74,9 +75,15 @@ class LocalSource:
             log.warning("skip item %s: %s", identifier, reason)
             return None
         path = entry / PurePosixPath(chosen["name"])
-        chosen["size"] = path.stat().st_size
         # md5 from _files.xml is archive.org's; the download step checks the local copy against it.
-        chosen["md5"] = as_md5(chosen.get("md5")) or file_md5(path)
+        # A file over max_file_mb is not read here: the download step skips it by its size.
+        chosen["md5"] = as_md5(chosen.get("md5"))
+        if chosen["md5"] is None and chosen["size"] <= float(self.settings["max_file_mb"]) * MIB:
+            try:
+                chosen["md5"] = file_md5(path)
+            except OSError as err:
+                log.warning("skip item %s: %s", identifier, os_problem(err, path))
+                return None
         return item_row(identifier, _read_meta_xml(entry / f"{identifier}_meta.xml"), chosen)
 
     # --- files ---
@@ -88,8 +95,14 @@ class LocalSource:
             path = safe_target(root, identifier, name)
         except UnsafePathError as err:
             return skipped(identifier, f"unsafe path: {err}")
-        if not path.is_file():
-            return skipped(identifier, f"{identifier}/{name} is missing from local_dir")
+        try:
+            return self._verify(identifier, name, path, item, limits, root)
+        except OSError as err:  # unreadable, or gone since the search
+            return skipped(identifier, os_problem(err, path))
+
+    def _verify(self, identifier, name, path: Path, item, limits: FileLimits, root: Path) -> dict[str, Any]:
+        if not path.is_file():  # a FIFO or a folder is not a text file either
+            return skipped(identifier, f"{identifier}/{name} is missing from local_dir or not a regular file")
         size = path.stat().st_size
         if size > limits.max_file_bytes:
             return skipped(identifier, f"file is {size / MIB:.2f} MiB, over max_file_mb={limits.max_file_mb}")
@@ -117,9 +130,28 @@ def _files_on_disk(entry: Path, real_root: Path) -> list[dict[str, Any]]:
             if not inside(path.resolve(), real_root):
                 log.warning("%s: ignoring %r, a symlink that leads outside local_dir", identifier, name)
                 continue
+            problem = _not_readable_file(path)
+            if problem:
+                log.warning("%s: ignoring %r: %s", identifier, name, problem)
+                continue
             info = listed.get(name, {})
-            on_disk.append({"name": name, "format": info.get("format"), "md5": info.get("md5")})
+            size = path.stat().st_size
+            on_disk.append({"name": name, "format": info.get("format"), "md5": info.get("md5"), "size": size})
     return on_disk
+
+
+def _not_readable_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a text file: a dangling symlink, a FIFO (reading it would block
+    for ever), a socket or device, or no read permission; None when it can."""
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "no read permission"
+    return None
 
 
 def _read_meta_xml(path: Path) -> dict[str, Any]:
@@ -132,7 +164,7 @@ def _read_meta_xml(path: Path) -> dict[str, Any]:
         return {}
     try:
         root = ET.parse(path).getroot()
-    except ET.ParseError as err:
+    except (ET.ParseError, OSError) as err:
         log.warning("%s: unreadable metadata (%s); using the folder name only", display(path), err)
         return {}
     out: dict[str, Any] = {}
@@ -158,7 +190,7 @@ def _read_files_xml(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     try:
         root = ET.parse(path).getroot()
-    except ET.ParseError as err:
+    except (ET.ParseError, OSError) as err:
         log.warning("%s: unreadable file list (%s); computing md5 and size instead", display(path), err)
         return {}
     listed = {}

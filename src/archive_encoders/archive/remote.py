@@ -9,8 +9,10 @@ Every request runs under the one retry policy (retry.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,26 +20,79 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from archive_encoders.archive.errors import ArchiveError, SkipItem
 from archive_encoders.archive.fetch import FileFetch
-from archive_encoders.archive.files import display, file_md5, note_encoding, prune_empty
+from archive_encoders.archive.files import (
+    MIB,
+    display,
+    drop_validators,
+    file_md5,
+    note_encoding,
+    os_problem,
+    prune_empty,
+    read_validators,
+)
 from archive_encoders.archive.metadata import item_row, pick_file
 from archive_encoders.archive.retry import (
     RETRYABLE,
+    AnswerTooLarge,
+    AnswerTooSlow,
     HTTPStatusError,
     MalformedResponse,
     describe,
     raise_for_status,
 )
 from archive_encoders.archive.safety import UnsafePathError, identifier_problem, safe_target
-from archive_encoders.archive.session import Runtime, Sessions, s3_auth
+from archive_encoders.archive.session import Runtime, Sessions, checked_base_url, s3_auth
 from archive_encoders.archive.source import FileLimits, ok, skipped
 
 log = logging.getLogger(__name__)
 
 SCRAPE_PATH = "/services/search/v1/scrape"
 PAGE_MIN, PAGE_MAX = 100, 10_000  # what the scrape API accepts as `count`
+# A search page of 10,000 identifiers is ~0.5 MB and the largest item metadata some MB: far more is
+# not an answer this stage can use, only memory it would lose.
+MAX_ANSWER_BYTES = 16 * MIB
+READ_BYTES = 1 << 16
+
+
+def _read1(response: requests.Response) -> bytes:
+    """One read of the raw body, its errors wrapped as requests' iter_content wraps them."""
+    try:
+        return response.raw.read1(READ_BYTES, decode_content=True)
+    except urllib3.exceptions.ProtocolError as err:
+        raise requests.exceptions.ChunkedEncodingError(err) from err
+    except urllib3.exceptions.DecodeError as err:
+        raise requests.exceptions.ContentDecodingError(err) from err
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.exceptions.ConnectionError(err) from err
+
+
+def bounded_json(response: requests.Response, what: str, deadline_s: float) -> Any:
+    """The JSON body of a streamed `response`, read up to MAX_ANSWER_BYTES and within `deadline_s` of
+    now: AnswerTooLarge / AnswerTooSlow otherwise, MalformedResponse when it is not JSON."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+        size = int(length) / MIB
+        raise AnswerTooLarge(f"{what} of {size:.1f} MiB (Content-Length), over {MAX_ANSWER_BYTES // MIB} MiB")
+    deadline = time.monotonic() + deadline_s
+    body = bytearray()
+    while True:
+        # read1: one read of the socket at most, so a slow drip meets the deadline check in time
+        chunk = _read1(response)
+        if not chunk:
+            break
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise AnswerTooLarge(f"{what} over {MAX_ANSWER_BYTES // MIB} MiB")
+        if time.monotonic() > deadline:
+            raise AnswerTooSlow(f"{what} still arriving after {deadline_s:g} s ({len(body)} bytes read)")
+    try:
+        return json.loads(bytes(body))
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise MalformedResponse(what, err) from err
 
 
 class RemoteSource:
@@ -47,7 +102,7 @@ class RemoteSource:
 
     def __init__(self, settings: Mapping[str, Any], runtime: Runtime, cache_dir: str | Path | None = None):
         self.settings, self.runtime = settings, runtime
-        self.base_url = settings["base_url"]
+        self.base_url = checked_base_url(settings["base_url"])
         self.cache = Path(cache_dir) if cache_dir is not None else None
         self.policy = runtime.policy()
         self.sessions = Sessions(self.base_url)
@@ -127,6 +182,8 @@ class RemoteSource:
                 f"search at {self.base_url} failed after {self.policy.attempts} attempts: {describe(err)}. "
                 "Check archive.base_url and the network, or raise archive.retries / archive.timeout_s."
             ) from None
+        except AnswerTooLarge as err:
+            raise ArchiveError(f"search at {self.base_url} failed: {err}") from None
         except requests.exceptions.RequestException as err:  # redirect loop, invalid URL...
             raise ArchiveError(f"search at {self.base_url} failed: {describe(err)}") from None
 
@@ -138,12 +195,11 @@ class RemoteSource:
         if cursor:
             params["cursor"] = cursor
         url = f"{session.protocol}//{session.host}{SCRAPE_PATH}"
-        response = session.post(url, params=params, auth=s3_auth(session), timeout=self.runtime.timeout)
-        raise_for_status(response)
-        try:
-            answer = response.json()
-        except requests.exceptions.JSONDecodeError as err:
-            raise MalformedResponse("response", err) from err
+        with session.post(
+            url, params=params, auth=s3_auth(session), timeout=self.runtime.timeout, stream=True
+        ) as response:
+            raise_for_status(response)
+            answer = bounded_json(response, "response", self.runtime.deadline_s)
         if isinstance(answer, dict) and answer.get("error"):  # a bad query, bad keys: not worth a retry
             raise ArchiveError(f"search at {self.base_url} was rejected: {answer['error']}")
         if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
@@ -172,6 +228,8 @@ class RemoteSource:
             return None, f"metadata request failed ({err}{spent})"
         except MalformedResponse as err:
             return None, f"{err}; gave up after {self.policy.attempts} attempts"
+        except AnswerTooLarge as err:
+            return None, str(err)
         except RETRYABLE as err:
             return (
                 None,
@@ -190,13 +248,13 @@ class RemoteSource:
         return row, ""
 
     def _metadata(self, identifier: str) -> dict:
+        """The item's /metadata answer: the request the client's get_metadata makes, read with a size
+        cap and a deadline (the client reads any answer whole, with only a per-read timeout)."""
         session = self.sessions.get()
-        try:
-            metadata = session.get_metadata(identifier, request_kwargs={"timeout": self.runtime.timeout})
-        except requests.exceptions.JSONDecodeError as err:
-            raise MalformedResponse("metadata JSON", err) from err
-        except requests.exceptions.HTTPError as err:
-            raise (HTTPStatusError.from_error(err) or err) from err
+        url = f"{session.protocol}//{session.host}/metadata/{identifier}"
+        with session.get(url, auth=s3_auth(session), timeout=self.runtime.timeout, stream=True) as response:
+            raise_for_status(response)
+            metadata = bounded_json(response, "metadata JSON", self.runtime.deadline_s)
         if not isinstance(metadata, dict):
             raise MalformedResponse("metadata JSON", TypeError(f"metadata is a {type(metadata).__name__}"))
         return metadata
@@ -212,19 +270,41 @@ class RemoteSource:
             target = safe_target(self.cache, identifier, name)
         except UnsafePathError as err:
             return skipped(identifier, f"unsafe path: {err}")
+        try:
+            return self._fetch(identifier, name, size, md5, target, limits)
+        except OSError as err:  # a name too long, a folder without permission; DiskFull stops the stage
+            if isinstance(err, requests.exceptions.RequestException):
+                raise
+            return skipped(identifier, os_problem(err, target))
+
+    def _fetch(self, identifier, name, size, md5, target: Path, limits: FileLimits) -> dict[str, Any]:
+        revalidate = None
         if target.is_file():
             cached = _cached(identifier, target, size, md5)
-            if cached is not None:
+            if isinstance(cached, dict) and "status" in cached:
                 return cached
+            revalidate = cached
         session = self.sessions.get()
         item_handle = session.get_item(identifier, item_metadata={"metadata": {"identifier": identifier}})
         remote = item_handle.get_file(name)  # the client builds the /download/<id>/<name> URL and the auth
         fetch = FileFetch(
-            session, remote.url, remote.auth, target, size, md5, limits, self.runtime.timeout, identifier
+            session,
+            remote.url,
+            remote.auth,
+            target,
+            size,
+            md5,
+            limits,
+            self.runtime.timeout,
+            identifier,
+            revalidate,
         )
         try:
             digest = fetch.run(self.policy)
         except SkipItem as err:
+            if revalidate is not None:  # a cached file the server could not confirm is not kept
+                target.unlink(missing_ok=True)
+                drop_validators(target)
             prune_empty(target.parent, self.cache)
             return skipped(identifier, str(err))
         note_encoding(identifier, target)
@@ -250,12 +330,25 @@ def _usable_item(identifier: str, metadata: dict, preference: list[str]) -> dict
 
 
 def _cached(identifier: str, target: Path, size: int | None, md5: str | None) -> dict[str, Any] | None:
-    """The ok row of a cached file that still matches the metadata; None (and the file gone) otherwise."""
-    cached = file_md5(target)
-    if cached == md5 or (md5 is None and target.stat().st_size == size):
-        log.debug("%s: cached %s", identifier, display(target))
-        return ok(identifier, display(target), target.stat().st_size, cached)
-    # A cached file that no longer matches the metadata must not stay under its final name.
-    log.info("%s: cached %s does not match the metadata md5; downloading again", identifier, display(target))
+    """What to do with a cached file: its ok row when its md5 matches the metadata; the validators to
+    ask the server with when the metadata has no md5 but the file is the one recorded when it was
+    downloaded; None (and the file gone) otherwise. A size alone proves nothing."""
+    stat = target.stat()
+    if md5 is not None:
+        cached = file_md5(target)
+        if cached == md5:
+            log.debug("%s: cached %s", identifier, display(target))
+            return ok(identifier, display(target), stat.st_size, cached)
+        why = "does not match the metadata md5"
+    else:
+        recorded = read_validators(target)
+        validators = {k: recorded[k] for k in ("etag", "last_modified") if recorded.get(k)}
+        unchanged = (recorded.get("size"), recorded.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
+        if validators and unchanged and not recorded.get("partial") and size in (None, stat.st_size):
+            return validators
+        why = "has no md5 in the metadata and no ETag recorded when it was downloaded"
+    # A cached file that cannot be shown to match must not stay under its final name.
+    log.info("%s: cached %s %s; downloading again", identifier, display(target), why)
     target.unlink()
+    drop_validators(target)
     return None

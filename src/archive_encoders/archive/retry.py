@@ -89,6 +89,14 @@ class StalePartial(TransientError):
     """The server cannot continue our partial file (416, another range): it was dropped."""
 
 
+class AnswerTooSlow(TransientError):
+    """A JSON answer still arriving at its deadline (each read in time, the whole far too slow)."""
+
+
+class AnswerTooLarge(Exception):
+    """A JSON answer over the size cap: not worth another attempt, the next one is as large."""
+
+
 # Errors of the connection, not of the server's answer: the same request may well succeed.
 TRANSPORT_ERRORS = (
     requests.exceptions.ConnectionError,

@@ -14,6 +14,10 @@ from typing import Any
 # archive.org identifiers are letters, digits, '.', '_' and '-' (at most 100 characters); a little
 # slack for mirrors, none for anything that could name another folder.
 _IDENTIFIER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+# Linux file systems hold at most 255 bytes per name (errno 36 past it); a download first lives under
+# `<name>.part` and records its validators in `<name>.ia.json`, so the name itself may use less.
+NAME_MAX_BYTES = 255
+MAX_COMPONENT_BYTES = NAME_MAX_BYTES - len(".ia.json")
 
 
 class UnsafePathError(ValueError):
@@ -50,6 +54,9 @@ def file_name_problem(name: Any) -> str | None:
     parts = name.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return "has an empty, '.' or '..' path component"
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+    if longest > MAX_COMPONENT_BYTES:
+        return f"has a path component of {longest} bytes (UTF-8), over the {MAX_COMPONENT_BYTES} allowed"
     return None
 
 

@@ -19,6 +19,34 @@ from archive_encoders.archive.redact import protect_secrets
 from archive_encoders.archive.retry import RetryPolicy
 from archive_encoders.config import with_defaults
 
+ANSWER_DEADLINE_FACTOR = 2
+
+
+def checked_base_url(base_url: str) -> str:
+    """`base_url` when it is an http(s) URL without credentials; ArchiveError (never echoing a
+    password) otherwise. A user:password in the URL would reach every log line that names the server."""
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        shown = redact_url(base_url) if isinstance(base_url, str) else repr(base_url)
+        raise ArchiveError(f"archive.base_url: {shown!r} is not an http(s) URL")
+    if "@" in parts.netloc:
+        raise ArchiveError(
+            f"archive.base_url: {redact_url(base_url)!r} holds credentials; put archive.org keys in "
+            "ia.ini or IA_ACCESS_KEY_ID/IA_SECRET_ACCESS_KEY, never in the URL"
+        )
+    return base_url
+
+
+def redact_url(url: str) -> str:
+    """`url` with any user:password before the host replaced by '***'."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}://{netloc}{slash}{path}"
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -45,6 +73,12 @@ class Runtime:
         """requests' (connect, read) timeout."""
         return (self.timeout_s, self.timeout_s)
 
+    @property
+    def deadline_s(self) -> float:
+        """The most a whole search page or metadata answer may take: each read within timeout_s is
+        not enough, a server may drip one byte at a time."""
+        return ANSWER_DEADLINE_FACTOR * self.timeout_s
+
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.retries, self.backoff_s)
 
@@ -67,9 +101,7 @@ def make_session(base_url: str):
     """
     from internetarchive import ArchiveSession
 
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ArchiveError(f"archive.base_url: {base_url!r} is not an http(s) URL")
+    parts = urlsplit(checked_base_url(base_url))
     trusted = credentials_allowed(parts.scheme, parts.hostname or "")
     try:
         session = ArchiveSession(

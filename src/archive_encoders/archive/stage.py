@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
@@ -24,7 +25,7 @@ import polars as pl
 from tqdm import tqdm
 
 from archive_encoders.archive.budget import Budget
-from archive_encoders.archive.errors import ArchiveError
+from archive_encoders.archive.errors import ArchiveError, DiskFull
 from archive_encoders.archive.files import MIB, display
 from archive_encoders.archive.local import LocalSource
 from archive_encoders.archive.metadata import ITEM_SCHEMA
@@ -35,6 +36,8 @@ from archive_encoders.config import with_defaults
 from archive_encoders.io import write_parquet
 
 log = logging.getLogger(__name__)
+
+NOT_FETCHED_DISK_FULL = "not fetched: the disk was full"
 
 
 def open_source(
@@ -90,9 +93,11 @@ def download(
     source = open_source(settings, rt, cache_dir)
     items = pl.read_parquet(items_path).select("identifier", "file_name", "file_size", "file_md5").to_dicts()
     budget = Budget(max_total_gb)
-    results = _fetch_all(items, source, int(float(max_file_mb) * MIB), budget, rt.concurrency)
+    results, disk_full = _fetch_all(items, source, int(float(max_file_mb) * MIB), budget, rt.concurrency)
     frame = pl.DataFrame(results, schema=DOWNLOAD_SCHEMA)
     _log_summary(frame)
+    if disk_full is not None:
+        _stop_on_full_disk(frame, out_path, disk_full)
     if frame.height and not (frame["status"] == "ok").any():
         raise ArchiveError("no file could be downloaded (every item was skipped: see the reasons above)")
     write_parquet(frame, out_path)
@@ -104,6 +109,20 @@ def downloaded_file(path: str, settings: Mapping[str, Any]) -> Path:
     """Where a downloads.parquet `path` lies: relative to the working directory, or for a local source
     to local_dir's parent (docs/ARCHITECTURE.md), so results never hold an absolute path."""
     return open_source(settings).where(path)
+
+
+def _stop_on_full_disk(frame: pl.DataFrame, out_path, disk_full: DiskFull) -> None:
+    """Record what finished, then stop the run: every later stage would meet the same full disk."""
+    kept = int((frame["status"] == "ok").sum())
+    try:
+        write_parquet(frame, out_path)
+        written = f"{display(out_path)} lists them"
+    except OSError as err:
+        written = f"{display(out_path)} could not be written either ({err.strerror})"
+    raise ArchiveError(
+        f"{disk_full}: stopped the download stage. The {kept} finished file(s) stay in the cache and "
+        f"{written}; a rerun reuses them. Free some space and run again."
+    )
 
 
 def _size_problem(item: Mapping[str, Any], limits: FileLimits) -> str | None:
@@ -118,10 +137,13 @@ def _size_problem(item: Mapping[str, Any], limits: FileLimits) -> str | None:
 
 def _fetch_all(
     items: list[dict[str, Any]], source: Source, max_file_bytes: int, budget: Budget, workers: int
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], DiskFull | None]:
     """`source.fetch` on every item with a bounded thread pool, admitted by `budget` in item order;
-    results keep the items' order."""
+    results keep the items' order. After a full disk no item is started: the files in flight finish
+    (or fail), the rest are recorded as skipped, and the DiskFull is returned beside the rows."""
     results: list[dict[str, Any] | None] = [None] * len(items)
+    disk_full: DiskFull | None = None
+    full = threading.Event()
     in_flight: dict[Future, int] = {}
     per_file = FileLimits(max_file_bytes)
     # The bar goes to stderr, which log_to points at the rule's log; few updates keep the log short.
@@ -133,11 +155,28 @@ def _fetch_all(
     ):
 
         def settle(futures) -> None:
+            nonlocal disk_full
             for future in futures:
                 index = in_flight.pop(future)
-                results[index] = future.result()
+                try:
+                    results[index] = future.result()
+                except DiskFull as err:
+                    results[index] = skipped(items[index]["identifier"], str(err))
+                    if disk_full is None:
+                        log.error("%s: no further file is started", err)
+                    disk_full = disk_full or err
                 budget.settle(index, results[index])
                 bar.update()
+
+        def fetch_unless_full(item: dict[str, Any], limits: FileLimits) -> dict[str, Any]:
+            # Runs on a worker: files queued behind the one that filled the disk are not started.
+            if full.is_set():
+                return skipped(item["identifier"], NOT_FETCHED_DISK_FULL, logging.DEBUG)
+            try:
+                return source.fetch(item, limits)
+            except DiskFull:
+                full.set()
+                raise
 
         def wait_for_one() -> None:
             if not in_flight:  # the budget holds bytes only for files in flight; never spin
@@ -146,18 +185,21 @@ def _fetch_all(
 
         for index, item in enumerate(items):
             problem = _size_problem(item, per_file)
-            if problem:
+            if disk_full is not None:
+                results[index] = skipped(item["identifier"], NOT_FETCHED_DISK_FULL, logging.DEBUG)
+            elif problem:
                 results[index] = skipped(item["identifier"], problem)
             else:
                 held = budget.admit(index, item["file_size"], wait_for_one)
                 if not budget.reached:
-                    in_flight[pool.submit(source.fetch, item, FileLimits(max_file_bytes, held))] = index
+                    limits = FileLimits(max_file_bytes, held)
+                    in_flight[pool.submit(fetch_unless_full, item, limits)] = index
                     continue
                 # the budget said so once in the log; one line per item would bury the rest
                 results[index] = skipped(item["identifier"], BUDGET_REACHED, logging.DEBUG)
             bar.update()
         settle(as_completed(list(in_flight)))
-    return results  # type: ignore[return-value]
+    return results, disk_full  # type: ignore[return-value]
 
 
 def _log_summary(frame: pl.DataFrame) -> None:
