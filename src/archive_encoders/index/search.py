@@ -86,8 +86,12 @@ def normalise_query(query: object, max_chars: int | None = None) -> str:
     try:
         query.encode("utf-8")
     except UnicodeEncodeError as err:
-        bad = query[err.start : err.end].encode("utf-8", "surrogateescape")
-        raise SearchError(f"the query is not valid UTF-8 text (bytes {bad!r}): give it in UTF-8") from None
+        bad = query[err.start : err.end]
+        try:  # undecodable argv bytes arrive as surrogate escapes: show the bytes
+            shown = f"bytes {bad.encode('utf-8', 'surrogateescape')!r}"
+        except UnicodeEncodeError:  # any other lone surrogate
+            shown = f"character {bad.encode('utf-8', 'backslashreplace').decode()}"
+        raise SearchError(f"the query is not valid UTF-8 text ({shown}): give it in UTF-8") from None
     if max_chars is not None and len(query) > max_chars:
         raise SearchError(f"query too long: {len(query)} characters, at most {max_chars}")
     text = " ".join(query.split())
