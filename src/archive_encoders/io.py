@@ -2,18 +2,102 @@
 
 A killed job leaves at most a hidden temporary next to the target; the final name only ever holds a
 finished file, so Snakemake's incomplete-output tracking is never the only guard against a corrupt file.
+The next write to the same target removes such leftovers (`.name.XXXXXXXX.tmp`, only that target's, only
+when no live writer holds them), and finishes a folder swap that a kill interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+# a temporary younger than this may be one a writer has just made and not yet locked: left alone
+STALE_AFTER_S = 60.0
+
+
+def _temp_pattern(target: Path) -> re.Pattern:
+    """What mkstemp/mkdtemp name a temporary of `target` (the random part has no dot, so the temporaries
+    of `a` and of `a.b` never match each other's pattern)."""
+    return re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+
+
+def _backup_of(target: Path) -> Path:
+    """Where atomic_dir keeps the previous folder while it swaps the new one in."""
+    return target.with_name(f".{target.name}.old")
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of `path` holding an exclusive flock: the temp is in use while it is open."""
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _held(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # gone already, or not ours to read
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return False
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries a killed writer left beside `target`: those of this target's name only
+    (a parallel job writing another target in the same folder keeps its own), older than STALE_AFTER_S
+    and held by no live writer. Returns what was removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern, removed = _temp_pattern(target), []
+    now = time.time()
+    with os.scandir(target.parent) as entries:
+        stale = [Path(e.path) for e in entries if pattern.fullmatch(e.name)]
+    for path in stale:
+        try:
+            age = now - path.lstat().st_mtime
+        except OSError:
+            continue
+        if age < STALE_AFTER_S or path.is_symlink() or _held(path):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.info("removed %s, left by a killed write of %s", path, target)
+        removed.append(path)
+    return removed
+
+
+def recover_swap(target: str | os.PathLike) -> None:
+    """Finish an atomic_dir swap a kill interrupted: a backup with no target is the last complete folder
+    and is put back; a backup beside a target is a finished swap's leftover and is removed."""
+    target = Path(target)
+    backup = _backup_of(target)
+    if not backup.is_dir():
+        return
+    if target.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(backup, target)
+        log.warning("restored %s from %s (a swap was killed half-way)", target, backup)
 
 
 def _umask() -> int:
@@ -36,8 +120,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside `target`; rename it into place only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held until the end: a cleaner never removes a live temp
     tmp = Path(tmp)
     try:
         yield tmp
@@ -49,27 +134,34 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         _fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; it replaces `target` only if the block succeeds."""
+    """Yield a temporary folder beside `target`; it replaces `target` only if the block succeeds. The swap
+    renames the old folder to a backup, the new one in, then removes the backup: killed at any step, the
+    disk holds the old or the new folder (recover_swap, on the next write, puts a lone backup back)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_swap(target)
+    remove_stale_temps(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    fd = _lock(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
+            backup = _backup_of(target)
+            os.replace(target, backup)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(target.parent)
+            shutil.rmtree(backup, ignore_errors=True)
         else:
             os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:
+        os.close(fd)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -117,13 +117,38 @@ def chunks_in_split(chunks: pl.DataFrame, splits: pl.DataFrame, names: Iterable[
 TRAIN = "train"
 
 
-def train_chunk_texts(chunks_path: str | os.PathLike, splits_path: str | os.PathLike) -> list[str]:
-    """Texts of the chunks whose document is in the train split (calibration never sees val/test)."""
-    import polars as pl
-
+def _train_docs(splits_path: str | os.PathLike) -> pl.DataFrame:
     splits = pl.read_parquet(splits_path, columns=["doc_id", "split"])
     train_docs = splits.filter(pl.col("split") == TRAIN).select("doc_id")
     if train_docs.is_empty():
         raise ValueError(f"{splits_path}: no document in the {TRAIN!r} split to calibrate on")
+    return train_docs
+
+
+def train_chunk_texts(chunks_path: str | os.PathLike, splits_path: str | os.PathLike) -> list[str]:
+    """Texts of the chunks whose document is in the train split (calibration never sees val/test)."""
+    train_docs = _train_docs(splits_path)
     chunks = read_text_chunks(chunks_path, ["doc_id", "text"])
     return chunks.join(train_docs, on="doc_id", how="semi")["text"].to_list()
+
+
+def train_chunk_sample(
+    chunks_path: str | os.PathLike, splits_path: str | os.PathLike, n: int, seed: int
+) -> tuple[list[str], list[str]]:
+    """`sample_split(train_chunk_texts(...), n, seed)`, the same two samples, holding the text of only the
+    (at most 2n) chunks it picks: the ids are listed first, the picked texts read by id."""
+    from archive_encoders.corpus.manifest import scan_chunks
+    from archive_encoders.sampling import sample_split
+
+    train_docs = _train_docs(splits_path)["doc_id"].to_list()
+    train = scan_chunks(chunks_path).filter(pl.col("doc_id").is_in(train_docs))
+    # the text filter runs inside the Parquet scan; only the ids are kept
+    has_text = pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != "")
+    ids = train.filter(has_text).select("chunk_id").collect()["chunk_id"].to_list()
+    if len(set(ids)) != len(ids):  # a hand-made table with repeated ids: read the texts themselves
+        return sample_split(train_chunk_texts(chunks_path, splits_path), n, seed)
+    gate_ids, rest_ids = sample_split(ids, n, seed)
+    picked = set(gate_ids) | set(rest_ids)
+    rows = train.filter(pl.col("chunk_id").is_in(list(picked))).select("chunk_id", "text").collect()
+    text_of = dict(rows.iter_rows())
+    return [text_of[i] for i in gate_ids], [text_of[i] for i in rest_ids]

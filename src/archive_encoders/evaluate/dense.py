@@ -298,11 +298,10 @@ class CompressionRows:
         return cls(encoder, tables["corpus"], tables["splits"], settings, seed)
 
     def __init__(self, encoder: Encoder, corpus, splits, settings: Mapping[str, Any], seed: int) -> None:
-        from archive_encoders.datasets.splits import train_chunk_texts
-        from archive_encoders.sampling import sample_split
+        from archive_encoders.datasets.splits import train_chunk_sample
 
         self.settings = settings["compression"]
-        texts, _ = sample_split(train_chunk_texts(corpus, splits), self.settings["train_samples"], seed)
+        texts, _ = train_chunk_sample(corpus, splits, self.settings["train_samples"], seed)
         self.train = encoder.encode_passages(texts, batch_size=settings["batch_size"])
         self.rows: list[dict[str, Any]] = []
 

@@ -13,6 +13,7 @@ conversion to numba dictionaries took 2 minutes for the demo's 35 rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 
@@ -46,6 +47,22 @@ def _check_queries(dense: Run, lexical: Run) -> None:
         raise ValueError("fusion: the two runs must hold the same queries")
 
 
+def _checked(hits: Sequence[tuple[str, float]], query: str, run: str, scores: bool = True):
+    """`hits` if each id is ranked once (and, where scores count, each score is a finite number), else
+    ValueError: a run with either fault would fuse into a ranking with repeats or NaN."""
+    seen: set[str] = set()
+    for doc, score in hits:
+        if doc in seen:
+            raise ValueError(f"fusion: the {run} run ranks {doc!r} twice for query {query!r}")
+        seen.add(doc)
+        if scores and not (isinstance(score, (int, float)) and math.isfinite(score)):
+            raise ValueError(
+                f"fusion: the {run} run gives {doc!r} the score {score!r} for query {query!r}; "
+                "scores must be finite numbers"
+            )
+    return hits
+
+
 def _rrf(dense: Sequence[tuple[str, float]], lexical: Sequence[tuple[str, float]]) -> dict[str, float]:
     fused: dict[str, float] = {}
     for hits in (dense, lexical):
@@ -66,12 +83,26 @@ def _weighted_sum(
 def fuse(dense: Run, lexical: Run, method: str, weight: float | None = None) -> Run:
     """The fused run of two runs over the same queries (each query's hits best first)."""
     _check_queries(dense, lexical)
-    if method == "rrf":
-        return {q: _ranked(_rrf(dense[q], lexical[q])) for q in dense}
+    if method == "rrf":  # ranks only: the scores are not read
+        return {
+            q: _ranked(_rrf(_checked(dense[q], q, "dense", False), _checked(lexical[q], q, "lexical", False)))
+            for q in dense
+        }
     if method == "weighted":
         if weight is None:
             raise ValueError("weighted fusion needs a weight (choose_weight on the val split)")
-        return {q: _ranked(_weighted_sum(_min_max(dense[q]), _min_max(lexical[q]), weight)) for q in dense}
+        if isinstance(weight, bool) or not (isinstance(weight, (int, float)) and 0 <= weight <= 1):
+            raise ValueError(f"fusion weight {weight!r}: expected a number from 0 to 1")
+        return {
+            q: _ranked(
+                _weighted_sum(
+                    _min_max(_checked(dense[q], q, "dense")),
+                    _min_max(_checked(lexical[q], q, "lexical")),
+                    weight,
+                )
+            )
+            for q in dense
+        }
     raise ValueError(f"fusion method {method!r}: expected one of {FUSIONS}")
 
 
@@ -87,7 +118,10 @@ def choose_weight(
     """The dense weight in [0, 1] (steps of 0.1) that maximises the mean `metric` over these (val)
     queries; among equally good weights the largest (ranx's optimize_fusion keeps the last best too)."""
     _check_queries(dense, lexical)
-    normed = {q: (_min_max(dense[q]), _min_max(lexical[q])) for q in dense}
+    normed = {
+        q: (_min_max(_checked(dense[q], q, "dense")), _min_max(_checked(lexical[q], q, "lexical")))
+        for q in dense
+    }
     depth = metric_depth(metric)  # only the top the metric sees needs ranking
     best_weight, best_score = 1.0, -1.0
     for weight in candidate_weights():

@@ -58,6 +58,13 @@ def label_values(items: pl.DataFrame, label: str) -> dict[str, str]:
     return out
 
 
+def document_heads(chunks: pl.LazyFrame, doc_ids: Sequence[str], max_chunks: int) -> pl.LazyFrame:
+    """The first `max_chunks` chunks of each of `doc_ids`: the filter goes into the Parquet scan, so the
+    texts of the other chunks are never held."""
+    wanted = pl.col("doc_id").is_in(list(doc_ids)) & (pl.col("chunk_index") < max_chunks)
+    return chunks.filter(wanted).select("doc_id", "chunk_index", "text")
+
+
 def document_embeddings(
     encoder, chunks: pl.DataFrame, doc_ids: Sequence[str], max_chunks: int, batch_size: int
 ) -> np.ndarray:
@@ -144,7 +151,7 @@ def run_probe(
     needed = sorted({d for kept, reason in labelled.values() if not reason for d in kept})
     embeddings = None
     if needed:
-        chunk_frame = scan_chunks(corpus).select("doc_id", "chunk_index", "text").collect()
+        chunk_frame = document_heads(scan_chunks(corpus), needed, settings["max_chunks_per_doc"]).collect()
         embeddings = document_embeddings(
             encoder, chunk_frame, needed, settings["max_chunks_per_doc"], batch_size
         )

@@ -9,7 +9,6 @@ chunks, ANN recall@10 against exact search, end-to-end query latency) and writes
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -42,6 +41,7 @@ from archive_encoders.index.search import (
     open_encoder,
     script_of,
     served_variant,
+    sha256_of_ids,
 )
 from archive_encoders.io import atomic_dir, read_json, write_json, write_parquet
 from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, size_mb
@@ -169,7 +169,7 @@ def build_index(
             "count": int(len(vectors)),
             "corpus": {
                 "chunks": str(corpus),
-                "chunk_ids_sha256": hashlib.sha256("\n".join(meta["chunk_id"]).encode()).hexdigest(),
+                "chunk_ids_sha256": sha256_of_ids(meta["chunk_id"]),
                 "documents": int(meta["doc_id"].n_unique()),
             },
             "scripts": script_shares(texts, seed=seed),

@@ -8,8 +8,9 @@ browser.
 `search` prints the top k with identifier, title, score and snippet (or, with --json, one JSON object),
 by the recommended retriever unless --retriever names another (dense, bm25, hybrid). Imports
 neither torch nor transformers: ONNX Runtime, OpenVINO or the static model's numpy path, with tokenizers
-and usearch. Bad input (no index, an empty query, a query the model cannot read, a mismatched
---encoder) prints one line on stderr and exits with status 2.
+and usearch. Bad input (no index, a damaged or inconsistent index folder, an empty query, a query that is
+not UTF-8, a query the model cannot read, a mismatched --encoder) prints one line on stderr and exits with
+status 2.
 """
 
 from __future__ import annotations
@@ -65,25 +66,25 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         index = SearchIndex(args.index, threads=args.threads)
-    except (SearchError, FileNotFoundError) as err:
-        print(f"archive-encoders serve: {err}", file=sys.stderr)
+    except (SearchError, OSError) as err:
+        print(f"archive-encoders serve: {printable(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     serve(index, args.host, args.port)
     return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from archive_encoders.index.search import SearchError, SearchIndex
+    from archive_encoders.index.search import SearchError, SearchIndex, normalise_query
 
-    query = " ".join(args.query)
     if args.top < 1:
         return fail(f"-k {args.top}: give at least 1", args.json)
     started = time.perf_counter()
     try:
+        query = normalise_query(" ".join(args.query))
         index = SearchIndex(args.index, encoder_dir=args.encoder, threads=args.threads)
         loaded = time.perf_counter()
         hits = index.search(query, args.top, retriever=args.retriever)
-    except (SearchError, FileNotFoundError) as err:
+    except (SearchError, OSError) as err:
         return fail(str(err), args.json)
     done = time.perf_counter()
     warning = index.script_warning(query)
@@ -92,7 +93,7 @@ def run_search(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "query": query,
-                    "index": str(args.index),
+                    "index": printable(str(args.index)),
                     "model": index.manifest["model"],
                     "method": index.manifest["method"],
                     "variant": index.variant,
@@ -117,7 +118,14 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def printable(text: str) -> str:
+    """`text` with undecodable bytes of a path (surrogate escapes) shown as \\x.. escapes: stdout is strict
+    UTF-8, and a message must not turn into a traceback."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fail(message: str, as_json: bool) -> int:
+    message = printable(message)
     if as_json:
         print(json.dumps({"error": message}, ensure_ascii=False))
     print(f"archive-encoders search: {message}", file=sys.stderr)

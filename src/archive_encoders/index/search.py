@@ -9,6 +9,12 @@ usearch). The folder, as index/build.py writes it:
     encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
     bm25/             BM25 over the same chunk texts (bm25s's files, the analyzer's languages)
 
+Opening verifies the folder: index.json parsed with its keys and their types, the graph's dimension and
+size against it, chunks.parquet's rows and chunk ids against the stored `chunk_ids_sha256`; any damaged or
+disagreeing file is a `BrokenIndex` naming it. The metadata is read at open, so a long-lived object keeps
+the vectors (a memory map of the file it opened) and the rows that belong to them even if the folder is
+rebuilt under it.
+
 `SearchIndex` refuses an encoder that is not the one the index was built with. It answers with the
 retriever the report recommends; a hybrid fuses the dense and BM25 runs (each TOP_K deep, as
 compare_retrievers fuses the evaluation's runs) with `evaluate.fusion.fuse`, so a served ranking is the
@@ -18,6 +24,7 @@ evaluated one. An index built before bm25/ existed serves dense only.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import unicodedata
 from collections import Counter
@@ -45,6 +52,18 @@ DEFAULT_FUSION = {"method": "rrf", "weight": None}
 # torch is not a serving runtime: its ONNX FP32 export gives the same vectors (gated at min cosine 0.9999)
 SERVED_AS = {"torch": "onnx-fp32"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", CONFIG_FILE)
+# index.json's keys a search needs, with their types (build.py writes them all)
+MANIFEST_KEYS = {
+    "format": int,
+    "model": str,
+    "method": str,
+    "variant": str,
+    "encoder_fingerprint": str,
+    "dimension": int,
+    "count": int,
+    "corpus": dict,
+}
+METADATA_COLUMNS = ("chunk_id", "doc_id", "title", "snippet")
 
 
 class SearchError(ValueError):
@@ -53,6 +72,37 @@ class SearchError(ValueError):
 
 class IndexMismatchError(SearchError):
     """A query encoder that is not the one the index was built with (its vectors are in another space)."""
+
+
+class BrokenIndex(SearchError):
+    """An index folder whose files are damaged, incomplete or disagree with each other; names the file."""
+
+
+def normalise_query(query: object, max_chars: int | None = None) -> str:
+    """The query with whitespace collapsed, or SearchError: not text, not valid Unicode (lone surrogates,
+    as undecodable bytes in a command line arrive), empty, or over `max_chars` characters."""
+    if not isinstance(query, str):
+        raise SearchError(f"the query must be text, not {type(query).__name__}")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = query[err.start : err.end]
+        try:  # undecodable argv bytes arrive as surrogate escapes: show the bytes
+            shown = f"bytes {bad.encode('utf-8', 'surrogateescape')!r}"
+        except UnicodeEncodeError:  # any other lone surrogate
+            shown = f"character {bad.encode('utf-8', 'backslashreplace').decode()}"
+        raise SearchError(f"the query is not valid UTF-8 text ({shown}): give it in UTF-8") from None
+    if max_chars is not None and len(query) > max_chars:
+        raise SearchError(f"query too long: {len(query)} characters, at most {max_chars}")
+    text = " ".join(query.split())
+    if not text:
+        raise SearchError("empty query: give some words to search for")
+    return text
+
+
+def sha256_of_ids(chunk_ids) -> str:
+    """The fingerprint of the chunk ids in row order that index.json stores (corpus.chunk_ids_sha256)."""
+    return hashlib.sha256("\n".join(chunk_ids).encode()).hexdigest()
 
 
 def served_variant(variant: str) -> str:
@@ -140,46 +190,121 @@ class SearchIndex:
         encoder_dir: str | os.PathLike | None = None,
         threads: int | None = None,
     ) -> None:
-        from usearch.index import Index
-
         self.folder = Path(folder)
-        manifest_path = self.folder / MANIFEST
-        if not manifest_path.is_file():
-            raise SearchError(
-                f"{self.folder}: not a search index (no {MANIFEST}); build it with the `index` target"
-            )
-        self.manifest = read_json(manifest_path)
-        if self.manifest.get("format") != FORMAT:
-            raise SearchError(
-                f"{manifest_path}: index format {self.manifest.get('format')!r}, expected {FORMAT}"
-            )
+        self.manifest = self.read_manifest()
         self.variant = self.manifest["variant"]
+        self.count = self.manifest["count"]
         encoder_dir = Path(encoder_dir) if encoder_dir is not None else self.folder / ENCODER_DIR
         if encoder_dir != self.folder / ENCODER_DIR:
             self.check_encoder(encoder_dir)
-        self.encoder = open_encoder(self.variant, encoder_dir, threads)
-        if int(self.encoder.dimension) != int(self.manifest["dimension"]):
+        self.encoder = self.load_part(encoder_dir, lambda: open_encoder(self.variant, encoder_dir, threads))
+        if int(self.encoder.dimension) != self.manifest["dimension"]:
             raise IndexMismatchError(
                 f"{encoder_dir}: encoder gives {self.encoder.dimension}-d vectors, the index holds "
                 f"{self.manifest['dimension']}-d"
             )
-        self.graph = Index.restore(str(self.folder / VECTORS), view=True)
-        if self.graph is None or self.graph.size != self.manifest["count"]:
-            raise SearchError(f"{self.folder / VECTORS}: missing or not the {self.manifest['count']} vectors")
-        self._meta = None
-        self._rows = None
-        self.count = int(self.graph.size)
+        self.graph = self.open_graph()
+        # read now, not on first use: these rows belong to the vectors just opened
+        self.metadata = self.read_metadata()
+        self.rows = {cid: i for i, cid in enumerate(self.metadata["chunk_id"])}
         self.retriever = self.manifest.get("retriever") or "dense"
         self.fusion = self.manifest.get("fusion") or DEFAULT_FUSION
         self.bm25 = None
         if (self.folder / BM25_DIR).is_dir():
             from archive_encoders.evaluate.lexical import BM25Index
 
-            self.bm25 = BM25Index.load(self.folder / BM25_DIR)
+            self.bm25 = self.load_part(self.folder / BM25_DIR, lambda: BM25Index.load(self.folder / BM25_DIR))
             if self.bm25.size != self.count:
-                raise SearchError(f"{self.folder / BM25_DIR}: {self.bm25.size} passages, not {self.count}")
+                raise BrokenIndex(f"{self.folder / BM25_DIR}: {self.bm25.size} passages, not {self.count}")
         elif self.retriever != "dense":
-            raise SearchError(f"{self.folder}: serves {self.retriever} but has no {BM25_DIR}/; rebuild it")
+            raise BrokenIndex(f"{self.folder}: serves {self.retriever} but has no {BM25_DIR}/; rebuild it")
+
+    def read_manifest(self) -> dict:
+        """index.json, parsed and checked: every key a search needs, of the right type and range."""
+        path = self.folder / MANIFEST
+        if not path.is_file():
+            raise SearchError(
+                f"{self.folder}: not a search index (no {MANIFEST}); build it with the `index` target"
+            )
+        try:
+            manifest = read_json(path)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BrokenIndex(f"{path}: not readable JSON ({err}); rebuild the index") from None
+        if not isinstance(manifest, dict):
+            raise BrokenIndex(f"{path}: not a JSON object; rebuild the index")
+        if manifest.get("format") != FORMAT:
+            raise BrokenIndex(f"{path}: index format {manifest.get('format')!r}, expected {FORMAT}")
+        for key, kind in MANIFEST_KEYS.items():
+            value = manifest.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                got = "missing" if key not in manifest else f"{type(value).__name__} {value!r}"
+                raise BrokenIndex(f"{path}: key {key!r} is {got}, expected {kind.__name__}; rebuild it")
+        if manifest["dimension"] < 1 or manifest["count"] < 1:
+            raise BrokenIndex(f"{path}: dimension and count must be positive; rebuild the index")
+        if not isinstance(manifest["corpus"].get("chunk_ids_sha256"), str):
+            raise BrokenIndex(f"{path}: key 'corpus.chunk_ids_sha256' is missing; rebuild the index")
+        retriever = manifest.get("retriever")
+        if retriever is not None and retriever not in RETRIEVERS:
+            raise BrokenIndex(f"{path}: retriever {retriever!r}, expected one of {', '.join(RETRIEVERS)}")
+        fusion = manifest.get("fusion")
+        if fusion is not None and not (isinstance(fusion, dict) and isinstance(fusion.get("method"), str)):
+            raise BrokenIndex(f"{path}: fusion {fusion!r} is not {{method, weight}}; rebuild the index")
+        return manifest
+
+    def load_part(self, path: Path, load):
+        """`load()`, a damaged file's error turned into BrokenIndex naming `path` (the runtimes and
+        usearch raise their own types: ValueError, RuntimeError, ONNX Runtime's, ...)."""
+        try:
+            return load()
+        except SearchError:
+            raise
+        except Exception as err:
+            message = f"{path}: cannot be read ({type(err).__name__}: {err}); rebuild the index"
+            raise BrokenIndex(message) from None
+
+    def open_graph(self):
+        """The HNSW graph, memory-mapped, checked against index.json's dimension and count."""
+        from usearch.index import Index
+
+        path = self.folder / VECTORS
+        if not path.is_file():
+            raise BrokenIndex(f"{path}: missing; rebuild the index")
+        graph = self.load_part(path, lambda: Index.restore(str(path), view=True))
+        if graph is None:
+            raise BrokenIndex(f"{path}: not a usearch index; rebuild the index")
+        if int(graph.ndim) != self.manifest["dimension"]:
+            raise BrokenIndex(
+                f"{path}: {graph.ndim}-d vectors, but {MANIFEST} says {self.manifest['dimension']}-d; "
+                "rebuild the index"
+            )
+        if int(graph.size) != self.count:
+            raise BrokenIndex(f"{path}: {graph.size} vectors, but {MANIFEST} says {self.count}; rebuild it")
+        return graph
+
+    def read_metadata(self) -> dict[str, list]:
+        """chunks.parquet's columns, checked: one row per vector, the chunk ids the index was built on."""
+        import pyarrow.parquet as pq
+
+        path = self.folder / CHUNKS
+        if not path.is_file():
+            raise BrokenIndex(f"{path}: missing; rebuild the index")
+        table = self.load_part(path, lambda: pq.read_table(path))
+        missing = [c for c in METADATA_COLUMNS if c not in table.column_names]
+        if missing:
+            raise BrokenIndex(f"{path}: no column {', '.join(missing)}; rebuild the index")
+        if table.num_rows != self.count:
+            raise BrokenIndex(
+                f"{path}: {table.num_rows} rows, but {MANIFEST} says {self.count} vectors; rebuild the index"
+            )
+        meta = table.select(list(METADATA_COLUMNS)).to_pydict()
+        ids = meta["chunk_id"]
+        expected = self.manifest["corpus"]["chunk_ids_sha256"]
+        if not all(isinstance(c, str) for c in ids) or sha256_of_ids(ids) != expected:
+            raise BrokenIndex(
+                f"{path}: its chunk ids are not the ones the vectors were built from (chunk_ids_sha256 in "
+                f"{MANIFEST}); rebuild the index"
+            )
+        return meta
 
     def check_encoder(self, encoder_dir: Path) -> None:
         config_path = encoder_dir / CONFIG_FILE
@@ -202,30 +327,13 @@ class SearchIndex:
             )
 
     @property
-    def metadata(self):
-        if self._meta is None:
-            import pyarrow.parquet as pq
-
-            self._meta = pq.read_table(self.folder / CHUNKS).to_pydict()
-        return self._meta
-
-    @property
-    def rows(self) -> dict[str, int]:
-        """chunk_id -> row."""
-        if self._rows is None:
-            self._rows = {cid: i for i, cid in enumerate(self.metadata["chunk_id"])}
-        return self._rows
-
-    @property
     def retrievers(self) -> tuple[str, ...]:
         """What this index can serve."""
         return RETRIEVERS if self.bm25 is not None else ("dense",)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; a clear error for an empty query or one the model cannot read."""
-        text = " ".join(str(query).split())
-        if not text:
-            raise SearchError("empty query: give some words to search for")
+        text = normalise_query(query)
         if unknown_only(self.encoder.tokenizer, text):
             raise SearchError(
                 f"the query {text!r} has no word the model ({self.manifest['model']}) knows: every token is "
@@ -259,8 +367,7 @@ class SearchIndex:
             raise SearchError(f"retriever {retriever!r}: expected one of {', '.join(RETRIEVERS)}")
         if retriever not in self.retrievers:
             raise SearchError(f"{self.folder}: no BM25 part (built before it existed); rebuild the index")
-        if not " ".join(str(query).split()):
-            raise SearchError("empty query: give some words to search for")
+        normalise_query(query)
         k = max(1, min(int(k), self.count))
         if retriever == "dense":
             ranked = self.dense_run(query, k)
@@ -282,7 +389,7 @@ class SearchIndex:
     def bm25_run(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk_id, BM25 score) of the k best passages with a query word, best first (the evaluation's
         BM25Index.run)."""
-        text = " ".join(str(query).split())
+        text = normalise_query(query)
         return self.bm25.run(["q"], [text], self.metadata["chunk_id"], None, k)["q"]
 
     def hybrid_run(self, query: str) -> list[tuple[str, float]]:

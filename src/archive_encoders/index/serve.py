@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from archive_encoders.index.search import RETRIEVERS, SearchError, SearchIndex
+from archive_encoders.index.search import RETRIEVERS, SearchError, SearchIndex, normalise_query
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,10 @@ class BadRequest(ValueError):
 
 def parse_request(q: str | None, k: str | None, retriever: str | None, index: SearchIndex):
     """(query, k, retriever) checked, or BadRequest saying what is wrong."""
-    query = " ".join((q or "").split())
-    if not query:
-        raise BadRequest("empty query: give some words to search for (parameter q)")
-    if len(q or "") > MAX_QUERY_CHARS:
-        raise BadRequest(f"query too long: {len(q)} characters, at most {MAX_QUERY_CHARS}")
+    try:
+        query = normalise_query(q or "", MAX_QUERY_CHARS)
+    except SearchError as err:
+        raise BadRequest(f"{err} (parameter q)") from None
     try:
         top = DEFAULT_K if k in (None, "") else int(k)
     except ValueError:
