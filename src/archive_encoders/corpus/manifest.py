@@ -151,6 +151,19 @@ def scan_chunks(source: str | os.PathLike) -> pl.LazyFrame:
     return chunks.join(dropped, on="doc_id", how="anti").sort("doc_id", "chunk_index")
 
 
+def scan_chunk_shards(source: str | os.PathLike) -> list[pl.LazyFrame]:
+    """scan_chunks shard by shard (a single table is one shard), each sorted by doc_id, chunk_index: for
+    a pass over the corpus that holds one shard at a time."""
+    if not _is_manifest(source):
+        return [pl.scan_parquet(source).sort("doc_id", "chunk_index")]
+    data = read_manifest(source)
+    dropped = _dedupe(data).filter(pl.col("duplicate_of").is_not_null()).select("doc_id")
+    return [
+        _scan([path], CHUNK_SCHEMA).join(dropped, on="doc_id", how="anti").sort("doc_id", "chunk_index")
+        for path in _shard_files(data, "chunks")
+    ]
+
+
 def scan_rejected(source: str | os.PathLike) -> pl.LazyFrame:
     """Every rejected document (documents.REJECTED_SCHEMA): the shards' decode/quality/language
     rejections and the dedupe step's duplicates, sorted by doc_id."""

@@ -47,6 +47,27 @@ class BM25Index:
         self.vocab = self.retriever.vocab_dict
         self.size = len(texts)
 
+    @classmethod
+    def from_token_ids(
+        cls,
+        token_ids: list[list[int]],
+        vocab: dict[str, int],
+        analyzer: Analyzer,
+        k1: float = 1.5,
+        b: float = 0.75,
+    ) -> BM25Index:
+        """The index of passages already analysed into ids of `vocab` (built batch by batch, so that no
+        pass holds every text): the same scores as BM25Index(texts, analyzer)."""
+        import bm25s
+
+        index = cls.__new__(cls)
+        index.analyzer = analyzer
+        index.retriever = bm25s.BM25(k1=k1, b=b)
+        index.retriever.index((token_ids, vocab), show_progress=False)
+        index.vocab = index.retriever.vocab_dict
+        index.size = len(token_ids)
+        return index
+
     def save(self, folder: str | os.PathLike) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

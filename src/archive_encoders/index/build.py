@@ -9,13 +9,14 @@ chunks, ANN recall@10 against exact search, end-to-end query latency) and writes
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import polars as pl
 
 from archive_encoders import paths
 from archive_encoders.config import default_seed, with_defaults
-from archive_encoders.corpus.manifest import read_text_chunks, scan_documents
+from archive_encoders.corpus.manifest import scan_chunk_shards, scan_documents
 from archive_encoders.index.search import (
     BM25_DIR,
     CHUNKS,
@@ -41,39 +42,46 @@ from archive_encoders.index.search import (
     open_encoder,
     script_of,
     served_variant,
-    sha256_of_ids,
 )
-from archive_encoders.io import atomic_dir, read_json, write_json, write_parquet
+from archive_encoders.io import atomic_dir, read_json, write_json
 from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, size_mb
 from archive_encoders.variants import variant as variant_entry
 
 log = logging.getLogger(__name__)
 
 
-# --- which files make up an encoder, and their fingerprint ---
+# --- the corpus side, one shard at a time ---
+
+BATCH_ROWS = 8192  # chunks encoded, added and written per step: what the build holds besides the graph
+SCRIPT_SAMPLE = 2000  # texts the script shares are counted on
 
 
-# --- the corpus side ---
+def corpus_batches(corpus: str | os.PathLike, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
+    """The corpus's non-empty chunks (chunk_id, doc_id, title, text), `rows` at a time, one shard read at
+    a time: the build never holds the whole corpus's texts."""
+    titles = scan_documents(corpus).select("doc_id", "title").unique("doc_id", keep="first").collect()
+    for shard in scan_chunk_shards(corpus):
+        frame = (
+            shard.select("chunk_id", "doc_id", "text")
+            .filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+            .collect()
+            .join(titles, on="doc_id", how="left", maintain_order="left")
+        )
+        for start in range(0, frame.height, rows):
+            yield frame.slice(start, rows)
 
 
-def read_corpus(corpus: str | os.PathLike, snippet_chars: int):
-    """(texts, metadata frame: row, chunk_id, doc_id, title, snippet) of every chunk of the corpus."""
-    chunks = read_text_chunks(corpus, ["chunk_id", "doc_id", "text"])
-    titles = scan_documents(corpus).select("doc_id", "title").collect().unique("doc_id", keep="first")
-    chunks = chunks.join(titles, on="doc_id", how="left", maintain_order="left")
-    if chunks.is_empty():
-        raise ValueError(f"{corpus}: no chunks to index")
-    texts = chunks["text"].to_list()
-    meta = chunks.select(
-        pl.int_range(pl.len(), dtype=pl.UInt64).alias("row"),
+def metadata_rows(batch: pl.DataFrame, first_row: int, snippet_chars: int) -> pl.DataFrame:
+    """chunks.parquet's rows for a batch whose first chunk is row `first_row` of the index."""
+    return batch.select(
+        pl.int_range(first_row, first_row + batch.height, dtype=pl.UInt64).alias("row"),
         "chunk_id",
         "doc_id",
-        pl.col("title").fill_null(""),
+        pl.col("title").fill_null("").cast(pl.String),
         pl.col("text")
         .map_elements(lambda t: snippet(t, snippet_chars), return_dtype=pl.String)
         .alias("snippet"),
     )
-    return texts, meta
 
 
 def snippet(text: str, chars: int) -> str:
@@ -85,13 +93,56 @@ def snippet(text: str, chars: int) -> str:
     return (cut or flat[:chars]) + "…"
 
 
-def script_shares(texts: Sequence[str], seed: int, sample: int = 2000) -> dict[str, float]:
+def script_shares(texts: Sequence[str], seed: int, sample: int = SCRIPT_SAMPLE) -> dict[str, float]:
     """Share of letters per script over a sample of texts."""
     rng = random.Random(seed)
     picked = texts if len(texts) <= sample else rng.sample(list(texts), sample)
     counts = Counter(s for t in picked for s in map(script_of, t) if s)
     total = sum(counts.values()) or 1
     return {s: round(c / total, 4) for s, c in counts.most_common()}
+
+
+class Reservoir:
+    """A seeded uniform sample of `size` items from a stream of unknown length (Algorithm R)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.rng, self.items, self.seen = size, random.Random(seed), [], 0
+
+    def offer(self, items: Iterable[Any]) -> None:
+        for item in items:
+            self.seen += 1
+            if len(self.items) < self.size:
+                self.items.append(item)
+            elif (j := self.rng.randrange(self.seen)) < self.size:
+                self.items[j] = item
+
+
+class IdFingerprint:
+    """sha256_of_ids of every chunk id so far, fed batch by batch."""
+
+    def __init__(self) -> None:
+        self.hash, self.any = hashlib.sha256(), False
+
+    def update(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.hash.update((("\n" if self.any else "") + "\n".join(ids)).encode())
+            self.any = True
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
+
+
+class TokenIds:
+    """BM25's view of the corpus built batch by batch: each passage's analysed tokens as ids of one
+    growing vocabulary (ids in order of first appearance, as bm25s numbers them), never the texts."""
+
+    def __init__(self, analyzer) -> None:
+        self.analyzer, self.vocab, self.ids = analyzer, {}, []
+
+    def add(self, texts: Sequence[str]) -> None:
+        vocab = self.vocab
+        for tokens in self.analyzer.tokens_many(texts):
+            self.ids.append([vocab.setdefault(t, len(vocab)) for t in tokens])
 
 
 # --- build ---
@@ -130,7 +181,6 @@ def build_index(
     languages = list(languages or with_defaults("clean", None)["languages"])
     rec, variant, artefact = served_encoder(recommendation_path)
     retriever, fusion = served_retriever(recommendation_path)
-    texts, meta = read_corpus(corpus, int(settings["snippet_chars"]))
     with atomic_dir(out_dir) as tmp:
         # 1. the query encoder, copied into the folder
         encoder_dir = tmp / ENCODER_DIR
@@ -138,20 +188,19 @@ def build_index(
         for path in encoder_files(variant, artefact):
             shutil.copy2(path, encoder_dir / path.name)
         encoder = open_encoder(variant, encoder_dir, threads)
-        # 2. every chunk encoded, the graph built
-        started = time.perf_counter()
-        vectors = encoder.encode_passages(texts, batch_size=int(settings["batch_size"]))
-        timings = {"encode_s": time.perf_counter() - started, "rss_before_graph_mb": peak_rss_mb()}
-        graph = new_usearch_index(vectors.shape[1], settings)
-        started = time.perf_counter()
-        graph.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=int(threads or 0))
-        timings["graph_build_s"] = time.perf_counter() - started
+        # 2. one pass, batch by batch: encoded, added to the graph, metadata written, BM25 tokens kept
+        built = encode_corpus(corpus, encoder, tmp, settings, Analyzer(languages), threads, seed)
+        graph, count = built["graph"], built["count"]
         graph.save(str(tmp / VECTORS))
         started = time.perf_counter()
-        BM25Index(texts, Analyzer(languages)).save(tmp / BM25_DIR)
-        timings["bm25_build_s"] = time.perf_counter() - started
-        # 3. metadata and the manifest that ties them together
-        write_parquet(meta, tmp / CHUNKS)
+        BM25Index.from_token_ids(built["tokens"].ids, built["tokens"].vocab, Analyzer(languages)).save(
+            tmp / BM25_DIR
+        )
+        timings = {
+            **built["timings"],
+            "bm25_build_s": built["timings"]["tokenize_s"] + time.perf_counter() - started,
+        }
+        # 3. the manifest that ties them together
         manifest = {
             "format": FORMAT,
             "model": rec["model"],
@@ -163,28 +212,83 @@ def build_index(
             "fusion": fusion,
             "bm25": {"dir": BM25_DIR, "languages": languages},
             "encoder_fingerprint": fingerprint(variant, encoder_dir),
-            "dimension": int(vectors.shape[1]),
+            "dimension": int(graph.ndim),
             "metric": "cos",
             "dtype": settings["dtype"],
-            "count": int(len(vectors)),
+            "count": count,
             "corpus": {
                 "chunks": str(corpus),
-                "chunk_ids_sha256": sha256_of_ids(meta["chunk_id"]),
-                "documents": int(meta["doc_id"].n_unique()),
+                "chunk_ids_sha256": built["ids"].hexdigest(),
+                "documents": len(built["documents"]),
             },
-            "scripts": script_shares(texts, seed=seed),
+            "scripts": script_shares(built["sample"].items, seed=seed),
             "settings": dict(settings),
         }
         write_json(tmp / MANIFEST, manifest)
         # 4. measured as it will be served
-        queries = recall_queries(texts, int(settings["recall_queries"]), seed)
+        queries = recall_queries(built["sample"].items, int(settings["recall_queries"]))
         index = SearchIndex(tmp, threads=threads)
         report = index_report(manifest, tmp, graph, timings, threads)
-        report |= {"index_dir": str(out_dir), "ann": ann_recall(index, vectors, queries)}
+        floats = np.memmap(built["floats"], dtype=np.float32, mode="r", shape=(count, int(graph.ndim)))
+        report |= {"index_dir": str(out_dir), "ann": ann_recall(index, floats, queries)}
+        del floats
+        built["floats"].unlink()  # the float32 copy was for measuring recall only
         report["query_latency_ms"] = query_latency(index, queries)
     write_json(report_path, report)
-    log.info("index of %d chunks: %s", len(vectors), report)
+    log.info("index of %d chunks: %s", count, report)
     return report
+
+
+def encode_corpus(corpus, encoder, folder: Path, settings: Mapping[str, Any], analyzer, threads, seed: int):
+    """The streamed pass: each batch encoded and added to a new graph, its metadata appended to
+    chunks.parquet, its BM25 tokens kept as ids, its float32 vectors appended to a scratch file (exact
+    search for the recall check reads them back by block). Holds one shard's texts at a time."""
+    import pyarrow.parquet as pq
+
+    graph, count, writer = None, 0, None
+    tokens, ids, documents = TokenIds(analyzer), IdFingerprint(), set()
+    sample = Reservoir(max(SCRIPT_SAMPLE, int(settings["recall_queries"])), seed)
+    timings = {"encode_s": 0.0, "graph_build_s": 0.0, "tokenize_s": 0.0}
+    floats = folder / ".float32_vectors"
+    try:
+        with open(floats, "wb") as float_file:
+            for batch in corpus_batches(corpus):
+                texts = batch["text"].to_list()
+                started = time.perf_counter()
+                vectors = encoder.encode_passages(texts, batch_size=int(settings["batch_size"]))
+                timings["encode_s"] += time.perf_counter() - started
+                graph = graph or new_usearch_index(vectors.shape[1], settings)
+                started = time.perf_counter()
+                keys = np.arange(count, count + len(vectors), dtype=np.uint64)
+                graph.add(keys, vectors, threads=int(threads or 0))
+                timings["graph_build_s"] += time.perf_counter() - started
+                float_file.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+                meta = metadata_rows(batch, count, int(settings["snippet_chars"])).to_arrow()
+                writer = writer or pq.ParquetWriter(folder / CHUNKS, meta.schema)
+                writer.write_table(meta)
+                started = time.perf_counter()
+                tokens.add(texts)
+                timings["tokenize_s"] += time.perf_counter() - started
+                ids.update(batch["chunk_id"].to_list())
+                documents.update(batch["doc_id"].unique().to_list())
+                sample.offer(texts)
+                count += len(vectors)
+    finally:
+        if writer is not None:
+            writer.close()
+    if not count:
+        raise ValueError(f"{corpus}: no chunks to index")
+    timings["rss_before_graph_mb"] = peak_rss_mb()
+    return {
+        "graph": graph,
+        "count": count,
+        "tokens": tokens,
+        "ids": ids,
+        "documents": documents,
+        "sample": sample,
+        "floats": floats,
+        "timings": timings,
+    }
 
 
 def served_encoder(recommendation_path: str | os.PathLike) -> tuple[dict, str, Path]:
@@ -257,13 +361,26 @@ def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapp
     }
 
 
-def recall_queries(texts: Sequence[str], n: int, seed: int) -> list[str]:
-    """Query-length heads of a seeded sample of chunks (what recall and latency are measured on)."""
+def recall_queries(sample: Sequence[str], n: int) -> list[str]:
+    """Query-length heads of the first `n` texts of a seeded sample of chunks (what recall and latency
+    are measured on)."""
     from archive_encoders.sampling import query_like
 
-    rng = random.Random(seed)
-    picked = rng.sample(range(len(texts)), min(n, len(texts)))
-    return [q for q in (query_like(texts[i]) for i in picked) if q]
+    return [q for q in (query_like(t) for t in sample[:n]) if q]
+
+
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int, block: int = 65536) -> np.ndarray:
+    """Row numbers of each query's k best vectors by dot product, best first, ties by row: exact search
+    read block by block (a memory map of any size), the same as a stable argsort over all rows."""
+    best_keys = np.empty((len(queries), 0), dtype=np.int64)
+    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    for start in range(0, len(vectors), block):
+        scores = queries @ np.asarray(vectors[start : start + block], dtype=np.float32).T
+        keys = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+        scores, keys = np.hstack([best_scores, scores]), np.hstack([best_keys, keys])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores, best_keys = np.take_along_axis(scores, order, 1), np.take_along_axis(keys, order, 1)
+    return best_keys
 
 
 def ann_recall(index: SearchIndex, vectors: np.ndarray, queries: Sequence[str]) -> dict:
@@ -273,7 +390,7 @@ def ann_recall(index: SearchIndex, vectors: np.ndarray, queries: Sequence[str]) 
     k = min(K, index.count)
     approx = index.graph.search(q, k).keys
     exact = index.graph.search(q, k, exact=True).keys
-    floats = np.argsort(-(q @ vectors.T), axis=1, kind="stable")[:, :k]
+    floats = exact_top_k(q, vectors, k)
 
     def overlap(a, b) -> float:
         return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
