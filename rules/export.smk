@@ -1,5 +1,6 @@
 # Exports of every trained model: ONNX FP32 + INT8 (fidelity-gated vs torch), OpenVINO INT8 (NNCF, gated
-# vs ONNX FP32), static token embeddings (model2vec format). Calibration reads train-split chunks only.
+# vs ONNX FP32), static token embeddings (model2vec format), those trained further on the triplets
+# (static-trained). Calibration reads train-split chunks only.
 
 
 rule export_onnx:
@@ -73,3 +74,28 @@ rule export_static:
         static=config["static"],
     script:
         "../workflow/scripts/export_static.py"
+
+
+rule export_static_trained:
+    input:
+        static=rules.export_static.output.static,
+        triplets=rules.mine_triplets.output.triplets,
+        corpus=rules.corpus_manifest.output.manifest,
+        splits=rules.split_documents.output.splits,
+    output:
+        static_trained=directory(paths.STATIC_TRAINED),
+    log:
+        paths.log("export", "{model}/{method}.static_trained"),
+    benchmark:
+        paths.benchmark("export_static_trained", "{model}/{method}")
+    conda:
+        "../envs/workflow.yaml"
+    threads: config["job_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        static_trained=config["static_trained"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/export_static_trained.py"

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Training phases, in the order they run when a method has several (TSDAE first: it adapts the encoder
-# to the corpus before a supervised phase), with the dataset each reads (paths.DATASETS).
+# to the corpus; distillation before MNRL: the student first learns its teacher's space, then the pairs),
+# with the dataset each reads (paths.DATASETS).
 PHASES = {
     "tsdae": "tsdae_pairs",  # DenoisingAutoEncoderLoss on (noisy, text)
+    "distill": "teacher_embeddings",  # MSELoss to a teacher's embeddings of passages and queries
     "mnrl": "triplets",  # CachedMultipleNegativesRankingLoss on (anchor, positive, negative)
     "margin_mse": "teacher_scores",  # MarginMSELoss to a teacher's score margins (GPL)
-    "distill": "teacher_embeddings",  # MSELoss to a teacher's embeddings of passages and queries
 }
 # Hyperparameters every training type reads (the rest of the schema's method keys are type-specific).
 COMMON_KEYS = (
@@ -135,12 +136,13 @@ METHOD_TYPES: dict[str, MethodType] = {
         MethodType(
             "distill",
             "MSE to a teacher's embeddings of passages and queries, optionally into a student with fewer "
-            "layers",
+            "layers, optionally followed by MNRL on the triplets",
             trains="all weights",
             phases=("distill",),
-            keys=(*COMMON_KEYS, "teacher", "student_layers"),
+            keys=(*COMMON_KEYS, "teacher", "student_layers", "then_mnrl", "mnrl"),
             mem_mb=16000,
             uses_gpu=True,
+            optional={"then_mnrl": ("mnrl", "mnrl")},
             teacher="bi-encoder",
         ),
     )

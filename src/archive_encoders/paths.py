@@ -53,7 +53,14 @@ MODEL = "results/models/{model}/{method}"
 ONNX = "results/onnx/{model}/{method}"
 OPENVINO = "results/openvino/{model}/{method}"
 STATIC = "results/static/{model}/{method}"
-ARTEFACTS = {"model": MODEL, "onnx": ONNX, "openvino": OPENVINO, "static": STATIC}
+STATIC_TRAINED = "results/static_trained/{model}/{method}"
+ARTEFACTS = {
+    "model": MODEL,
+    "onnx": ONNX,
+    "openvino": OPENVINO,
+    "static": STATIC,
+    "static_trained": STATIC_TRAINED,
+}
 
 # measurements
 EVAL_DIR = "results/eval/{model}/{method}"  # <variant>.json, runs.parquet, per_query.parquet, probe.json

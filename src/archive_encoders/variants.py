@@ -15,7 +15,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Variant:
     name: str
-    artefact: str  # a key of paths.ARTEFACTS: "model", "onnx", "openvino", "static"
+    artefact: str  # a key of paths.ARTEFACTS: "model", "onnx", "openvino", "static", "static_trained"
     runtime: str  # "torch", "onnxruntime", "openvino" or "model2vec" (encoders/loader.py)
     precision: str
     file_key: str | None = None  # the file inside the artefact folder
@@ -30,6 +30,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("onnx-int8", artefact="onnx", runtime="onnxruntime", precision="int8", file_key="int8"),
         Variant("openvino-int8", artefact="openvino", runtime="openvino", precision="int8", file_key="int8"),
         Variant("static", artefact="static", runtime="model2vec", precision="fp32"),
+        # the static model trained further on the training triplets (export/static_trained.py)
+        Variant("static-trained", artefact="static_trained", runtime="model2vec", precision="fp32"),
     )
 }
 NAMES = tuple(VARIANTS)

@@ -13,7 +13,8 @@ evaluator, arguments, trainer, evaluate, save) for every method type (methods.py
 - gpl: MarginMSELoss to a teacher's score margins on the triplets (teachers.teacher_scores), optionally
   after a TSDAE phase (tsdae_first, tsdae);
 - distill: MSE to the teacher's cached embeddings of train passages and pseudo-queries, each side with
-  its own prefixes (PCA-projected when the teacher is wider), optionally into fewer layers.
+  its own prefixes (PCA-projected when the teacher is wider), optionally into fewer layers, optionally
+  followed by an MNRL phase on the triplets with its own settings (then_mnrl, mnrl).
 
 A phase trains `batch_size` examples per optimizer step with at most `mini_batch_size` texts encoded
 with gradients at once (GradCache for MNRL, gradient accumulation for the others), so peak memory is
@@ -286,7 +287,7 @@ def train(
     # 4. evaluator: the val query sets, one sample for every run (so val curves compare across runs)
     val_sets = validation_sets(phases, method, params, inputs, validation, spec)
 
-    # 3. loss, 5. arguments, 6. trainer: one run per phase (tsdae with then_mnrl has two)
+    # 3. loss, 5. arguments, 6. trainer: one run per phase (tsdae or distill with then_mnrl has two)
     # (a first phase, TSDAE, prepares the encoder for the last: only the last keeps its best weights)
     last = list(phases)[-1] if phases else None
     results = [
