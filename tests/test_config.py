@@ -122,6 +122,13 @@ BAD_CONFIGS = [
     ("package with a missing parent", "models.0.path", "package://no_such_pkg.sub/model", "models[0].path"),
     ("empty package name", "models.0.path", "package:///model", "models[0].path"),
     ("home of no user", "models.0.path", "~no_such_user_xyz/model", "models[0].path"),
+    ("path longer than the filesystem allows", "models.0.path", "./" + "m" * 300, "models[0].path"),
+    (
+        "user set path longer than the filesystem allows",
+        "evaluate.retrieval_sets",
+        [{"name": "team", "path": "t" * 300}],
+        "retrieval_sets[0].path",
+    ),
 ]
 
 

@@ -285,7 +285,7 @@ def _check_names(config: dict[str, Any]) -> None:
                 local = resolve_model_path(path)
             except ConfigError as err:
                 raise ConfigError(f"{key}[{i}].path: {err}") from None
-            if is_local_path(path) and not _expanded(local, f"{key}[{i}].path").is_dir():
+            if is_local_path(path) and not _is(local, f"{key}[{i}].path", Path.is_dir):
                 raise ConfigError(f"{key}[{i}].path: model folder {path!r} does not exist")
     for i, entry in enumerate(config["models"]):
         if entry["encoder_type"] != "bi-encoder":
@@ -378,10 +378,10 @@ def _check_sizes(config: dict[str, Any]) -> None:
         raise ConfigError("archive.local_dir: required when archive.source is local")
 
     queries = config["judging"].get("queries")
-    if queries and not _expanded(queries, "judging.queries").is_file():
+    if queries and not _is(queries, "judging.queries", Path.is_file):
         raise ConfigError(f"judging.queries: {queries!r} is not a file")
     for i, entry in enumerate(config["evaluate"]["retrieval_sets"]):
-        if not _expanded(entry["path"], f"evaluate.retrieval_sets[{i}].path").is_dir():
+        if not _is(entry["path"], f"evaluate.retrieval_sets[{i}].path", Path.is_dir):
             raise ConfigError(f"evaluate.retrieval_sets[{i}].path: {entry['path']!r} is not a folder")
 
     chunk = config["chunk"]
@@ -409,15 +409,24 @@ def _expanded(path: str, key: str) -> Path:
         raise ConfigError(f"{key}: {path!r}: {err}") from None
 
 
+def _is(path: str, key: str, kind) -> bool:
+    """`kind` (Path.is_dir, Path.is_file) of the expanded path; a name the filesystem refuses (too long,
+    say) is the config's error naming `key`, not a traceback."""
+    try:
+        return kind(_expanded(path, key))
+    except OSError as err:
+        raise ConfigError(f"{key}: {path[:80]!r}: {err.strerror}") from None
+
+
 JUDGED_SET_NAME = "judged"
 
 
 def judged_queries(folder: str | os.PathLike) -> int:
     """Queries in an exported judged set (lines of its BEIR queries.jsonl); 0 when there is none."""
     path = _expanded(folder, "judging.judged_set") / "queries.jsonl"
-    if not path.is_file():
+    if not _is(str(path), "judging.judged_set", Path.is_file):
         return 0
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:  # counting lines needs no valid text
         return sum(1 for line in fh if line.strip())
 
 
