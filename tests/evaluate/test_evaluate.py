@@ -256,3 +256,12 @@ def test_bm25_row_has_the_layout_of_a_dense_row(synthetic, tmp_path):
     assert result["latency"]["batch1_query_ms"]["p50"] > 0
     keyword = result["query_sets"]["test"]["keyword"]["metrics"]["ndcg@10"]["value"]
     assert keyword > 0.3  # the query's words are the passage's most distinctive ones
+
+
+def test_no_query_set_at_all_is_a_clear_error_before_any_output(tmp_path):
+    """A corpus too small for any held-out set and no user set: a message that says so, not a failed
+    concatenation of no results after the models were loaded."""
+    (tmp_path / "querysets" / "test").mkdir(parents=True)  # a split folder without a set in it
+    with pytest.raises(ValueError, match="no query set to evaluate"):
+        evaluate_lexical(tmp_path / "querysets", [], tmp_path / "bm25", 10, ["en"], seed=13)
+    assert not (tmp_path / "bm25").exists()

@@ -349,3 +349,28 @@ def test_widening_reprocesses_only_the_new_shards(tmp_path):
     assert set(after) == set(before) | expected
     manifest = json.loads((workdir / "results/corpus/corpus.json").read_text())
     assert [entry["shard"] for entry in manifest["shards"]] == [f"{i:05d}" for i in range(len(grown))]
+
+
+def test_edited_user_set_file_reruns_its_import_and_what_reads_it(tmp_path):
+    """The import rule depends on the set's files, not its folder (whose mtime does not change when a
+    file in it is rewritten): an edited qrels file reruns the import and the evaluation that reads it."""
+    team = tmp_path / "team"
+    shutil.copytree(REPO / "tests" / "fixtures" / "beir_small", team)
+    config = changed(
+        evaluate={"bootstrap_samples": 100, "retrieval_sets": [{"name": "team", "path": str(team)}]}
+    )
+    configfile, workdir = tmp_path / "config.yaml", tmp_path / "work"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    imported = paths.USER_QUERY_SET.format(retrieval_set="team")
+    for path in team.rglob("*"):  # the set was written before the faked run
+        os.utime(path, (OLD, OLD))
+    assert fake_run(configfile, workdir, (paths.LEXICAL_EVAL_DIR,)) > 0
+    workflow = Workflow(tmp_path)
+    workflow.snakefile, workflow.workdir = REPO / "Snakefile", workdir
+    assert not workflow.pending(config, paths.LEXICAL_EVAL_DIR)
+
+    qrels = team / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + "q4\tp2\t1\n")
+    summary = workflow.summary(config, paths.LEXICAL_EVAL_DIR)
+    assert pending(summary) == {imported, paths.LEXICAL_EVAL_DIR}
+    assert summary[imported][1] == "updated input files"

@@ -39,7 +39,12 @@ EVALUATE = {
     "compare_retrievers": 1,
     "measure_latency": PAIRS,
 }
-EXPORT = {"export_onnx": PAIRS, "export_openvino": PAIRS, "export_static": PAIRS}
+EXPORT = {
+    "export_onnx": PAIRS,
+    "export_openvino": PAIRS,
+    "export_static": PAIRS,
+    "export_static_trained": PAIRS,
+}
 # a learning method validates on the val query sets, so training needs them
 TRAIN = {"train_model": PAIRS, "split_documents": 1, "mine_triplets": 1, "build_query_sets": 1}
 

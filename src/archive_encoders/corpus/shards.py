@@ -28,9 +28,14 @@ from archive_encoders.io import read_json, write_json, write_parquet
 log = logging.getLogger(__name__)
 
 SHARD_DIGITS = 5  # shard names are zero-padded numbers: 00000, 00001, ...
+MAX_SHARDS = 10**SHARD_DIGITS  # a longer name would escape the {shard} wildcard and the listing
 
 
 def shard_name(index: int) -> str:
+    if not 0 <= index < MAX_SHARDS:
+        raise ValueError(
+            f"shard {index}: shard names have {SHARD_DIGITS} digits (at most {MAX_SHARDS} shards)"
+        )
     return f"{index:0{SHARD_DIGITS}d}"
 
 
@@ -62,10 +67,17 @@ def extend_ledger(
         raise ValueError(f"corpus.items_per_shard must be at least 1, not {items_per_shard}")
     shards = [list(members) for members in shards]
     known = {identifier for members in shards for identifier in members}
-    for identifier in sorted(set(identifiers) - known):
+    new = sorted(set(identifiers) - known)
+    for identifier in new:
         if not shards or len(shards[-1]) >= items_per_shard:
             shards.append([])
         shards[-1].append(identifier)
+    if len(shards) > MAX_SHARDS:
+        raise ValueError(
+            f"corpus.items_per_shard: {len(known) + len(new)} items in shards of {items_per_shard} "
+            f"need {len(shards)} shards, more than the {MAX_SHARDS} that {SHARD_DIGITS}-digit shard names "
+            "allow; raise items_per_shard"
+        )
     return shards
 
 

@@ -148,7 +148,8 @@ class QuerySet:
     level: str
     generator: str | None  # None for a user-judged set
     queries: pl.DataFrame  # query_id, text, group, kind
-    qrels: dict[str, dict[str, int]]  # query_id -> {corpus_id or doc_id: grade}
+    # query_id -> {corpus_id or doc_id: grade}; a user set's grades may be fractional (user_sets.py)
+    qrels: dict[str, dict[str, float]]
     overrides: dict[str, str] = field(default_factory=dict)  # corpus_id -> the text this set sees
     corpus_key: str = ""  # which corpus it ranks: "<split>" or "user/<name>"
     description: str = ""
@@ -175,10 +176,11 @@ class QuerySet:
         )
 
 
-def qrels_dict(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
+def qrels_dict(frame: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """{query: {passage or document: grade}}, grades as stored (int, or float for graded user sets)."""
+    out: dict[str, dict[str, float]] = {}
     for qid, cid, grade in frame.select("query_id", "corpus_id", "score").rows():
-        out.setdefault(qid, {})[cid] = int(grade)
+        out.setdefault(qid, {})[cid] = grade
     return out
 
 

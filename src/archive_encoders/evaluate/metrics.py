@@ -1,6 +1,7 @@
 """Retrieval and STS metrics, per query, in numpy.
 
-Relevance grades are integers; a grade >= 1 is relevant. NDCG uses linear gain (Järvelin & Kekäläinen,
+Relevance grades are numbers (integers, or the fractions of a team's graded set); a grade above 0 is
+relevant. NDCG uses linear gain (Järvelin & Kekäläinen,
 as trec_eval, ranx and sentence-transformers' InformationRetrievalEvaluator do). MAP@k divides by the
 number of relevant documents of the query (trec_eval's convention). tests/test_metrics.py checks every
 metric against hand-computed values and against ranx, which this module replaced in the evaluation jobs:
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 RETRIEVAL_METRICS = ("ndcg@1", "ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100")
 HEADLINE = "ndcg@10"
 
-Qrels = Mapping[str, Mapping[str, int]]
+Qrels = Mapping[str, Mapping[str, float]]
 RankedRun = Mapping[str, Sequence]  # query_id -> ids best first, or (id, score) pairs best first
 
 _METRIC = re.compile(r"(ndcg|mrr|recall|map)@(\d+)")

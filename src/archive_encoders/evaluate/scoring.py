@@ -108,6 +108,12 @@ def read_sets(
     for folder in user_sets:
         corpus, query_set = read_user_set(folder)
         groups.append((Corpus(query_set.corpus_key, corpus), [query_set]))
+    if not groups:  # said here, before any model is loaded, not as a failed concat of no results
+        raise ValueError(
+            f"no query set to evaluate: {query_sets} holds no val or test set with a query (is the corpus "
+            "big enough for the splits and datasets.retrieval.sets?) and no evaluate.retrieval_sets is "
+            "configured"
+        )
     return groups
 
 
