@@ -108,6 +108,7 @@ def test_one_evaluation_by_its_output_path(tmp_path):
         "export_onnx": 1,
         "export_openvino": 1,
         "export_static": 1,
+        "export_static_trained": 1,
         "build_query_sets": 1,
         "evaluate_model": 1,
     }
