@@ -166,6 +166,10 @@ class SearchIndex:
         self.graph = Index.restore(str(self.folder / VECTORS), view=True)
         if self.graph is None or self.graph.size != self.manifest["count"]:
             raise SearchError(f"{self.folder / VECTORS}: missing or not the {self.manifest['count']} vectors")
+        # usearch's file keeps connectivity but not expansion_search (a restored graph searches at 64)
+        expansion = self.manifest.get("settings", {}).get("expansion_search")
+        if expansion:
+            self.graph.expansion_search = int(expansion)
         self._meta = None
         self._rows = None
         self.count = int(self.graph.size)
