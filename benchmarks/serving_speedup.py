@@ -19,6 +19,9 @@ paragraphs than the evaluation's (the workflow uses the train split).
 Timing: latency.run_interleaved (one worker process per variant, blocks alternating, passive OpenMP waits,
 ORT spinning off). Batch 1 = median per-text latency over short queries (and passages); batch 32 =
 texts/s encoding passages 32 at a time. Speedups are medians over runs.
+Index: the index report, then recall@10 against exact search and search-only latency over a
+connectivity x expansion_search grid rebuilt from the index's own vectors (the default marked).
+Session settings (spinning, threads, optimisation level, fusions): benchmarks/ort_session_settings.py.
 Targets: the fastest variant within 1 NDCG@10 point of torch >= 8x at batch 1 and >= 2.5x at batch 32;
 INT8 mean cosine >= 0.995 and NDCG@10 kept >= 99.5 %; static >= 100x at batch 1.
 """
@@ -399,6 +402,10 @@ def print_tables(rows, compression, index_reports):
     keys = ("variant", "dtype", "count", "measured", "per_million_chunks", "ann", "query_latency_ms")
     for model, rep in index_reports.items():
         print(f"\nindex ({model}): {json.dumps({k: rep[k] for k in keys})}")
+        if rep.get("ann_sweep"):
+            from archive_encoders.config import with_defaults
+
+            print_ann(model, rep["ann_sweep"], with_defaults("index", None))
 
 
 def index_figures(name, folders, other, spec, args, work: Path) -> dict:
@@ -423,16 +430,10 @@ def index_figures(name, folders, other, spec, args, work: Path) -> dict:
         }
     ).write_parquet(documents)
     rec = work / "recommendation.json"
-    rec.write_text(
-        json.dumps(
-            {
-                "model": name,
-                "method": "baseline",
-                "variant": "openvino-int8",
-                "artefact": str(folders["openvino"]),
-            }
-        )
-    )
+    row = {"model": name, "method": "baseline", "variant": "openvino-int8"}
+    # the report's recommendation format: the dense row to index under "index"
+    record = {**row, "retriever": "dense", "index": row, "artefact": str(folders["openvino"])}
+    rec.write_text(json.dumps(record))
     manifest_of_tables(work / "corpus.json", documents, chunks)
     return build_index(
         rec,
@@ -442,6 +443,67 @@ def index_figures(name, folders, other, spec, args, work: Path) -> dict:
         {"recall_queries": 200},
         threads=args.threads,
     )
+
+
+ANN_GRID = {"connectivity": (16, 32), "expansion_search": (64, 96, 128, 192, 256)}
+
+
+def ann_sweep(index_dir: Path, texts, args) -> list[dict]:
+    """recall@10 against exact search and search-only latency per HNSW setting, on the index's own
+    vectors (as stored, i8) and queries (the build's recall queries): what the index default costs."""
+    from usearch.index import Index
+
+    from archive_encoders.config import default_seed, with_defaults
+    from archive_encoders.index.build import recall_queries
+    from archive_encoders.index.search import SearchIndex
+
+    settings = with_defaults("index", None)
+    index = SearchIndex(index_dir, threads=args.threads)
+    queries = index.encoder.encode_queries(recall_queries(texts, 200, default_seed(None)))
+    keys = np.arange(index.count, dtype=np.uint64)
+    vectors = np.vstack(index.graph.get(keys, dtype=np.float32))
+    rows = []
+    for connectivity in ANN_GRID["connectivity"]:
+        graph = Index(
+            ndim=vectors.shape[1],
+            metric="cos",
+            dtype=settings["dtype"],
+            connectivity=connectivity,
+            expansion_add=int(settings["expansion_add"]),
+        )
+        graph.add(keys, vectors, threads=args.threads)
+        exact = graph.search(queries, 10, exact=True).keys
+        for expansion in ANN_GRID["expansion_search"]:
+            graph.expansion_search = expansion
+            approx = graph.search(queries, 10).keys
+            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, exact, strict=True)]))
+            started = time.perf_counter()
+            for _ in range(3):
+                for query in queries:
+                    graph.search(query, 10)
+            ms = (time.perf_counter() - started) * 1000 / (3 * len(queries))
+            rows.append(
+                {
+                    "connectivity": connectivity,
+                    "expansion_search": expansion,
+                    "recall@10": recall,
+                    "search_ms": ms,
+                }
+            )
+    return rows
+
+
+def print_ann(model: str, rows, default) -> None:
+    print(f"\nANN ({model}, {default['dtype']}, expansion_add {default['expansion_add']}; recall vs exact)")
+    print("| connectivity | expansion_search | recall@10 | search ms/query | default |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        is_default = (r["connectivity"], r["expansion_search"]) == (
+            default["connectivity"],
+            default["expansion_search"],
+        )
+        cells = [r["connectivity"], r["expansion_search"], f"{r['recall@10']:.4f}", f"{r['search_ms']:.3f}"]
+        print(table_line([*cells, "yes" if is_default else ""]))
 
 
 def main() -> None:
@@ -488,6 +550,7 @@ def main() -> None:
             results += summarize(name, q, speed(folders, spec, pairs, args), tokens)
             if name == models[-1][0]:
                 indexes[name] = index_figures(name, folders, other, spec, args, work)
+                indexes[name]["ann_sweep"] = ann_sweep(work / "index", other[: args.index_chunks], args)
     print(f"\n/proc/loadavg at the end: {loadavg()}")
     print_tables(results, compression, indexes)
     print(f"targets: {TARGETS}")

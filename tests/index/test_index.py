@@ -11,6 +11,7 @@ from support.index_helpers import write_corpus
 from support.onnx_helpers import exported_tiny
 from support.serving_helpers import last_json, run_without_torch, static_tiny
 
+from archive_encoders.config import with_defaults
 from archive_encoders.corpus.manifest import manifest_of_tables
 from archive_encoders.index.build import build_index
 from archive_encoders.index.search import IndexMismatchError, SearchError, SearchIndex
@@ -56,6 +57,15 @@ def test_build_writes_a_complete_measured_index(static_index, tmp_path):
     meta = pl.read_parquet(folder / "chunks.parquet")
     assert meta.columns == ["row", "chunk_id", "doc_id", "title", "snippet"]
     assert meta["title"][0] == "Title 0" and meta["snippet"].str.len_chars().max() <= 61
+
+
+def test_the_served_graph_searches_with_the_configured_expansion(static_index):
+    from usearch.index import Index
+
+    folder, _, _ = static_index
+    configured = with_defaults("index", None)["expansion_search"]
+    assert Index.restore(str(folder / "vectors.usearch"), view=True).expansion_search != configured
+    assert SearchIndex(folder).graph.expansion_search == configured
 
 
 def test_reloaded_index_returns_exact_top_k(static_index):

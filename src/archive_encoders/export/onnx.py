@@ -10,8 +10,10 @@ The route (optimum-onnx needs transformers < 5, so it cannot be installed beside
    x_j / c_j each and the weight row is repeated, which is exact in FP32 and shrinks the per-tensor range
    the dynamic quantizer must cover, so the other channels keep their precision.
 4. `quantize_dynamic` with per-channel weights (or static QDQ calibrated on the chunks). Weights are
-   uint8 by default: on x86 CPUs without VNNI the u8*s8 kernel (vpmaddubsw) saturates its int16 pair
-   sums once activations use their full range, which is exactly what step 3 makes them do.
+   uint8 by default (U8U8). int8 weights (U8S8, VPMADDUBSW on AVX2) saturate its int16 pair sums on
+   x86 CPUs without VNNI (255 x 127 x 2 > 32767) once activations use their full range, which is
+   exactly what step 3 makes them do, so they get 7-bit weights (`reduce_range`, 255 x 64 x 2 < 32767).
+   On MiniLM here (AVX2, no VNNI) that route was no faster than U8U8 and kept less fidelity.
 5. The gate: every variant is compared with the PyTorch SentenceTransformer on a fixed sample of chunks.
 
 Everything is written into a temporary folder that replaces `out_dir` only when the export succeeded.
@@ -392,6 +394,7 @@ def quantize_int8(
         "mode": settings["int8_mode"],
         "per_channel": bool(settings["per_channel"]),
         "weight_type": settings["weight_type"],
+        "reduce_range": resolve_reduce_range(settings),
     }
     ratio = float(settings["outlier_ratio"])
     prepared = source
@@ -413,7 +416,7 @@ def quantize_int8(
         )
         prepared = work / "typed.onnx"
         save_onnx(inferred, prepared)
-        info.update(weight_type="int8", reduce_range=True)
+        info["weight_type"] = "int8"  # the QDQ route's u8*s8 kernels want signed weights
         quantize_static(
             str(prepared),
             str(out_path),
@@ -422,28 +425,33 @@ def quantize_int8(
             per_channel=bool(settings["per_channel"]),
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            reduce_range=True,  # 7-bit weights: no u8*s8 saturation on CPUs without VNNI
+            reduce_range=info["reduce_range"],
             op_types_to_quantize=["MatMul"],
             nodes_to_exclude=exclude,
             use_external_data_format=large,
             extra_options={**extra, "ActivationSymmetric": False, "WeightSymmetric": True},
         )
     else:
-        # Signed weights with split outliers saturate the u8*s8 kernel of CPUs without VNNI (mean cosine
-        # fell to 0.37 on MiniLM): 7-bit weights keep the int16 pair sums in range on any CPU.
-        reduce_range = weight_type == QuantType.QInt8 and ratio > 0
-        info["reduce_range"] = reduce_range
+        # Full-range int8 weights with split outliers saturate the u8*s8 kernel of CPUs without VNNI
+        # (mean cosine fell to 0.37 on MiniLM): reduce_range is what keeps them in range.
         quantize_dynamic(
             str(prepared),
             str(out_path),
-            per_channel=bool(settings["per_channel"]),
-            reduce_range=reduce_range,
+            per_channel=info["per_channel"],
+            reduce_range=info["reduce_range"],
             weight_type=weight_type,
             nodes_to_exclude=exclude,
             use_external_data_format=large,
             extra_options=extra,
         )
     return info
+
+
+def resolve_reduce_range(settings: Mapping[str, Any]) -> bool:
+    """export.reduce_range, where null means: 7-bit weights for int8 (U8S8, saturates without VNNI)."""
+    if settings["reduce_range"] is None:
+        return settings["int8_mode"] == "static" or settings["weight_type"] == "int8"
+    return bool(settings["reduce_range"])
 
 
 class _FeedReader:

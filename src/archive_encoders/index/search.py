@@ -204,6 +204,10 @@ class SearchIndex:
                 f"{self.manifest['dimension']}-d"
             )
         self.graph = self.open_graph()
+        # usearch's file keeps connectivity but not expansion_search (a restored graph searches at 64)
+        settings = self.manifest.get("settings")
+        if isinstance(settings, dict) and isinstance(settings.get("expansion_search"), int):
+            self.graph.expansion_search = int(settings["expansion_search"])
         # read now, not on first use: these rows belong to the vectors just opened
         self.metadata = self.read_metadata()
         self.rows = {cid: i for i, cid in enumerate(self.metadata["chunk_id"])}
