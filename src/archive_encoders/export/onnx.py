@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from archive_encoders.config import ModelSpec, default_seed, with_defaults
-from archive_encoders.datasets.splits import train_chunk_texts
+from archive_encoders.datasets.splits import train_chunk_sample
 from archive_encoders.encoders.onnx import CONFIG_FILE, DEFAULT_FILES
 from archive_encoders.export.fidelity import check_fidelity, fidelity_report
 from archive_encoders.io import atomic_dir, write_json
@@ -75,10 +75,11 @@ def export(
     settings = with_defaults("export", export_settings)
     out_dir = Path(out_dir).resolve()  # absolute: the ORT tools run with the scratch folder as cwd
     spec = replace(ModelSpec.from_config(dict(model_spec)), path=str(model_dir))
-    texts = list(sample_texts) if sample_texts is not None else read_calibration_texts(corpus, splits_path)
-    if not texts:
+    fidelity_texts, calibration_texts = calibration_sample(
+        corpus, splits_path, sample_texts, int(settings["fidelity_samples"]), seed
+    )
+    if not fidelity_texts:
         raise ValueError("export: no sample texts for calibration and the fidelity gate")
-    fidelity_texts, calibration_texts = sample_split(texts, int(settings["fidelity_samples"]), seed)
 
     from archive_encoders.models import load_sentence_transformer
 
@@ -507,13 +508,16 @@ def encoder_config(model, spec: ModelSpec, method: str, files, settings, fusion,
     }
 
 
-def read_calibration_texts(corpus, splits_path) -> list[str]:
-    """Train-split chunk texts: calibrating on test chunks would leak the evaluation set into the export."""
+def calibration_sample(corpus, splits_path, sample_texts, n: int, seed: int) -> tuple[list[str], list[str]]:
+    """`sample_split` of `sample_texts`, or of the train-split chunk texts read only where picked
+    (calibrating on test chunks would leak the evaluation set into the export)."""
+    if sample_texts is not None:
+        return sample_split(list(sample_texts), n, seed)
     if corpus is None or splits_path is None:
         raise ValueError(
             "export: give corpus (the manifest) and splits_path (train chunks only), or sample_texts"
         )
-    return train_chunk_texts(corpus, splits_path)
+    return train_chunk_sample(corpus, splits_path, n, seed)
 
 
 @contextlib.contextmanager

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from archive_encoders.config import ModelSpec, default_seed, with_defaults
-from archive_encoders.datasets.splits import train_chunk_texts
 from archive_encoders.encoders.graph import CONFIG_FILE, read_encoder_config
 from archive_encoders.export.fidelity import FidelityError, compare
+from archive_encoders.export.onnx import calibration_sample
 from archive_encoders.io import atomic_dir, write_json
-from archive_encoders.sampling import query_like, sample_split
+from archive_encoders.sampling import query_like
 from archive_encoders.system import size_mb
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,12 @@ def export_openvino(
     gate = with_defaults("export", gate_settings)
     onnx_dir = Path(onnx_dir)
     spec = ModelSpec.from_config(dict(model_spec))
-    texts = list(sample_texts) if sample_texts is not None else train_chunk_texts(corpus, splits_path)
-    if not texts:
+    gate_texts, _ = calibration_sample(corpus, splits_path, sample_texts, int(gate["fidelity_samples"]), seed)
+    if not gate_texts:
         raise ValueError("export_openvino: no train chunks to calibrate on")
-    gate_texts, _ = sample_split(texts, int(gate["fidelity_samples"]), seed)
-    calibration_texts = sample_split(texts, int(settings["calibration_samples"]), seed + 1)[0]
+    calibration_texts, _ = calibration_sample(
+        corpus, splits_path, sample_texts, int(settings["calibration_samples"]), seed + 1
+    )
     calibration_texts = [t for t in calibration_texts if t not in set(gate_texts)] or calibration_texts
 
     reference = OnnxEncoder(onnx_dir, variant="fp32", threads=threads)
