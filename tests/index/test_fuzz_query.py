@@ -54,7 +54,7 @@ def client(index):
     return TestClient(create_app(index), raise_server_exceptions=False)
 
 
-@settings(max_examples=40)
+@settings(max_examples=settings().max_examples * 2 // 3)
 @given(query=QUERIES, k=st.integers(-3, 40), retriever=st.sampled_from([None, "dense", "bm25", "hybrid"]))
 def test_search_answers_or_refuses_clearly(index, query, k, retriever):
     try:
@@ -71,7 +71,7 @@ PARAMS = st.one_of(
 )
 
 
-@settings(max_examples=40)
+@settings(max_examples=settings().max_examples * 2 // 3)
 @given(
     q=st.one_of(st.none(), QUERIES.filter(lambda t: not any("\ud800" <= c <= "\udfff" for c in t))),
     k=PARAMS,
