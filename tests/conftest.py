@@ -26,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Property-based tests: a fixed, small example budget in CI; `--hypothesis-profile=long` (or
 # HYPOTHESIS_PROFILE=long) for a deeper run. No deadline: a shared 2-core machine has slow moments.
 SLOW_OK = [HealthCheck.too_slow]
-settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
+settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=SLOW_OK)
 settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=SLOW_OK)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -118,10 +118,16 @@ def test_opening_a_damaged_index_names_the_file(built, tmp_path, case):
     assert str(path) in str(raised.value) and DAMAGE[case][2] in str(raised.value)
 
 
+# every damage is opened in-process above; here each command once per file it reads first (subprocesses)
 @pytest.mark.parametrize(
-    "case", ["truncated-vectors", "junk-vectors", "manifest-without-dimension", "corrupt-chunks"]
+    ("case", "command"),
+    [
+        ("truncated-vectors", "search"),
+        ("manifest-without-dimension", "search"),
+        ("corrupt-chunks", "search"),
+        ("junk-vectors", "serve"),
+    ],
 )
-@pytest.mark.parametrize("command", ["search", "serve"])
 def test_commands_refuse_a_damaged_index_in_one_line(built, tmp_path, case, command):
     folder, path = damaged_copy(built, tmp_path, case)
     args = [*CLI, command, "--index", str(folder)]
