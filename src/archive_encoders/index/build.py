@@ -193,9 +193,8 @@ def build_index(
         graph, count = built["graph"], built["count"]
         graph.save(str(tmp / VECTORS))
         started = time.perf_counter()
-        BM25Index.from_token_ids(built["tokens"].ids, built["tokens"].vocab, Analyzer(languages)).save(
-            tmp / BM25_DIR
-        )
+        tokens = built["tokens"]
+        BM25Index.from_token_ids(tokens.ids, tokens.vocab, tokens.analyzer).save(tmp / BM25_DIR)
         timings = {
             **built["timings"],
             "bm25_build_s": built["timings"]["tokenize_s"] + time.perf_counter() - started,
