@@ -9,6 +9,7 @@ from archive_encoders.variants import VARIANTS as VARIANT_REGISTRY
 from archive_encoders.corpus import shards as aec_shards
 from archive_encoders.train.compatibility import check_pairs
 from archive_encoders.judging.store import typed_queries
+from archive_encoders.index.build import corpus_encoding
 
 aec.validate(
     config
@@ -258,6 +259,26 @@ def latency_measurements():
     ]
 
 
+def variant_artefact(wildcards):
+    """The folder a variant is served from, for one model x method (e.g. its ONNX export)."""
+    kind = VARIANT_REGISTRY[wildcards.variant].artefact
+    return paths.ARTEFACTS[kind].format(model=wildcards.model, method=wildcards.method)
+
+
+def index_embeddings(wildcards):
+    """{vectors, ids, meta: one file per shard} of the corpus encoded as the index needs it (index/build.py
+    corpus_encoding): known once the report has recommended a variant; none when it recommends no dense
+    row, and build_index says so."""
+    recommendation = checkpoints.build_report.get().output.recommendation
+    encoding = corpus_encoding(recommendation, config["device"])
+    if encoding is None:
+        return {}
+    return {
+        kind: expand(template, **encoding, shard=shard_names())
+        for kind, template in paths.SHARD_EMBEDDINGS.items()
+    }
+
+
 def artefact_inputs():
     """{artefact kind: path template} of every folder a configured variant is served from."""
     return {kind: paths.ARTEFACTS[kind] for kind in ARTEFACT_KINDS}
@@ -276,6 +297,12 @@ def training_gpus(wildcards):
 def model_job_gpus(wildcards):
     """One GPU for the jobs that run a model over the corpus (mining, teachers), unless `device: cpu`."""
     return int(config["device"] != "cpu")
+
+
+def shard_encoding_gpus(wildcards):
+    """One GPU to encode a shard with a PyTorch variant, unless `device: cpu`; the exports run on CPUs."""
+    on_torch = VARIANT_REGISTRY[wildcards.variant].runtime == "torch"
+    return int(config["device"] != "cpu" and on_torch)
 
 
 def training_mem_mb(wildcards):

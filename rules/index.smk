@@ -1,10 +1,37 @@
 # The search index: the report's recommended retriever over the whole corpus (usearch HNSW for the dense
-# variant, BM25 beside it, the hybrid's fusion), measured.
-# A cluster job like any other: encoding the corpus is the heavy part.
+# variant, BM25 beside it, the hybrid's fusion), measured. The corpus is encoded one job per shard (a GPU
+# where the variant runs on PyTorch), so a wider corpus encodes only its new shards; the build streams
+# those vectors in.
+
+
+rule encode_shard:
+    input:
+        chunks=paths.SHARD_CHUNKS,
+        artefact=variant_artefact,
+    output:
+        **paths.SHARD_EMBEDDINGS,
+    log:
+        paths.log("embeddings", "{model}/{method}/{variant}/{shard}"),
+    benchmark:
+        paths.benchmark("encode_shard", "{model}/{method}/{variant}/{shard}")
+    conda:
+        "../envs/workflow.yaml"
+    threads: config["job_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=shard_encoding_gpus,
+    params:
+        model=model_settings,
+        batch_size=config["index"]["batch_size"],
+        device=config["device"],
+    script:
+        "../workflow/scripts/encode_shard.py"
 
 
 rule build_index:
     input:
+        unpack(index_embeddings),
         recommendation=rules.build_report.output.recommendation,
         corpus=rules.corpus_manifest.output.manifest,
     output:

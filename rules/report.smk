@@ -5,7 +5,8 @@ localrules:
     build_report,
 
 
-rule build_report:
+# a checkpoint: the index's jobs (which variant encodes the corpus) are known once it has recommended one
+checkpoint build_report:
     input:
         comparison=rules.compare_retrievers.output.comparison,
         models=trained_models(),

@@ -62,6 +62,13 @@ ARTEFACTS = {
     "static_trained": STATIC_TRAINED,
 }
 
+# the corpus encoded by one variant, shard by shard (encoders/shard_embeddings.py; rule encode_shard)
+EMBEDDINGS_DIR = "results/embeddings/{model}/{method}/{variant}"
+SHARD_EMBEDDINGS = {
+    kind: f"{EMBEDDINGS_DIR}/{{shard}}{suffix}"
+    for kind, suffix in {"vectors": ".npy", "ids": ".parquet", "meta": ".json"}.items()
+}
+
 # measurements
 EVAL_DIR = "results/eval/{model}/{method}"  # <variant>.json, runs.parquet, per_query.parquet, probe.json
 LEXICAL_EVAL_DIR = "results/eval/bm25"  # the same layout, variant "lexical"

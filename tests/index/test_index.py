@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from support.index_helpers import write_corpus
+from support.index_helpers import encode_for_index, write_corpus
 from support.onnx_helpers import exported_tiny
 from support.serving_helpers import last_json, run_without_torch, static_tiny
 
@@ -27,7 +27,10 @@ def build(tmp_path, variant, artefact, dtype="f32"):
     settings = {"dtype": dtype, "recall_queries": 8, "batch_size": 8, "snippet_chars": 60}
     corpus = tmp_path / "corpus.json"
     manifest_of_tables(corpus, documents, chunks)
-    report = build_index(recommendation, corpus, out, tmp_path / "index_report.json", settings, threads=1)
+    embeddings = encode_for_index(recommendation, corpus, tmp_path / "embeddings")
+    report = build_index(
+        recommendation, corpus, embeddings, out, tmp_path / "index_report.json", settings, threads=1
+    )
     return out, report, rows
 
 

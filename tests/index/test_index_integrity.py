@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
-from support.index_helpers import build_topic_index
+from support.index_helpers import build_topic_index, encode_for_index
 from support.serving_helpers import SRC, TOPICS, run_without_torch, static_tiny
 
 from archive_encoders.corpus.manifest import manifest_of_tables
@@ -177,9 +177,11 @@ def test_an_open_index_keeps_its_own_rows_when_the_folder_is_rebuilt(built, tmp_
         tmp_path / "documents.parquet"
     )
     manifest_of_tables(tmp_path / "corpus.json", tmp_path / "documents.parquet", tmp_path / "chunks.parquet")
+    recommendation = built[0].parent / "recommendation.json"
     build_index(
-        built[0].parent / "recommendation.json",
+        recommendation,
         tmp_path / "corpus.json",
+        encode_for_index(recommendation, tmp_path / "corpus.json", tmp_path / "embeddings"),
         folder,
         tmp_path / "report.json",
         {"dtype": "f32", "recall_queries": 4, "batch_size": 8, "snippet_chars": 400},

@@ -57,7 +57,9 @@ def two_shards(tmp_path):
 
 
 def test_batches_cover_the_corpus_one_shard_at_a_time(two_shards):
-    batches = list(corpus_batches(two_shards, rows=2))
+    named = list(corpus_batches(two_shards, rows=2))
+    assert [name for name, _ in named] == ["00000", "00000", "00000", "00001", "00001"]
+    batches = [batch for _, batch in named]
     ids = [b["chunk_id"].to_list() for b in batches]
     # shard 00000: a1's 3 chunks and a2b's 2 non-empty ones; shard 00001: b1's 3 (b2 is a duplicate)
     assert ids == [["a1-0", "a1-1"], ["a1-2", "a2b-0"], ["a2b-2"], ["b1-0", "b1-1"], ["b1-2"]]

@@ -11,9 +11,10 @@ Listing the DAG's outputs with their `directory()` flag needs Snakemake's Python
 private calls (`_prepare_dag`, `_build_dag`, the same ones `snakemake --summary` makes); snakemake is
 pinned (9.27.1), and a change there fails here loudly rather than faking the wrong files.
 
-The jobs after a checkpoint (the corpus stage's assign_shards) exist only once its output does: the
-checkpoint's folder is faked with FAKE_SHARDS shard lists in it, and the listing, placeholders and
-touch are repeated until the DAG has no job left to fake.
+The jobs after a checkpoint exist only once its output does: assign_shards' folder is faked with
+FAKE_SHARDS shard lists in it, build_report's recommendation.json with a real recommendation (the
+config's first model x method, served as its static variant), and the listing, placeholders and touch
+are repeated until the DAG has no job left to fake.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 FAKE_SHARDS = 2  # shard lists faked into assign_shards' folder, so the per-shard jobs exist
+CHECKPOINT_ROUNDS = 4  # listing rounds at most: one per checkpoint on a path (assign_shards, build_report)
+
+
+FAKE_VARIANT = "static"  # the variant the faked recommendation serves
 
 
 def checkpoint_contents() -> dict[str, list[str]]:
@@ -35,6 +40,24 @@ def checkpoint_contents() -> dict[str, list[str]]:
 
     shards = [paths.SHARD_ITEMS.format(shard=shard_name(i)) for i in range(FAKE_SHARDS)]
     return {paths.SHARD_ITEMS_DIR: shards}
+
+
+def fake_recommendation(configfile: Path) -> str:
+    """recommendation.json's text for the config's first model x method: what build_index's input
+    function reads to plan the shard encodings."""
+    import json
+
+    import yaml
+
+    from archive_encoders import config as aec
+    from archive_encoders import paths
+
+    config = yaml.safe_load(configfile.read_text())
+    aec.validate(config)
+    model, method = aec.matrix(config)[0]
+    row = {"model": model, "method": method, "variant": FAKE_VARIANT}
+    artefact = paths.ONNX.format(model=model, method=method)
+    return json.dumps({**row, "retriever": "dense", "index": row, "artefact": artefact}) + "\n"
 
 
 def dag_outputs(
@@ -70,8 +93,10 @@ def dag_outputs(
     return outputs
 
 
-def create_placeholders(workdir: Path, outputs: dict[str, bool]) -> int:
+def create_placeholders(workdir: Path, outputs: dict[str, bool], configfile: Path) -> int:
     """Create the missing outputs; returns how many were created."""
+    from archive_encoders import paths
+
     created = 0
     contents = checkpoint_contents()
     for rel, is_dir in sorted(outputs.items()):
@@ -84,7 +109,8 @@ def create_placeholders(workdir: Path, outputs: dict[str, bool]) -> int:
                 (workdir / inner).write_text("fake output\n")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("fake output\n")
+            fake = fake_recommendation(configfile) if rel == paths.RECOMMENDATION else "fake output\n"
+            path.write_text(fake)
         created += 1
     return created
 
@@ -98,11 +124,15 @@ def fake_run(
 ) -> int:
     """Make `workdir` look like a finished run of `targets`; returns the number of placeholders created."""
     workdir.mkdir(parents=True, exist_ok=True)
-    # Round 1 fakes up to the checkpoint (its touch then stops at the jobs after it, whose outputs do
-    # not exist yet); round 2 lists the DAG with the checkpoint done, and its touch must succeed.
-    created = create_placeholders(workdir, _listed_outputs(configfile, workdir, targets, snakefile, True))
-    _touch(configfile, workdir, targets, snakefile, extra_args, check=False)
-    created += create_placeholders(workdir, _listed_outputs(configfile, workdir, targets, snakefile, False))
+    # Each round fakes up to the next checkpoint (its touch then stops at the jobs after it, whose outputs
+    # do not exist yet); the last lists the DAG with every checkpoint done, and its touch must succeed.
+    created = 0
+    for _ in range(CHECKPOINT_ROUNDS):
+        listed = _listed_outputs(configfile, workdir, targets, snakefile, created == 0)
+        created += (new := create_placeholders(workdir, listed, configfile))
+        _touch(configfile, workdir, targets, snakefile, extra_args, check=False)
+        if not new and created:
+            break
     _touch(configfile, workdir, targets, snakefile, extra_args)
     return created
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 
 from archive_encoders.corpus.manifest import manifest_of_tables
-from archive_encoders.index.build import build_index
+from archive_encoders.encoders.shard_embeddings import encode_corpus_shards
+from archive_encoders.index.build import build_index, served_encoder
 from archive_encoders.io import write_json
 from support.serving_helpers import topic_corpus
 
@@ -26,6 +27,15 @@ def write_corpus(folder: Path):
     return chunks, documents, rows
 
 
+def encode_for_index(recommendation: Path, corpus: Path, out: Path) -> dict[str, list[str]]:
+    """The corpus's shard embeddings of the recommendation's served variant, as encode_shard writes them."""
+    rec, variant, artefact = served_encoder(recommendation)
+    options = {"batch_size": 8, "threads": 1, "device": "cpu"}
+    return encode_corpus_shards(
+        corpus, out, variant, artefact, {"name": rec["model"]}, rec["method"], **options
+    )
+
+
 def build_topic_index(folder: Path, variant: str, artefact: Path, retriever="dense", fusion=None):
     """(index folder, build report, corpus rows) for a recommendation of `retriever` (the report's names:
     dense, lexical, hybrid-rrf, hybrid-weighted) over the tiny model's `variant`."""
@@ -37,8 +47,16 @@ def build_topic_index(folder: Path, variant: str, artefact: Path, retriever="den
     settings = {"dtype": "f32", "recall_queries": 8, "batch_size": 8, "snippet_chars": 400}
     corpus = folder / "corpus.json"
     manifest_of_tables(corpus, documents, chunks)
+    embeddings = encode_for_index(recommendation, corpus, folder / "embeddings")
     out = folder / "index"
     report = build_index(
-        recommendation, corpus, out, folder / "index_report.json", settings, threads=1, languages=["en", "ru"]
+        recommendation,
+        corpus,
+        embeddings,
+        out,
+        folder / "index_report.json",
+        settings,
+        threads=1,
+        languages=["en", "ru"],
     )
     return out, report, rows

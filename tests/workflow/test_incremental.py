@@ -88,8 +88,9 @@ class Workflow:
     def snakemake(self, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         configfile = self.root / "config.yaml"
         configfile.write_text(yaml.safe_dump(config, sort_keys=False))
-        cmd = [str(SNAKEMAKE), "--snakefile", str(self.snakefile), "--directory", str(self.workdir)]
-        cmd += ["--configfile", str(configfile), *args]
+        # args first: a target or a list option (--allowed-rules a b) must not run into --configfile's list
+        cmd = [str(SNAKEMAKE), *args, "--snakefile", str(self.snakefile), "--directory", str(self.workdir)]
+        cmd += ["--configfile", str(configfile)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.root)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -189,7 +190,9 @@ def test_new_sts_set_reruns_only_evaluation_and_report(wf):
     config = changed(evaluate={"sts": [{"name": "tiny-sts", "path": str(sts)}]})
     assert wf.pending(config) == evaluations() | AFTER_EVALUATION
     listed = set(wf.snakemake(config, "--list-changes", "input").stdout.split())
-    assert listed == evaluations()
+    # and the index: its shard embeddings are named by the report it follows (a checkpoint), which is
+    # to rerun, so its input set is known only then
+    assert listed == evaluations() | {paths.INDEX_DIR, paths.INDEX_REPORT}
 
 
 def test_new_model_runs_only_its_branch(wf):
@@ -349,6 +352,50 @@ def test_widening_reprocesses_only_the_new_shards(tmp_path):
     assert set(after) == set(before) | expected
     manifest = json.loads((workdir / "results/corpus/corpus.json").read_text())
     assert [entry["shard"] for entry in manifest["shards"]] == [f"{i:05d}" for i in range(len(grown))]
+
+
+def shard_embedding_files(shards, kinds=("vectors", "ids", "meta")) -> set[str]:
+    """The faked recommendation's shard embeddings (fake_outputs: the first model x method, static)."""
+    return {
+        paths.SHARD_EMBEDDINGS[kind].format(model="m1", method="baseline", variant="static", shard=shard)
+        for kind in kinds
+        for shard in shards
+    }
+
+
+def planned_outputs(dry_run: str) -> set[str]:
+    """Every output a `snakemake --dry-run` plans."""
+    lines = (line.strip() for line in dry_run.splitlines())
+    return {f for line in lines if line.startswith("output: ") for f in line[8:].split(", ")}
+
+
+def test_the_index_reads_the_corpus_encoded_one_job_per_shard(wf):
+    summary = wf.summary(BASE_CONFIG)
+    assert {summary[f][0] for f in shard_embedding_files(("00000", "00001"))} == {"encode_shard"}
+    plan = wf.snakemake(BASE_CONFIG, "index", "--dry-run", "--forcerun", "encode_shard").stdout
+    assert planned_outputs(plan) == shard_embedding_files(("00000", "00001")) | {
+        paths.INDEX_DIR,
+        paths.INDEX_REPORT,
+    }
+    assert "gpu=1" not in plan  # a static model runs on CPUs: no GPU asked for
+
+
+def test_an_index_setting_rebuilds_the_index_and_encodes_nothing(wf):
+    summary = wf.summary(changed(index={"dtype": "f32", "connectivity": 16}))
+    assert pending(summary) == {paths.INDEX_DIR, paths.INDEX_REPORT}
+
+
+def test_widening_encodes_only_the_new_shard_with_an_encoder_the_corpus_does_not_change(wf):
+    """A new shard (its item list written by assign_shards): the shard embeddings of an encoder that
+    does not learn from the corpus (the untouched baseline's static model) are planned for it alone;
+    the old shards' files stay. (A model trained on the corpus retrains when it widens, and every shard
+    is encoded again with the new weights.)"""
+    shard_items = wf.workdir / paths.SHARD_ITEMS_DIR
+    shutil.copy2(shard_items / "00001.parquet", shard_items / "00002.parquet")
+    targets = sorted(shard_embedding_files(("00000", "00001", "00002"), kinds=("vectors",)))
+    plan = planned_outputs(wf.snakemake(BASE_CONFIG, *targets, "--dry-run").stdout)
+    new_shard = {f"results/corpus/shards/00002/{name}.parquet" for name in SHARD_FILES}
+    assert plan == {*new_shard} | shard_embedding_files(("00002",))
 
 
 def test_edited_user_set_file_reruns_its_import_and_what_reads_it(tmp_path):

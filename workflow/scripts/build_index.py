@@ -1,4 +1,5 @@
-"""Snakemake adapter: index the whole corpus with the recommended variant (usearch HNSW) and measure it."""
+"""Snakemake adapter: index the whole corpus from its shard embeddings of the recommended variant (usearch
+HNSW, BM25 beside it) and measure it."""
 # `snakemake` is injected by Snakemake; logging starts before the library import (pyproject: ruff ignores)
 
 from archive_encoders.runlog import log_to
@@ -9,6 +10,7 @@ from archive_encoders.index import build_index
 build_index(
     recommendation_path=snakemake.input.recommendation,
     corpus=snakemake.input.corpus,
+    embeddings={kind: snakemake.input.get(kind, []) for kind in ("vectors", "ids", "meta")},
     out_dir=snakemake.output.index,
     report_path=snakemake.output.report,
     index_settings=snakemake.params.index,

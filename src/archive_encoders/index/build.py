@@ -3,8 +3,10 @@ in a usearch HNSW graph, and BM25 over the same texts, in a self-contained folde
 deploys; layout in search.py) that serves the report's verdict: dense, BM25, or their hybrid with the
 fusion and weight the report recorded.
 
-`build_index` encodes every chunk, builds and measures the graph (build time, RAM, disk per million
-chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the folder atomically.
+The corpus is encoded before, one job per shard (rule encode_shard, encoders/shard_embeddings.py);
+`build_index` streams those vectors in, shard by shard, builds and measures the graph (build time, RAM,
+disk per million chunks, ANN recall@10 against exact search, end-to-end query latency) and writes the
+folder atomically.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import polars as pl
 
 from archive_encoders import paths
 from archive_encoders.config import default_seed, with_defaults
-from archive_encoders.corpus.manifest import scan_chunk_shards, scan_documents
+from archive_encoders.corpus.manifest import read_manifest, scan_chunk_shards, scan_documents
+from archive_encoders.encoders.shard_embeddings import ShardEmbeddings, by_shard, same_encoder
 from archive_encoders.index.search import (
     BM25_DIR,
     CHUNKS,
@@ -33,6 +36,7 @@ from archive_encoders.index.search import (
     ENCODER_DIR,
     FORMAT,
     MANIFEST,
+    SERVED_AS,
     SERVED_RETRIEVER,
     VECTORS,
     K,
@@ -56,11 +60,12 @@ BATCH_ROWS = 8192  # chunks encoded, added and written per step: what the build 
 SCRIPT_SAMPLE = 2000  # texts the script shares are counted on
 
 
-def corpus_batches(corpus: str | os.PathLike, rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
-    """The corpus's non-empty chunks (chunk_id, doc_id, title, text), `rows` at a time, one shard read at
-    a time: the build never holds the whole corpus's texts."""
+def corpus_batches(corpus: str | os.PathLike, rows: int = BATCH_ROWS) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(shard name, chunks) of the corpus's non-empty chunks (chunk_id, doc_id, title, text), `rows` at a
+    time, one shard read at a time: the build never holds the whole corpus's texts."""
     titles = scan_documents(corpus).select("doc_id", "title").unique("doc_id", keep="first").collect()
-    for shard in scan_chunk_shards(corpus):
+    names = [entry["shard"] for entry in read_manifest(corpus)["shards"]]
+    for name, shard in zip(names, scan_chunk_shards(corpus), strict=True):
         frame = (
             shard.select("chunk_id", "doc_id", "text")
             .filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
@@ -68,7 +73,7 @@ def corpus_batches(corpus: str | os.PathLike, rows: int = BATCH_ROWS) -> Iterato
             .join(titles, on="doc_id", how="left", maintain_order="left")
         )
         for start in range(0, frame.height, rows):
-            yield frame.slice(start, rows)
+            yield name, frame.slice(start, rows)
 
 
 def metadata_rows(batch: pl.DataFrame, first_row: int, snippet_chars: int) -> pl.DataFrame:
@@ -161,9 +166,24 @@ def new_usearch_index(dimension: int, settings: Mapping[str, Any]):
     )
 
 
+def corpus_encoding(recommendation_path: str | os.PathLike, device: str = "auto") -> dict | None:
+    """{model, method, variant} the index's corpus is encoded with (rule encode_shard), None when the
+    report recommends no dense row: the served variant, except that with `device: cuda` an ONNX FP32 row
+    is encoded by its PyTorch model on the GPU (the export is gated at cosine 0.9999 to it; its queries
+    are still encoded by the ONNX export). Every other variant's vectors come from that variant itself."""
+    try:
+        rec, variant, _ = served_encoder(recommendation_path)
+    except (ValueError, KeyError, TypeError, OSError):
+        return None  # build_index says why, with the file named
+    if device == "cuda" and variant == SERVED_AS["torch"]:
+        variant = "torch"
+    return {"model": rec["model"], "method": rec["method"], "variant": variant}
+
+
 def build_index(
     recommendation_path: str | os.PathLike,
     corpus: str | os.PathLike,
+    embeddings: Mapping[str, Sequence[str]],
     out_dir: str | os.PathLike,
     report_path: str | os.PathLike,
     index_settings: Mapping[str, Any] | None = None,
@@ -171,8 +191,10 @@ def build_index(
     seed: int | None = None,
     languages: Sequence[str] | None = None,
 ) -> dict:
-    """Index the corpus (its manifest) with the recommendation's variant and with BM25 (the analyzer of
-    `languages`, default clean.languages, as evaluate_lexical); write the folder and the index report."""
+    """Index the corpus (its manifest) from its shard embeddings (`embeddings`: the lists of `vectors`,
+    `ids` and `meta` files encode_shard wrote, one per shard) of the recommendation's variant, and with
+    BM25 (the analyzer of `languages`, default clean.languages, as evaluate_lexical); write the folder and
+    the index report."""
     from archive_encoders.datasets.text_analysis import Analyzer
     from archive_encoders.evaluate.lexical import BM25Index
 
@@ -181,6 +203,8 @@ def build_index(
     languages = list(languages or with_defaults("clean", None)["languages"])
     rec, variant, artefact = served_encoder(recommendation_path)
     retriever, fusion = served_retriever(recommendation_path)
+    shards = by_shard(embeddings["vectors"], embeddings["ids"], embeddings["meta"])
+    encoded = check_encoding(shards, rec, variant)
     with atomic_dir(out_dir) as tmp:
         # 1. the query encoder, copied into the folder
         encoder_dir = tmp / ENCODER_DIR
@@ -188,8 +212,14 @@ def build_index(
         for path in encoder_files(variant, artefact):
             shutil.copy2(path, encoder_dir / path.name)
         encoder = open_encoder(variant, encoder_dir, threads)
-        # 2. one pass, batch by batch: encoded, added to the graph, metadata written, BM25 tokens kept
-        built = encode_corpus(corpus, encoder, tmp, settings, Analyzer(languages), threads, seed)
+        if int(encoder.dimension) != encoded["dimension"]:
+            raise ValueError(
+                f"the shard embeddings are {encoded['dimension']}-d, {variant}'s encoder gives "
+                f"{encoder.dimension}-d: they are of another export; re-encode the shards"
+            )
+        # 2. one pass, batch by batch: the shard's vectors added to the graph, metadata written, BM25
+        # tokens kept
+        built = assemble(corpus, shards, tmp, settings, Analyzer(languages), threads, seed)
         graph, count = built["graph"], built["count"]
         graph.save(str(tmp / VECTORS))
         started = time.perf_counter()
@@ -197,6 +227,7 @@ def build_index(
         BM25Index.from_token_ids(tokens.ids, tokens.vocab, tokens.analyzer).save(tmp / BM25_DIR)
         timings = {
             **built["timings"],
+            "encode_s": sum(float(s.meta.get("encode_s") or 0.0) for s in shards.values()),
             "bm25_build_s": built["timings"]["tokenize_s"] + time.perf_counter() - started,
         }
         # 3. the manifest that ties them together
@@ -211,6 +242,11 @@ def build_index(
             "fusion": fusion,
             "bm25": {"dir": BM25_DIR, "languages": languages},
             "encoder_fingerprint": fingerprint(variant, encoder_dir),
+            "corpus_encoded_with": {
+                "variant": encoded["variant"],
+                "devices": sorted({str(s.meta.get("device")) for s in shards.values()}),
+                "shards": len(shards),
+            },
             "dimension": int(graph.ndim),
             "metric": "cos",
             "dtype": settings["dtype"],
@@ -238,24 +274,43 @@ def build_index(
     return report
 
 
-def encode_corpus(corpus, encoder, folder: Path, settings: Mapping[str, Any], analyzer, threads, seed: int):
-    """The streamed pass: each batch encoded and added to a new graph, its metadata appended to
-    chunks.parquet, its BM25 tokens kept as ids, its float32 vectors appended to a scratch file (exact
-    search for the recall check reads them back by block). Holds one shard's texts at a time."""
+def check_encoding(shards: Mapping[str, ShardEmbeddings], rec: Mapping[str, Any], variant: str) -> dict:
+    """The encoder the shard embeddings share, checked against the recommendation's model, method and
+    served variant (or its PyTorch model for an ONNX FP32 row: corpus_encoding)."""
+    if not shards:
+        raise ValueError("no shard embeddings to index: the corpus has no shard")
+    encoded = same_encoder(shards)
+    accepted = {variant, "torch"} if variant == SERVED_AS["torch"] else {variant}
+    if (encoded["model"], encoded["method"]) != (rec["model"], rec["method"]) or encoded[
+        "variant"
+    ] not in accepted:
+        raise ValueError(
+            f"the shard embeddings are of {encoded['model']}/{encoded['method']}/{encoded['variant']}, the "
+            f"report recommends {rec['model']}/{rec['method']}/{variant}: re-encode the shards"
+        )
+    return encoded
+
+
+def assemble(corpus, shards: Mapping[str, ShardEmbeddings], folder: Path, settings, analyzer, threads, seed):
+    """The streamed pass: each batch of the corpus's chunks finds its vectors in its shard's embeddings
+    (a memory map) and is added to a new graph, its metadata appended to chunks.parquet, its BM25 tokens
+    kept as ids, its float32 vectors appended to a scratch file (exact search for the recall check reads
+    them back by block). Holds one shard's texts at a time, never the corpus's vectors."""
     import pyarrow.parquet as pq
 
     graph, count, writer = None, 0, None
     tokens, ids, documents = TokenIds(analyzer), IdFingerprint(), set()
     sample = Reservoir(max(SCRIPT_SAMPLE, int(settings["recall_queries"])), seed)
-    timings = {"encode_s": 0.0, "graph_build_s": 0.0, "tokenize_s": 0.0}
+    timings = {"graph_build_s": 0.0, "tokenize_s": 0.0}
     floats = folder / ".float32_vectors"
     try:
         with open(floats, "wb") as float_file:
-            for batch in corpus_batches(corpus):
+            for name, batch in corpus_batches(corpus):
+                if name not in shards:
+                    raise ValueError(f"shard {name} of {corpus} has no embeddings: encode it (encode_shard)")
                 texts = batch["text"].to_list()
-                started = time.perf_counter()
-                vectors = encoder.encode_passages(texts, batch_size=int(settings["batch_size"]))
-                timings["encode_s"] += time.perf_counter() - started
+                rows = shards[name].rows_of(batch["chunk_id"].to_list())
+                vectors = np.asarray(shards[name].vectors[rows], dtype=np.float32)
                 graph = graph or new_usearch_index(vectors.shape[1], settings)
                 started = time.perf_counter()
                 keys = np.arange(count, count + len(vectors), dtype=np.uint64)
