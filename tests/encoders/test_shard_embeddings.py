@@ -20,7 +20,7 @@ from archive_encoders.encoders.shard_embeddings import (
     encode_shard,
     open_shard_embeddings,
 )
-from archive_encoders.index.build import build_index, new_usearch_index
+from archive_encoders.index.build import build_index, corpus_encoding, new_usearch_index
 from archive_encoders.index.search import SearchIndex
 from archive_encoders.io import write_json
 
@@ -52,9 +52,7 @@ def three_shards(tmp_path):
     """The topic corpus (doc0-doc3, 6 chunks each) in three shards (doc0; doc1 and doc2; doc3), two blank
     chunks in the first, doc3 a duplicate scan of doc0."""
     rows = topic_corpus()
-    parts = [
-        [r for r in rows if r[1] in pair] for pair in (("doc0",), ("doc1", "doc2"), ("doc3",))
-    ]
+    parts = [[r for r in rows if r[1] in pair] for pair in (("doc0",), ("doc1", "doc2"), ("doc3",))]
     manifests = [
         shard_folder(tmp_path / f"s{i}", part, empty_every=5 if i == 0 else 0) for i, part in enumerate(parts)
     ]
@@ -201,3 +199,27 @@ def test_the_build_refuses_embeddings_of_another_encoder(tiny_model, three_shard
             threads=1,
         )
     assert not (tmp_path / "index").exists()
+
+
+@pytest.mark.parametrize(
+    ("variant", "device", "encoded"),
+    [
+        ("onnx-int8", "cuda", "onnx-int8"),  # an INT8 row's vectors come from the INT8 model itself
+        ("onnx-fp32", "auto", "onnx-fp32"),
+        ("onnx-fp32", "cuda", "torch"),  # the same FP32 weights on the GPU (export gated at cosine 0.9999)
+        ("torch", "cuda", "torch"),  # served as onnx-fp32, encoded by torch on the GPU
+        ("torch", "cpu", "onnx-fp32"),
+        ("static", "cuda", "static"),
+    ],
+)
+def test_the_corpus_is_encoded_by_the_served_variant_or_its_torch_model_on_a_gpu(
+    tmp_path, variant, device, encoded
+):
+    recommendation = recommendation_of(tmp_path, variant, tmp_path / "artefact")
+    assert corpus_encoding(recommendation, device) == {
+        "model": "tiny",
+        "method": "baseline",
+        "variant": encoded,
+    }
+    write_json(recommendation, {"retriever": "lexical", "index": None, "artefact": None})
+    assert corpus_encoding(recommendation, device) is None  # build_index says why
