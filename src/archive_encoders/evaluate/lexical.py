@@ -95,6 +95,19 @@ class BM25Index:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)
 
+    def top_rows(
+        self, query: str, k: int = TOP_K, documents: DocumentRanker | None = None
+    ) -> list[tuple[int, float]]:
+        """(position, score) of the top-k passages (or documents of `documents`, by their best passage)
+        with a positive score, best first; ties by position. Only the positive scores are sorted: the
+        sort's cost follows the passages holding a query word, not the corpus."""
+        scores = self.scores(query)
+        if documents is not None:
+            scores = documents.scores(scores[None, :])[0]
+        positive = np.flatnonzero(scores > 0)
+        order = positive[np.lexsort((positive, -scores[positive]))[:k]]
+        return [(int(j), float(scores[j])) for j in order]
+
     def run(
         self,
         query_ids: Sequence[str],
@@ -104,16 +117,12 @@ class BM25Index:
         k: int = TOP_K,
     ) -> Run:
         """Top-k passages (or documents, by their best passage) with a positive score, best first; ties
-        by corpus position."""
+        by corpus position (top_rows, named by `corpus_ids` or the documents' ids)."""
         ids = list(documents.doc_ids) if documents is not None else list(corpus_ids)
-        run: Run = {}
-        for qid, query in zip(query_ids, queries, strict=True):
-            scores = self.scores(query)
-            if documents is not None:
-                scores = documents.scores(scores[None, :])[0]
-            order = np.lexsort((np.arange(scores.size), -scores))[:k]
-            run[qid] = [(ids[j], float(scores[j])) for j in order if scores[j] > 0]
-        return run
+        return {
+            qid: [(ids[j], score) for j, score in self.top_rows(query, k, documents)]
+            for qid, query in zip(query_ids, queries, strict=True)
+        }
 
 
 # The keyword-search row: a retriever of its own, beside the dense models.

@@ -5,15 +5,16 @@ usearch). The folder, as index/build.py writes it:
                       the retriever served by default (dense, bm25 or hybrid), the fusion {method, weight}
                       and the BM25 analyzer's languages
     vectors.usearch   the HNSW graph with the vectors (key = row of chunks.parquet)
-    chunks.parquet    row, chunk_id, doc_id, title, snippet
+    chunks.parquet    row, chunk_id, doc_id, title, snippet, in small row groups (index/metadata.py)
     encoder/          the query encoder (the variant's files: graph or static vectors, tokenizer, config)
     bm25/             BM25 over the same chunk texts (bm25s's files, the analyzer's languages)
 
 Opening verifies the folder: index.json parsed with its keys and their types, the graph's dimension and
-size against it, chunks.parquet's rows and chunk ids against the stored `chunk_ids_sha256`; any damaged or
-disagreeing file is a `BrokenIndex` naming it. The metadata is read at open, so a long-lived object keeps
-the vectors (a memory map of the file it opened) and the rows that belong to them even if the folder is
-rebuilt under it.
+size against it, chunks.parquet's rows and chunk ids against the stored `chunk_ids_sha256` (hashed one row
+group at a time); any damaged or disagreeing file is a `BrokenIndex` naming it. Nothing per row is held:
+the graph is a memory map, BM25's score matrix too (its vocabulary is in RAM), and a hit's metadata is
+read by row (its row group) when it is returned. The files stay open, so a long-lived object keeps the
+vectors and the rows that belong to them even if the folder is rebuilt under it.
 
 `SearchIndex` refuses an encoder that is not the one the index was built with. It answers with the
 retriever the report recommends; a hybrid fuses the dense and BM25 runs (each TOP_K deep, as
@@ -34,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from archive_encoders.encoders.graph import CONFIG_FILE
+from archive_encoders.index.errors import BrokenIndex, IndexMismatchError, SearchError
+from archive_encoders.index.metadata import ChunkMetadata
+from archive_encoders.index.metadata import sha256_of_ids as sha256_of_ids  # callers import it from here
 from archive_encoders.io import read_json
 from archive_encoders.variants import variant as variant_entry
 
@@ -63,19 +67,6 @@ MANIFEST_KEYS = {
     "count": int,
     "corpus": dict,
 }
-METADATA_COLUMNS = ("chunk_id", "doc_id", "title", "snippet")
-
-
-class SearchError(ValueError):
-    """A request the index cannot serve: a damaged folder, an empty or unreadable query."""
-
-
-class IndexMismatchError(SearchError):
-    """A query encoder that is not the one the index was built with (its vectors are in another space)."""
-
-
-class BrokenIndex(SearchError):
-    """An index folder whose files are damaged, incomplete or disagree with each other; names the file."""
 
 
 def normalise_query(query: object, max_chars: int | None = None) -> str:
@@ -98,11 +89,6 @@ def normalise_query(query: object, max_chars: int | None = None) -> str:
     if not text:
         raise SearchError("empty query: give some words to search for")
     return text
-
-
-def sha256_of_ids(chunk_ids) -> str:
-    """The fingerprint of the chunk ids in row order that index.json stores (corpus.chunk_ids_sha256)."""
-    return hashlib.sha256("\n".join(chunk_ids).encode()).hexdigest()
 
 
 def served_variant(variant: str) -> str:
@@ -178,7 +164,8 @@ class Hit:
 
 
 class SearchIndex:
-    """An index folder opened for search: the graph memory-mapped, metadata and encoder loaded once.
+    """An index folder opened for search: the graph and BM25 memory-mapped, the metadata read by row, the
+    encoder loaded once.
 
     encoder_dir: a query encoder other than the bundled one (e.g. the artefact folder); it must be the
     very encoder the index was built with, or IndexMismatchError says which differs.
@@ -208,9 +195,10 @@ class SearchIndex:
         settings = self.manifest.get("settings")
         if isinstance(settings, dict) and isinstance(settings.get("expansion_search"), int):
             self.graph.expansion_search = int(settings["expansion_search"])
-        # read now, not on first use: these rows belong to the vectors just opened
-        self.metadata = self.read_metadata()
-        self.rows = {cid: i for i, cid in enumerate(self.metadata["chunk_id"])}
+        # opened now, not on first use: these rows belong to the vectors just opened
+        self.metadata = ChunkMetadata(
+            self.folder / CHUNKS, self.count, self.manifest["corpus"]["chunk_ids_sha256"], MANIFEST
+        )
         self.retriever = self.manifest.get("retriever") or "dense"
         self.fusion = self.manifest.get("fusion") or DEFAULT_FUSION
         self.bm25 = None
@@ -285,31 +273,6 @@ class SearchIndex:
             raise BrokenIndex(f"{path}: {graph.size} vectors, but {MANIFEST} says {self.count}; rebuild it")
         return graph
 
-    def read_metadata(self) -> dict[str, list]:
-        """chunks.parquet's columns, checked: one row per vector, the chunk ids the index was built on."""
-        import pyarrow.parquet as pq
-
-        path = self.folder / CHUNKS
-        if not path.is_file():
-            raise BrokenIndex(f"{path}: missing; rebuild the index")
-        table = self.load_part(path, lambda: pq.read_table(path))
-        missing = [c for c in METADATA_COLUMNS if c not in table.column_names]
-        if missing:
-            raise BrokenIndex(f"{path}: no column {', '.join(missing)}; rebuild the index")
-        if table.num_rows != self.count:
-            raise BrokenIndex(
-                f"{path}: {table.num_rows} rows, but {MANIFEST} says {self.count} vectors; rebuild the index"
-            )
-        meta = table.select(list(METADATA_COLUMNS)).to_pydict()
-        ids = meta["chunk_id"]
-        expected = self.manifest["corpus"]["chunk_ids_sha256"]
-        if not all(isinstance(c, str) for c in ids) or sha256_of_ids(ids) != expected:
-            raise BrokenIndex(
-                f"{path}: its chunk ids are not the ones the vectors were built from (chunk_ids_sha256 in "
-                f"{MANIFEST}); rebuild the index"
-            )
-        return meta
-
     def check_encoder(self, encoder_dir: Path) -> None:
         config_path = encoder_dir / CONFIG_FILE
         if not config_path.is_file():
@@ -378,46 +341,64 @@ class SearchIndex:
         elif retriever == "bm25":
             ranked = self.bm25_run(query, k)
         else:
-            ranked = self.hybrid_run(query)[:k]
+            ranked = self.hybrid_run(query, k)
         return self.hits(ranked)
 
-    def dense_run(self, query: str, k: int) -> list[tuple[str, float]]:
-        """(chunk_id, cosine) of the k nearest passages, best first."""
+    def dense_run(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(row, cosine) of the k nearest passages, best first."""
         matches = self.graph.search(self.query_vector(query)[0], k)
-        ids = self.metadata["chunk_id"]
-        return [
-            (ids[int(key)], 1.0 - float(distance))
-            for key, distance in zip(matches.keys, matches.distances, strict=True)
-        ]
+        pairs = zip(matches.keys, matches.distances, strict=True)
+        return [(int(key), 1.0 - float(distance)) for key, distance in pairs]
 
-    def bm25_run(self, query: str, k: int) -> list[tuple[str, float]]:
-        """(chunk_id, BM25 score) of the k best passages with a query word, best first (the evaluation's
-        BM25Index.run)."""
-        text = normalise_query(query)
-        return self.bm25.run(["q"], [text], self.metadata["chunk_id"], None, k)["q"]
+    def bm25_run(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(row, BM25 score) of the k best passages with a query word, best first (the evaluation's
+        BM25Index.run, by row)."""
+        return self.bm25.top_rows(normalise_query(query), k)
 
-    def hybrid_run(self, query: str) -> list[tuple[str, float]]:
-        """The dense and BM25 runs, TOP_K deep each, fused as compare_retrievers fuses them."""
+    def hybrid_run(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(row, fused score) of the k best passages: the dense and BM25 runs, TOP_K deep each, fused as
+        compare_retrievers fuses them. That fusion ranks chunk ids, equal scores in chunk-id order; fused
+        here by row, equal scores that reach the top k are put back in chunk-id order (reading only their
+        ids), so the served ranking is the evaluated one."""
         from archive_encoders.evaluate.fusion import fuse
         from archive_encoders.evaluate.ranking import TOP_K
 
         depth = min(TOP_K, self.count)
-        dense, lexical = {"q": self.dense_run(query, depth)}, {"q": self.bm25_run(query, depth)}
-        return fuse(dense, lexical, self.fusion["method"], self.fusion.get("weight"))["q"]
+        dense, lexical = self.dense_run(query, depth), self.bm25_run(query, depth)
+        method, weight = self.fusion["method"], self.fusion.get("weight")
+        fused = fuse({"q": dense}, {"q": lexical}, method, weight)["q"]
+        cut = min(k, len(fused))
+        if not cut:
+            return []
+        end = cut  # past the last row that scores as the k-th
+        while end < len(fused) and fused[end][1] == fused[cut - 1][1]:
+            end += 1
+        candidates = list(dict.fromkeys(row for row, _ in dense + lexical))
+        if end == len(fused) < len(candidates):
+            # fuse kept TOP_K of more rows, cutting at the k-th score in row order: rows of that score it
+            # dropped may come first in chunk-id order, so fuse by chunk id (<= 2 * TOP_K ids read)
+            ids = self.chunk_ids(candidates)
+            by_id = fuse(
+                {"q": [(ids[row], score) for row, score in dense]},
+                {"q": [(ids[row], score) for row, score in lexical]},
+                method,
+                weight,
+            )["q"]
+            row_of = {cid: row for row, cid in ids.items()}
+            return [(row_of[cid], score) for cid, score in by_id[:cut]]
+        head = fused[:end]
+        shared = Counter(score for _, score in head)
+        ids = self.chunk_ids([row for row, score in head if shared[score] > 1])  # only tied rows need it
+        return sorted(head, key=lambda hit: (-hit[1], ids.get(hit[0], "")))[:cut]
 
-    def hits(self, ranked: list[tuple[str, float]]) -> list[Hit]:
-        meta, rows = self.metadata, self.rows
-        hits = []
-        for rank, (chunk_id, score) in enumerate(ranked, start=1):
-            row = rows[chunk_id]
-            hits.append(
-                Hit(
-                    rank=rank,
-                    score=round(float(score), 4),
-                    chunk_id=chunk_id,
-                    doc_id=meta["doc_id"][row],
-                    title=meta["title"][row],
-                    snippet=meta["snippet"][row],
-                )
-            )
-        return hits
+    def chunk_ids(self, rows: list[int]) -> dict[int, str]:
+        """row -> chunk id of these rows (through the metadata's LRU, which hits() then reads again)."""
+        return {row: meta["chunk_id"] for row, meta in zip(rows, self.metadata.rows(rows), strict=True)}
+
+    def hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        """The Hits of (row, score) pairs, best first: only these rows' metadata is read."""
+        metas = self.metadata.rows([row for row, _ in ranked])
+        return [
+            Hit(rank=rank, score=round(float(score), 4), **meta)
+            for rank, ((_, score), meta) in enumerate(zip(ranked, metas, strict=True), start=1)
+        ]
