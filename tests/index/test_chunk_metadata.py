@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from support.index_helpers import encode_for_index
 from support.serving_helpers import static_tiny, topic_corpus
 
 from archive_encoders.corpus.manifest import manifest_of_tables
@@ -292,7 +293,16 @@ def reversed_index(tiny_model, tmp_path_factory):
     write_json(folder / "rec.json", {**row, "retriever": "hybrid-rrf", "index": row, "artefact": artefact})
     settings = {"dtype": "f32", "recall_queries": 4, "batch_size": 32, "snippet_chars": 80}
     out = folder / "index"
-    build_index(folder / "rec.json", folder / "corpus.json", out, folder / "report.json", settings, threads=1)
+    embeddings = encode_for_index(folder / "rec.json", folder / "corpus.json", folder / "embeddings")
+    build_index(
+        folder / "rec.json",
+        folder / "corpus.json",
+        embeddings,
+        out,
+        folder / "report.json",
+        settings,
+        threads=1,
+    )
     return out, pl.read_parquet(out / "chunks.parquet")
 
 

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from archive_encoders.corpus.manifest import manifest_of_tables, read_text_chunks, write_manifest
 from archive_encoders.datasets.text_analysis import Analyzer
 from archive_encoders.evaluate.lexical import BM25Index
-from archive_encoders.index.build import IdFingerprint, Reservoir, TokenIds, corpus_batches, exact_top_k
-from archive_encoders.index.search import sha256_of_ids
+from archive_encoders.index.build import Reservoir, TokenIds, corpus_batches, exact_top_k
 
 
 def one_shard(folder, docs: list[str], chunks_per_doc: int = 3):
@@ -65,14 +64,6 @@ def test_batches_cover_the_corpus_one_shard_at_a_time(two_shards):
     assert ids == [["a1-0", "a1-1"], ["a1-2", "a2b-0"], ["a2b-2"], ["b1-0", "b1-1"], ["b1-2"]]
     assert sorted(sum(ids, [])) == sorted(read_text_chunks(two_shards)["chunk_id"].to_list())
     assert batches[0]["title"].to_list() == ["Title a1", "Title a1"]
-
-
-def test_the_id_fingerprint_fed_by_batches_is_the_one_of_all_ids():
-    ids = [f"c{i}" for i in range(10)]
-    fingerprint = IdFingerprint()
-    for part in (ids[:3], [], ids[3:4], ids[4:]):
-        fingerprint.update(part)
-    assert fingerprint.hexdigest() == sha256_of_ids(ids)
 
 
 def test_bm25_from_token_ids_scores_as_bm25_from_texts():

@@ -11,7 +11,6 @@ folder atomically.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -29,6 +28,7 @@ from archive_encoders import paths
 from archive_encoders.config import default_seed, with_defaults
 from archive_encoders.corpus.manifest import read_manifest, scan_chunk_shards, scan_documents
 from archive_encoders.encoders.shard_embeddings import ShardEmbeddings, by_shard, same_encoder
+from archive_encoders.index.metadata import IdFingerprint, MetadataWriter
 from archive_encoders.index.search import (
     BM25_DIR,
     CHUNKS,
@@ -120,21 +120,6 @@ class Reservoir:
                 self.items.append(item)
             elif (j := self.rng.randrange(self.seen)) < self.size:
                 self.items[j] = item
-
-
-class IdFingerprint:
-    """sha256_of_ids of every chunk id so far, fed batch by batch."""
-
-    def __init__(self) -> None:
-        self.hash, self.any = hashlib.sha256(), False
-
-    def update(self, ids: Sequence[str]) -> None:
-        if ids:
-            self.hash.update((("\n" if self.any else "") + "\n".join(ids)).encode())
-            self.any = True
-
-    def hexdigest(self) -> str:
-        return self.hash.hexdigest()
 
 
 class TokenIds:
@@ -296,40 +281,32 @@ def assemble(corpus, shards: Mapping[str, ShardEmbeddings], folder: Path, settin
     (a memory map) and is added to a new graph, its metadata appended to chunks.parquet, its BM25 tokens
     kept as ids, its float32 vectors appended to a scratch file (exact search for the recall check reads
     them back by block). Holds one shard's texts at a time, never the corpus's vectors."""
-    import pyarrow.parquet as pq
-
-    graph, count, writer = None, 0, None
+    graph, count = None, 0
     tokens, ids, documents = TokenIds(analyzer), IdFingerprint(), set()
     sample = Reservoir(max(SCRIPT_SAMPLE, int(settings["recall_queries"])), seed)
     timings = {"graph_build_s": 0.0, "tokenize_s": 0.0}
     floats = folder / ".float32_vectors"
-    try:
-        with open(floats, "wb") as float_file:
-            for name, batch in corpus_batches(corpus):
-                if name not in shards:
-                    raise ValueError(f"shard {name} of {corpus} has no embeddings: encode it (encode_shard)")
-                texts = batch["text"].to_list()
-                rows = shards[name].rows_of(batch["chunk_id"].to_list())
-                vectors = np.asarray(shards[name].vectors[rows], dtype=np.float32)
-                graph = graph or new_usearch_index(vectors.shape[1], settings)
-                started = time.perf_counter()
-                keys = np.arange(count, count + len(vectors), dtype=np.uint64)
-                graph.add(keys, vectors, threads=int(threads or 0))
-                timings["graph_build_s"] += time.perf_counter() - started
-                float_file.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-                meta = metadata_rows(batch, count, int(settings["snippet_chars"])).to_arrow()
-                writer = writer or pq.ParquetWriter(folder / CHUNKS, meta.schema)
-                writer.write_table(meta)
-                started = time.perf_counter()
-                tokens.add(texts)
-                timings["tokenize_s"] += time.perf_counter() - started
-                ids.update(batch["chunk_id"].to_list())
-                documents.update(batch["doc_id"].unique().to_list())
-                sample.offer(texts)
-                count += len(vectors)
-    finally:
-        if writer is not None:
-            writer.close()
+    with open(floats, "wb") as float_file, MetadataWriter(folder / CHUNKS) as writer:
+        for name, batch in corpus_batches(corpus):
+            if name not in shards:
+                raise ValueError(f"shard {name} of {corpus} has no embeddings: encode it (encode_shard)")
+            texts = batch["text"].to_list()
+            rows = shards[name].rows_of(batch["chunk_id"].to_list())
+            vectors = np.asarray(shards[name].vectors[rows], dtype=np.float32)
+            graph = graph or new_usearch_index(vectors.shape[1], settings)
+            started = time.perf_counter()
+            keys = np.arange(count, count + len(vectors), dtype=np.uint64)
+            graph.add(keys, vectors, threads=int(threads or 0))
+            timings["graph_build_s"] += time.perf_counter() - started
+            float_file.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+            writer.write(metadata_rows(batch, count, int(settings["snippet_chars"])))
+            started = time.perf_counter()
+            tokens.add(texts)
+            timings["tokenize_s"] += time.perf_counter() - started
+            ids.update(batch["chunk_id"].to_list())
+            documents.update(batch["doc_id"].unique().to_list())
+            sample.offer(texts)
+            count += len(vectors)
     if not count:
         raise ValueError(f"{corpus}: no chunks to index")
     timings["rss_before_graph_mb"] = peak_rss_mb()
