@@ -20,8 +20,9 @@ from archive_encoders.encoders.shard_embeddings import (
     encode_shard,
     open_shard_embeddings,
 )
-from archive_encoders.index.build import build_index, corpus_encoding, new_usearch_index
+from archive_encoders.index.build import build_index, corpus_encoding
 from archive_encoders.index.search import SearchIndex
+from archive_encoders.index.storage import new_graph
 from archive_encoders.io import write_json
 
 SETTINGS = {"dtype": "f32", "recall_queries": 8, "batch_size": 4, "snippet_chars": 80}
@@ -165,9 +166,7 @@ def test_the_assembled_index_serves_what_one_built_in_one_go_serves(tiny_model, 
     assert index.count == len(kept)
 
     encoder = load_encoder("onnx-fp32", onnx, tiny_spec(), threads=1)
-    one_go = new_usearch_index(
-        encoder.dimension, {**SETTINGS, "connectivity": 32, "expansion_add": 128, "expansion_search": 256}
-    )
+    one_go = new_graph(encoder.dimension, "f32", connectivity=32, expansion_add=128, expansion_search=256)
     one_go.add(np.arange(len(kept), dtype=np.uint64), encoder.encode_passages([r[2] for r in kept]))
     loaded = Index.restore(str(tmp_path / "index" / "vectors.usearch"), view=False)
     for query in QUERIES:

@@ -11,6 +11,7 @@ folder atomically.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -46,6 +47,14 @@ from archive_encoders.index.search import (
     open_encoder,
     script_of,
     served_variant,
+)
+from archive_encoders.index.storage import (
+    RESCORE_SCALES,
+    RESCORE_VECTORS,
+    RescoreWriter,
+    choose_dtype,
+    graph_vectors,
+    new_graph,
 )
 from archive_encoders.io import atomic_dir, read_json, write_json
 from archive_encoders.system import cpu_flags, cpu_model, peak_rss_mb, size_mb
@@ -138,19 +147,6 @@ class TokenIds:
 # --- build ---
 
 
-def new_usearch_index(dimension: int, settings: Mapping[str, Any]):
-    from usearch.index import Index
-
-    return Index(
-        ndim=int(dimension),
-        metric="cos",
-        dtype=settings["dtype"],
-        connectivity=int(settings["connectivity"]),
-        expansion_add=int(settings["expansion_add"]),
-        expansion_search=int(settings["expansion_search"]),
-    )
-
-
 def corpus_encoding(recommendation_path: str | os.PathLike, device: str = "auto") -> dict | None:
     """{model, method, variant} the index's corpus is encoded with (rule encode_shard), None when the
     report recommends no dense row: the served variant, except that with `device: cuda` an ONNX FP32 row
@@ -203,8 +199,17 @@ def build_index(
                 f"{encoder.dimension}-d: they are of another export; re-encode the shards"
             )
         # 2. one pass, batch by batch: the shard's vectors added to the graph, metadata written, BM25
-        # tokens kept
-        built = assemble(corpus, shards, tmp, settings, Analyzer(languages), threads, seed)
+        # tokens kept; the vector type the memory budget allows, sized by the shards' rows (duplicates
+        # included: an upper bound)
+        rows = sum(int(s.meta["count"]) for s in shards.values())
+        dtype = choose_dtype(
+            rows,
+            encoded["dimension"],
+            settings["connectivity"],
+            settings["memory_budget_gb"],
+            settings["dtype"],
+        )
+        built = assemble(corpus, shards, tmp, settings, dtype, Analyzer(languages), threads, seed)
         graph, count = built["graph"], built["count"]
         graph.save(str(tmp / VECTORS))
         started = time.perf_counter()
@@ -233,8 +238,9 @@ def build_index(
                 "shards": len(shards),
             },
             "dimension": int(graph.ndim),
-            "metric": "cos",
-            "dtype": settings["dtype"],
+            "metric": "hamming, rescored by cosine" if dtype == "b1" else "cos",
+            "dtype": dtype,
+            "memory_budget_gb": settings["memory_budget_gb"],
             "count": count,
             "corpus": {
                 "chunks": str(corpus),
@@ -276,27 +282,33 @@ def check_encoding(shards: Mapping[str, ShardEmbeddings], rec: Mapping[str, Any]
     return encoded
 
 
-def assemble(corpus, shards: Mapping[str, ShardEmbeddings], folder: Path, settings, analyzer, threads, seed):
+def assemble(
+    corpus, shards: Mapping[str, ShardEmbeddings], folder: Path, settings, dtype, analyzer, threads, seed
+):
     """The streamed pass: each batch of the corpus's chunks finds its vectors in its shard's embeddings
-    (a memory map) and is added to a new graph, its metadata appended to chunks.parquet, its BM25 tokens
-    kept as ids, its float32 vectors appended to a scratch file (exact search for the recall check reads
-    them back by block). Holds one shard's texts at a time, never the corpus's vectors."""
+    (a memory map) and is added to a new graph of `dtype` (b1: with their int8 copies for rescoring), its
+    metadata appended to chunks.parquet, its BM25 tokens kept as ids, its float32 vectors appended to a
+    scratch file (exact search for the recall check reads them back by block). Holds one shard's texts at
+    a time, never the corpus's vectors."""
     graph, count = None, 0
+    rescore = RescoreWriter(folder) if dtype == "b1" else contextlib.nullcontext()
     tokens, ids, documents = TokenIds(analyzer), IdFingerprint(), set()
     sample = Reservoir(max(SCRIPT_SAMPLE, int(settings["recall_queries"])), seed)
     timings = {"graph_build_s": 0.0, "tokenize_s": 0.0}
     floats = folder / ".float32_vectors"
-    with open(floats, "wb") as float_file, MetadataWriter(folder / CHUNKS) as writer:
+    with open(floats, "wb") as float_file, MetadataWriter(folder / CHUNKS) as writer, rescore:
         for name, batch in corpus_batches(corpus):
             if name not in shards:
                 raise ValueError(f"shard {name} of {corpus} has no embeddings: encode it (encode_shard)")
             texts = batch["text"].to_list()
             rows = shards[name].rows_of(batch["chunk_id"].to_list())
             vectors = np.asarray(shards[name].vectors[rows], dtype=np.float32)
-            graph = graph or new_usearch_index(vectors.shape[1], settings)
+            graph = graph or new_graph(vectors.shape[1], dtype, *graph_settings(settings))
             started = time.perf_counter()
             keys = np.arange(count, count + len(vectors), dtype=np.uint64)
-            graph.add(keys, vectors, threads=int(threads or 0))
+            graph.add(keys, graph_vectors(vectors, dtype), threads=int(threads or 0))
+            if dtype == "b1":
+                rescore.add(vectors)
             timings["graph_build_s"] += time.perf_counter() - started
             float_file.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
             writer.write(metadata_rows(batch, count, int(settings["snippet_chars"])))
@@ -320,6 +332,11 @@ def assemble(corpus, shards: Mapping[str, ShardEmbeddings], folder: Path, settin
         "floats": floats,
         "timings": timings,
     }
+
+
+def graph_settings(settings: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(connectivity, expansion_add, expansion_search) of the index settings, for storage.new_graph."""
+    return tuple(int(settings[k]) for k in ("connectivity", "expansion_add", "expansion_search"))
 
 
 def served_encoder(recommendation_path: str | os.PathLike) -> tuple[dict, str, Path]:
@@ -360,6 +377,10 @@ def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapp
     """What the build measured, and the same per million chunks (the archive-scale estimate)."""
     n = manifest["count"]
     disk_mb, metadata_mb = size_mb(folder / VECTORS), size_mb(folder / CHUNKS)
+    # b1: the int8 copies its candidates are rescored with, memory-mapped (on disk, not in RAM)
+    rescore_mb = sum(
+        size_mb(folder / name) for name in (RESCORE_VECTORS, RESCORE_SCALES) if (folder / name).is_file()
+    )
     memory_mb = graph.memory_usage / 2**20
     return {
         **{k: manifest[k] for k in ("model", "method", "variant", "recommended_variant", "dimension")},
@@ -375,6 +396,7 @@ def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapp
             "bm25_disk_mb": round(size_mb(folder / BM25_DIR), 4),
             "index_ram_mb": round(memory_mb, 4),
             "index_disk_mb": round(disk_mb, 4),
+            "rescore_disk_mb": round(rescore_mb, 4),
             "metadata_disk_mb": round(metadata_mb, 4),
             "encoder_disk_mb": round(size_mb(folder / ENCODER_DIR), 2),
             "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -386,7 +408,7 @@ def index_report(manifest: Mapping[str, Any], folder: Path, graph, timings: Mapp
             "encode_hours": round(timings["encode_s"] / n * 1e6 / 3600, 4),
             "graph_build_hours_lower_bound": round(timings["graph_build_s"] / n * 1e6 / 3600, 4),
             "index_ram_gb": round(memory_mb / n * 1e6 / 1024, 4),
-            "index_disk_gb": round(disk_mb / n * 1e6 / 1024, 4),
+            "index_disk_gb": round((disk_mb + rescore_mb) / n * 1e6 / 1024, 4),
             "metadata_disk_gb": round(metadata_mb / n * 1e6 / 1024, 4),
         },
     }
@@ -415,12 +437,13 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int, block: int = 6
 
 
 def ann_recall(index: SearchIndex, vectors: np.ndarray, queries: Sequence[str]) -> dict:
-    """recall@10 of the HNSW search against exact search over the same stored vectors (the graph's
-    approximation) and against exact float32 search (graph and vector type together)."""
+    """recall@10 of the HNSW search (b1: rescored, as served) against exact search over the same stored
+    vectors (the graph's approximation) and against exact float32 search (graph and vector type
+    together)."""
     q = index.encoder.encode_queries(list(queries))
     k = min(K, index.count)
-    approx = index.graph.search(q, k).keys
-    exact = index.graph.search(q, k, exact=True).keys
+    approx = [[row for row, _ in index.nearest(v, k)] for v in q]
+    exact = [[row for row, _ in index.nearest(v, k, exact=True)] for v in q]
     floats = exact_top_k(q, vectors, k)
 
     def overlap(a, b) -> float:

@@ -38,6 +38,7 @@ from archive_encoders.encoders.graph import CONFIG_FILE
 from archive_encoders.index.errors import BrokenIndex, IndexMismatchError, SearchError
 from archive_encoders.index.metadata import ChunkMetadata
 from archive_encoders.index.metadata import sha256_of_ids as sha256_of_ids  # callers import it from here
+from archive_encoders.index.storage import DTYPES, RESCORE_VECTORS, RescoreStore, search_graph
 from archive_encoders.io import read_json
 from archive_encoders.variants import variant as variant_entry
 
@@ -195,6 +196,8 @@ class SearchIndex:
         settings = self.manifest.get("settings")
         if isinstance(settings, dict) and isinstance(settings.get("expansion_search"), int):
             self.graph.expansion_search = int(settings["expansion_search"])
+        self.dtype = self.manifest.get("dtype", "f32")
+        self.rescore_store = self.open_rescore_store() if self.dtype == "b1" else None
         # opened now, not on first use: these rows belong to the vectors just opened
         self.metadata = ChunkMetadata(
             self.folder / CHUNKS, self.count, self.manifest["corpus"]["chunk_ids_sha256"], MANIFEST
@@ -235,6 +238,8 @@ class SearchIndex:
             raise BrokenIndex(f"{path}: dimension and count must be positive; rebuild the index")
         if not isinstance(manifest["corpus"].get("chunk_ids_sha256"), str):
             raise BrokenIndex(f"{path}: key 'corpus.chunk_ids_sha256' is missing; rebuild the index")
+        if manifest.get("dtype", "f32") not in DTYPES:
+            raise BrokenIndex(f"{path}: dtype {manifest.get('dtype')!r}, expected one of {', '.join(DTYPES)}")
         retriever = manifest.get("retriever")
         if retriever is not None and retriever not in RETRIEVERS:
             raise BrokenIndex(f"{path}: retriever {retriever!r}, expected one of {', '.join(RETRIEVERS)}")
@@ -345,10 +350,24 @@ class SearchIndex:
         return self.hits(ranked)
 
     def dense_run(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(row, cosine) of the k nearest passages, best first."""
-        matches = self.graph.search(self.query_vector(query)[0], k)
-        pairs = zip(matches.keys, matches.distances, strict=True)
-        return [(int(key), 1.0 - float(distance)) for key, distance in pairs]
+        """(row, cosine) of the k nearest passages, best first (a b1 graph's candidates rescored)."""
+        return self.nearest(self.query_vector(query)[0], k)
+
+    def nearest(self, vector: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+        """(row, cosine) of the k stored vectors nearest to a query vector: the graph walked, or with
+        `exact` every vector compared (what the walk's recall is measured against)."""
+        keys, scores = search_graph(self.graph, vector, k, self.dtype, self.rescore_store, exact=exact)
+        return [(int(key), float(score)) for key, score in zip(keys, scores, strict=True)]
+
+    def open_rescore_store(self):
+        """A b1 index's int8 copies of its vectors (memory-mapped), one per row."""
+        store = self.load_part(self.folder / RESCORE_VECTORS, lambda: RescoreStore(self.folder))
+        if store.count != self.count or store.dimension != self.manifest["dimension"]:
+            raise BrokenIndex(
+                f"{self.folder / RESCORE_VECTORS}: {store.count} x {store.dimension}, but {MANIFEST} says "
+                f"{self.count} x {self.manifest['dimension']}; rebuild the index"
+            )
+        return store
 
     def bm25_run(self, query: str, k: int) -> list[tuple[int, float]]:
         """(row, BM25 score) of the k best passages with a query word, best first (the evaluation's
