@@ -167,10 +167,15 @@ def int8_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(int8 rows, float32 scale per row) with row ≈ int8 x scale: each row's largest |component| maps to
     127, the rest rounded. A zero row stays zero (scale 0)."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    scales = np.abs(vectors).max(axis=1) / np.float32(127) if vectors.size else np.zeros(len(vectors))
-    scales = scales.astype(np.float32)
-    safe = np.where(scales > 0, scales, np.float32(1))
-    values = np.clip(np.rint(vectors / safe[:, None]), -127, 127).astype(np.int8)
+    if not vectors.size:
+        return np.zeros(vectors.shape, np.int8), np.zeros(len(vectors), np.float32)
+    # one batch-sized temporary: the build quantizes batch by batch beside a large graph
+    largest = np.maximum(vectors.max(axis=1), -vectors.min(axis=1))
+    scales = (largest / np.float32(127)).astype(np.float32)
+    scaled = np.divide(vectors, np.where(scales > 0, scales, np.float32(1))[:, None])
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -127, 127, out=scaled)
+    values = scaled.astype(np.int8)
     return values, scales
 
 
@@ -202,10 +207,12 @@ def search_graph(
     dtype: str,
     rescore_store: RescoreStore | None = None,
     multiplier: int = RESCORE_MULTIPLIER,
+    exact: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(keys, cosine scores) of the k nearest vectors to one float query, best first, ties by key.
     f32/f16/i8: 1 - the graph's cosine distance. b1: the graph's `multiplier` x k nearest by Hamming
-    distance, re-ranked by cosine against the rescoring store's int8 vectors."""
+    distance, re-ranked by cosine against the rescoring store's int8 vectors. `exact`: every stored
+    vector compared instead of walking the graph (what the graph's approximation is measured against)."""
     check_dtype(dtype)
     query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
     if query.shape[0] != int(graph.ndim):
@@ -216,9 +223,9 @@ def search_graph(
     if dtype == "b1":
         if rescore_store is None:
             raise ValueError("a b1 graph needs its rescoring store (Hamming distances are not scores)")
-        candidates = graph.search(graph_query(query, dtype), k * max(1, int(multiplier))).keys
+        candidates = graph.search(graph_query(query, dtype), k * max(1, int(multiplier)), exact=exact).keys
         return rescore_store.rescore(query, candidates, k)
-    matches = graph.search(graph_query(query, dtype), k)
+    matches = graph.search(graph_query(query, dtype), k, exact=exact)
     keys = np.asarray(matches.keys, dtype=np.int64)
     scores = (1 - np.asarray(matches.distances, dtype=np.float32)).astype(np.float32)
     order = np.lexsort((keys, -scores))
