@@ -203,6 +203,8 @@ def test_float_graph_scores_are_cosines_best_first():
         np.testing.assert_allclose(scores, vectors[keys] @ query, atol=1e-5)
         assert scores.tolist() == sorted(scores.tolist(), reverse=True)
         found.append(keys)
+        exact_keys, _ = search_graph(graph, query, 10, "f32", exact=True)
+        assert exact_keys.tolist() == exact_top_k(query[None], vectors, 10)[0].tolist()
     assert recall_at_10(found, exact_top_k(queries, vectors, 10)) >= 0.9  # HNSW: near, not always exact
     with pytest.raises(ValueError, match="query has 31 dimensions, the graph 32"):
         search_graph(graph, queries[0][:31], 10, "f32")
