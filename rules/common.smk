@@ -299,6 +299,15 @@ def model_job_gpus(wildcards):
     return int(config["device"] != "cpu")
 
 
+def teacher_job_gpus(wildcards):
+    """model_job_gpus, but none for a bi-encoder teacher that is the miner's encoder: it reads the
+    miner's embeddings (encoders/reuse.py) and encodes at most a few random negatives."""
+    teacher = aec.model_spec(config, wildcards.teacher)
+    miner = aec.reference_model(config, config["datasets"].get("miner_model"))
+    reads_the_miners = teacher.encoder_type == "bi-encoder" and teacher.encoding() == miner.encoding()
+    return 0 if reads_the_miners else model_job_gpus(wildcards)
+
+
 def shard_encoding_gpus(wildcards):
     """One GPU to encode a shard with a PyTorch variant, unless `device: cpu`; the exports run on CPUs."""
     on_torch = VARIANT_REGISTRY[wildcards.variant].runtime == "torch"

@@ -8,6 +8,7 @@ rule teacher_embeddings:
         splits=rules.split_documents.output.splits,
         triplets=rules.mine_triplets.output.triplets,
         triplets_meta=rules.mine_triplets.output.meta,
+        miner_embeddings=rules.mine_triplets.output.embeddings,
     output:
         embeddings=ensure(paths.TEACHER_EMBEDDINGS, non_empty=True),
         meta=paths.DATASET_META["teacher_embeddings"],
@@ -21,7 +22,7 @@ rule teacher_embeddings:
     resources:
         mem_mb=16000,
         runtime=240,
-        gpu=model_job_gpus,
+        gpu=teacher_job_gpus,
     params:
         teacher=teacher_settings,
         max_pairs=config["datasets"]["max_pairs"],
@@ -35,6 +36,7 @@ rule teacher_scores:
     input:
         triplets=rules.mine_triplets.output.triplets,
         triplets_meta=rules.mine_triplets.output.meta,
+        miner_embeddings=rules.mine_triplets.output.embeddings,
     output:
         scores=ensure(paths.TEACHER_SCORES, non_empty=True),
         meta=paths.DATASET_META["teacher_scores"],
@@ -48,7 +50,7 @@ rule teacher_scores:
     resources:
         mem_mb=16000,
         runtime=240,
-        gpu=model_job_gpus,
+        gpu=teacher_job_gpus,
     params:
         teacher=teacher_settings,
         device=config["device"],

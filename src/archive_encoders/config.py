@@ -56,6 +56,21 @@ class ModelSpec:
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    def encoding(self) -> dict[str, Any]:
+        """What decides a text's embedding under sentence-transformers: the weights (the resolved folder
+        or hub id, not the config's name for them), the sequence length and each role's prefix. Two
+        specs with the same encoding give the same embeddings (encoders/reuse.py)."""
+        try:
+            path = resolve_model_path(self.path)
+        except ConfigError:  # a package not installed: the path as written still names the weights
+            path = self.path
+        return {
+            "path": path,
+            "max_seq_length": self.max_seq_length,
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+        }
+
 
 def resolve_model_path(path: str) -> str:
     """Turn `package://pkg/sub` into the folder inside the installed package; other paths pass through."""

@@ -195,14 +195,17 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_parquet(frame, path: str | os.PathLike) -> None:
-    """Write a polars DataFrame (or a pyarrow Table) to Parquet atomically, zstd-compressed."""
+def write_parquet(frame, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write a polars DataFrame (or a pyarrow Table) to Parquet atomically, zstd-compressed; `metadata`:
+    key-value pairs for the file's footer (polars frames only; read back by polars.read_parquet_metadata)."""
     with atomic_path(path) as tmp:
         if hasattr(frame, "write_parquet"):
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
+            frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
         else:
             import pyarrow.parquet as pq
 
+            if metadata:
+                raise ValueError("write_parquet: footer metadata is written for polars frames only")
             pq.write_table(frame, tmp, compression="zstd")
 
 

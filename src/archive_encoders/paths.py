@@ -31,6 +31,8 @@ CORPUS = "results/corpus/corpus.json"
 SPLITS = "results/datasets/splits.parquet"
 TSDAE_PAIRS = "results/datasets/tsdae.parquet"
 TRIPLETS = "results/datasets/triplets.parquet"
+# what the miner encoded (its queries and candidate pool): a teacher that is its encoder reads it
+MINER_EMBEDDINGS = "results/datasets/miner_embeddings.parquet"
 TEACHER_EMBEDDINGS = "results/teachers/{teacher}/embeddings.parquet"
 TEACHER_SCORES = "results/teachers/{teacher}/scores.parquet"
 # held-out query sets (querysets.py): <split>/corpus.parquet, <split>/<set>/{queries,qrels,overrides}.parquet

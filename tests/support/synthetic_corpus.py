@@ -129,7 +129,14 @@ def build_datasets(root: Path, tiny_model: Path) -> Path:
     settings = td.MiningSettings(
         tiny_spec(tiny_model), HARD_NEGATIVES, max_pairs=2000, seed=SEED, device="cpu", languages=["en"]
     )
-    td.mine_triplets(corpus, splits, root / "triplets.parquet", settings, meta_out=root / "triplets.json")
+    td.mine_triplets(
+        corpus,
+        splits,
+        root / "triplets.parquet",
+        settings,
+        meta_out=root / "triplets.json",
+        embeddings_out=root / "miner_embeddings.parquet",
+    )
     querysets.query_sets(
         corpus,
         splits,

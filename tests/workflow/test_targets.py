@@ -112,3 +112,43 @@ def test_one_evaluation_by_its_output_path(tmp_path):
         "build_query_sets": 1,
         "evaluate_model": 1,
     }
+
+
+def test_a_teacher_that_is_the_miner_s_encoder_asks_for_no_gpu(tmp_path):
+    """It reads the miner's embeddings (encoders/reuse.py); a teacher with another encoding still gets one."""
+    minilm = CONFIG["models"][0]["path"]
+    config = {
+        **CONFIG,
+        "device": "cuda",
+        "datasets": {"miner_model": "m1"},
+        "teachers": [
+            {"name": "same", "path": minilm},
+            {"name": "longer", "path": minilm, "max_seq_length": 64},
+        ],
+        "methods": {
+            f"{kind}-{teacher}": {"type": kind, "max_steps": 2, "teacher": teacher, **extra}
+            for kind, extra in (("distill", {"student_layers": 3}), ("gpl", {}))
+            for teacher in ("same", "longer")
+        },
+    }
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    targets = [
+        f"results/teachers/{t}/{f}.parquet" for t in ("same", "longer") for f in ("embeddings", "scores")
+    ]
+    cmd = [str(SNAKEMAKE), *targets, "-n", "--snakefile", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(tmp_path / "work"), "--configfile", str(configfile)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    gpus = {}
+    for job in result.stdout.split("\n\n"):
+        teacher = re.search(r"wildcards: teacher=(\w+)", job)
+        rule = re.search(r"rule (teacher_\w+):", job)
+        if teacher and rule:
+            gpus[rule[1], teacher[1]] = int(re.search(r"gpu=(\d+)", job)[1])
+    assert gpus == {
+        ("teacher_embeddings", "same"): 0,
+        ("teacher_scores", "same"): 0,
+        ("teacher_embeddings", "longer"): 1,
+        ("teacher_scores", "longer"): 1,
+    }

@@ -13,4 +13,5 @@ mine_triplets(
     snakemake.output.triplets,
     MiningSettings(**snakemake.params),
     meta_out=snakemake.output.meta,
+    embeddings_out=snakemake.output.embeddings,
 )

@@ -17,4 +17,5 @@ teacher_embeddings(
     seed=snakemake.params.seed,
     meta_out=snakemake.output.meta,
     triplets_meta=snakemake.input.triplets_meta,
+    reuse=snakemake.input.miner_embeddings,
 )

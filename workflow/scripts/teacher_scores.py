@@ -13,4 +13,5 @@ teacher_scores(
     device=snakemake.params.device,
     meta_out=snakemake.output.meta,
     triplets_meta=snakemake.input.triplets_meta,
+    reuse=snakemake.input.miner_embeddings,
 )

@@ -114,7 +114,19 @@ def chunks_in_split(chunks: pl.DataFrame, splits: pl.DataFrame, names: Iterable[
     )
 
 
+def train_sample(train: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """Up to n train chunks (chunks_in_split rows), seeded, in order: the chunks negatives are mined
+    from and a distillation teacher embeds. One sample for both, so a teacher that is the miner's encoder
+    finds every one of them in the miner's embeddings (encoders/reuse.py)."""
+    import numpy as np
+
+    from archive_encoders.sampling import sample_in_order
+
+    return sample_in_order(train, n, np.random.default_rng([seed, TRAIN_SAMPLE_STREAM]))
+
+
 TRAIN = "train"
+TRAIN_SAMPLE_STREAM = 1  # train_sample's random stream, apart from the one each caller draws with `seed`
 
 
 def _train_docs(splits_path: str | os.PathLike) -> pl.DataFrame:

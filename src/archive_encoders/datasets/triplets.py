@@ -26,9 +26,8 @@ import polars as pl
 from archive_encoders.corpus.manifest import count_chunks, read_chunks, scan_documents
 from archive_encoders.datasets import generators as gen
 from archive_encoders.datasets.meta import dataset_meta
-from archive_encoders.datasets.splits import chunks_in_split
+from archive_encoders.datasets.splits import chunks_in_split, train_sample
 from archive_encoders.io import write_json, write_parquet
-from archive_encoders.sampling import sample_in_order
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +178,35 @@ def mine_negatives(
     batch_size: int = 64,
     document_level: list[bool] | None = None,
 ) -> list[list[str]]:
-    """Hard negatives for each (anchor, positive, group), hardest first, never from the anchor's group.
+    """Hard negatives for each (anchor, positive, group) by a sentence-transformers `model` (each text
+    with its role's prefix): mine_encoded on its embeddings."""
+    encode = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+    return mine_encoded(
+        model.encode([query_prefix + a for a in anchors], **encode),
+        model.encode([passage_prefix + t for t in corpus], **encode),
+        positives,
+        groups,
+        corpus,
+        corpus_groups,
+        hard_negatives,
+        document_level,
+        device=str(model.device),
+    )
+
+
+def mine_encoded(
+    queries: np.ndarray,
+    docs: np.ndarray,
+    positives: list[str],
+    groups: list[str],
+    corpus: list[str],
+    corpus_groups: list[set[str]],
+    hard_negatives: dict[str, Any],
+    document_level: list[bool] | None = None,
+    device: str = "cpu",
+) -> list[list[str]]:
+    """Hard negatives for each anchor (a row of `queries`) with its positive and group, hardest first,
+    never from the anchor's group; `docs` embeds `corpus` (neither need be normalised).
 
     The candidates are the corpus ranked by cosine to the anchor, BELOW the positive: the positive, the
     anchor's own document/cluster and every candidate within `relative_margin` of the positive's score
@@ -195,12 +222,14 @@ def mine_negatives(
     """
     import torch
 
+    def unit(matrix: np.ndarray):
+        rows = torch.from_numpy(np.asarray(matrix, dtype=np.float32)).to(device)
+        return torch.nn.functional.normalize(rows, dim=-1)
+
+    queries, docs = unit(queries), unit(docs)
     margin = hard_negatives.get("relative_margin")
     range_min, num_negatives = hard_negatives["range_min"], hard_negatives["num_negatives"]
-    encode = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_tensor": True}
-    queries = model.encode_query(anchors, prompt=query_prefix or None, **encode)
-    docs = model.encode_document(corpus, prompt=passage_prefix or None, **encode)
-    guarded = torch.tensor([not d for d in document_level or [False] * len(anchors)], device=docs.device)
+    guarded = torch.tensor([not d for d in document_level or [False] * len(queries)], device=docs.device)
     index = {text: j for j, text in enumerate(corpus)}  # every positive is in the corpus
     positive_idx = torch.tensor([index[p] for p in positives], device=docs.device)
     positive_scores = (queries * docs[positive_idx]).sum(-1)
@@ -212,8 +241,8 @@ def mine_negatives(
 
     negatives: list[list[str]] = []
     k = min(hard_negatives["range_max"], len(corpus))
-    for start in range(0, len(anchors), MINE_SLICE):
-        stop = min(start + MINE_SLICE, len(anchors))
+    for start in range(0, len(queries), MINE_SLICE):
+        stop = min(start + MINE_SLICE, len(queries))
         scores = queries[start:stop] @ docs.T  # a slice at a time bounds the (queries x corpus) matrix
         if margin is not None:  # the false-negative guard, before ranking
             pos = positive_scores[start:stop, None]
@@ -329,6 +358,7 @@ def mine_triplets(
     triplets_out: str | os.PathLike,
     settings: MiningSettings,
     meta_out: str | os.PathLike | None = None,
+    embeddings_out: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
     """Triplets (TRIPLET_SCHEMA) from the train split: pseudo-queries mixed by `query_kinds` (config
     datasets.query_kinds), each with mined hard negatives (mine_negatives).
@@ -349,9 +379,9 @@ def mine_triplets(
         train, docs, settings.query_kinds, settings.languages, settings.max_pairs, rng
     )
     # 2. the candidate pool: train chunks (capped like the pairs) plus every positive
-    pool, clusters_of = candidate_pool(train, pairs, settings.max_pairs, rng)
+    pool, clusters_of = candidate_pool(train, pairs, settings.max_pairs, settings.seed)
     # 3. mine with the configured model and its prefixes, the anchor's own cluster masked out
-    mined, mining = mine_with(settings, pairs, pool, clusters_of)
+    mined, mining = mine_with(settings, pairs, pool, clusters_of, embeddings_out)
     # 4. where the window held fewer than num_negatives, top up with random chunks from other clusters
     triplets, stats = top_up_randomly(pairs, mined, train, negatives["num_negatives"], rng)
     shares = random_shares(stats)
@@ -370,7 +400,6 @@ def mine_triplets(
             "kinds": {k: {**stats[k], "random_share": round(shares[k], 4)} for k in sorted(stats)},
             "random_share": round(sum(s["random"] for s in stats.values()) / max(1, triplets.height), 4),
             "max_random_share": negatives["max_random_share"],
-            "encoded_texts": pairs.height + len(pool),
             **mining,
         }
         write_json(meta_out, meta)
@@ -386,11 +415,11 @@ def mine_triplets(
 
 
 def candidate_pool(
-    train: pl.DataFrame, pairs: pl.DataFrame, max_pairs: int, rng: np.random.Generator
+    train: pl.DataFrame, pairs: pl.DataFrame, max_pairs: int, seed: int
 ) -> tuple[list[str], dict[str, set[str]]]:
-    """The distinct texts negatives are mined from (a seeded sample of train chunks and every positive)
-    and the clusters each text occurs in."""
-    sampled = sample_in_order(train, max_pairs, rng)
+    """The distinct texts negatives are mined from (the seeded sample of train chunks a distillation
+    teacher embeds too, and every positive) and the clusters each text occurs in."""
+    sampled = train_sample(train, max_pairs, seed)
     clusters_of: dict[str, set[str]] = {}
     for text, cluster in [
         *sampled.select("text", "cluster_id").rows(),
@@ -401,30 +430,47 @@ def candidate_pool(
 
 
 def mine_with(
-    settings: MiningSettings, pairs: pl.DataFrame, pool: list[str], clusters_of: dict[str, set[str]]
+    settings: MiningSettings,
+    pairs: pl.DataFrame,
+    pool: list[str],
+    clusters_of: dict[str, set[str]],
+    embeddings_out: str | os.PathLike | None = None,
 ) -> tuple[list, dict[str, Any]]:
-    """mine_negatives with the miner model loaded on the configured device; returns the mined negatives
-    and what the mining cost (miner, encode_s, hardware) for the dataset JSON."""
+    """mine_encoded with the miner model on the configured device; returns the mined negatives and what
+    the mining cost (miner, encode_s, hardware) for the dataset JSON. What it encoded (the queries and the
+    pool) goes to `embeddings_out` for a teacher that is the same encoder (encoders/reuse.py)."""
     from archive_encoders.config import ModelSpec
-    from archive_encoders.models import load_sentence_transformer
+    from archive_encoders.encoders.reuse import LazyModel, write_encoded
     from archive_encoders.system import hardware, pick_device
 
     spec = ModelSpec.from_config(settings.miner)
     device = pick_device(settings.device)
-    model = load_sentence_transformer(spec, device=device)
-    started = time.perf_counter()
-    mined = mine_negatives(
-        pairs["anchor"].to_list(),
+    encode = LazyModel(spec, device, settings.batch_size)
+    queries = list(dict.fromkeys(pairs["anchor"]))
+    query_emb = encode("query", queries)
+    pool_emb = encode("passage", pool)
+    if embeddings_out:
+        write_encoded(
+            embeddings_out,
+            spec,
+            {"query": queries, "passage": pool},
+            {"query": query_emb, "passage": pool_emb},
+        )
+    row = {q: i for i, q in enumerate(queries)}
+    mined = mine_encoded(
+        query_emb[[row[a] for a in pairs["anchor"]]],
+        pool_emb,
         pairs["positive"].to_list(),
         pairs["cluster_id"].to_list(),
         pool,
         [clusters_of[t] for t in pool],
-        model,
         settings.hard_negatives,
-        query_prefix=spec.query_prefix,
-        passage_prefix=spec.passage_prefix,
-        batch_size=settings.batch_size,
         document_level=pairs["chunk_index"].is_null().to_list(),
+        device=device,
     )
-    encode_s = round(time.perf_counter() - started, 3)
-    return mined, {"miner": spec.name, "encode_s": encode_s, "hardware": hardware(device)}
+    cost = {
+        "encoded_texts": encode.encoded,
+        "encode_s": round(encode.encode_s, 3),
+        "hardware": hardware(device),
+    }
+    return mined, {"miner": spec.name, **cost}

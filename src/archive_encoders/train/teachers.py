@@ -24,7 +24,8 @@ import polars as pl
 from archive_encoders.config import ModelSpec, default_seed
 from archive_encoders.corpus.manifest import count_chunks, read_chunks
 from archive_encoders.datasets.meta import dataset_meta
-from archive_encoders.datasets.splits import chunks_in_split
+from archive_encoders.datasets.splits import chunks_in_split, train_sample
+from archive_encoders.encoders.reuse import EncodedTexts, LazyModel, encode_reusing
 from archive_encoders.io import read_json, write_json, write_parquet
 from archive_encoders.sampling import sample_in_order
 from archive_encoders.system import hardware, pick_device
@@ -50,13 +51,13 @@ def teacher_embeddings(
     batch_size: int = 32,
     meta_out: str | os.PathLike | None = None,
     triplets_meta: str | os.PathLike | None = None,
+    reuse: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
     """text, role (passage | query), kind (a query's pseudo-query kind), embedding (list[float32]): up to
-    max_pairs train chunks and up to max_pairs distinct pseudo-queries of the triplets (seeded samples),
-    each with the teacher's prefix of its role."""
+    max_pairs train chunks (the miner's sample: splits.train_sample) and up to max_pairs distinct
+    pseudo-queries of the triplets (seeded), each with the teacher's prefix of its role. `reuse`: the
+    miner's embeddings, read when the teacher is the miner's encoder (encoders/reuse.py)."""
     seed = default_seed(seed)
-    from archive_encoders.models import load_sentence_transformer
-
     started = time.perf_counter()
     spec = _spec(teacher)
     if spec.encoder_type != "bi-encoder":
@@ -69,20 +70,17 @@ def teacher_embeddings(
         "anchor", keep="first", maintain_order=True
     )
     queries, kind_of = anchors["anchor"].to_list(), dict(anchors.rows())
-    passages = train["text"].to_list()
-    passages = sample_in_order(passages, max_pairs or len(passages), rng)  # no max_pairs: all
+    passages = train_sample(train, max_pairs or train.height, seed)["text"].to_list()  # no max_pairs: all
     chosen_queries = sample_in_order(queries, max_pairs or len(queries), rng)
     device = pick_device(device)
-    model = load_sentence_transformer(spec, device=device)
-    encode_started = time.perf_counter()
-    kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+    encode, reused = LazyModel(spec, device, batch_size), EncodedTexts.read(reuse, spec)
     embeddings = np.concatenate(
         [
-            model.encode([spec.passage_prefix + t for t in passages], **kwargs),
-            model.encode([spec.query_prefix + t for t in chosen_queries], **kwargs),
+            encode_reusing(encode, "passage", passages, reused),
+            encode_reusing(encode, "query", chosen_queries, reused),
         ]
-    ).astype(np.float32)
-    encode_s = time.perf_counter() - encode_started
+    )
+    encode_s = encode.encode_s
     frame = pl.DataFrame(
         {
             "text": passages + chosen_queries,
@@ -101,24 +99,34 @@ def teacher_embeddings(
             "queries": len(chosen_queries),
             "teacher": spec.name,
             "encode_s": round(encode_s, 3),
+            "encoded_texts": encode.encoded,
+            "reused_embeddings": reused.reused if reused else 0,
             "hardware": hardware(device),
             "upstream": {"triplets": read_json(triplets_meta)} if triplets_meta else {},
         }
         write_json(meta_out, meta)
     log.info(
-        "teacher %s: %d passage and %d query embeddings of %d dims in %.1f s",
+        "teacher %s: %d passage and %d query embeddings of %d dims in %.1f s (%d read from the miner's)",
         spec.name,
         len(passages),
         len(chosen_queries),
         embeddings.shape[1],
         encode_s,
+        reused.reused if reused else 0,
     )
     return frame
 
 
-def pair_scores(spec: ModelSpec, pairs: list[tuple[str, str]], device: str, batch_size: int) -> np.ndarray:
-    """The teacher's score of each (query, passage): CrossEncoder.predict, or the bi-encoder's cosine."""
-    from archive_encoders.models import load_cross_encoder, load_sentence_transformer
+def pair_scores(
+    spec: ModelSpec,
+    pairs: list[tuple[str, str]],
+    device: str,
+    batch_size: int,
+    reused: EncodedTexts | None = None,
+) -> np.ndarray:
+    """The teacher's score of each (query, passage): CrossEncoder.predict, or the bi-encoder's cosine
+    (its embeddings read from `reused` where it has them)."""
+    from archive_encoders.models import load_cross_encoder
     from archive_encoders.vectors import cosines
 
     if spec.encoder_type == "cross-encoder":
@@ -126,14 +134,13 @@ def pair_scores(spec: ModelSpec, pairs: list[tuple[str, str]], device: str, batc
         return np.asarray(
             model.predict(pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float64
         )
-    model = load_sentence_transformer(spec, device=device)
-    kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": False}
+    encode = LazyModel(spec, device, batch_size)
     # each distinct text encoded once: a query and a passage recur in several pairs
     query_texts, passage_texts = (list(dict.fromkeys(side)) for side in zip(*pairs, strict=True))
     query_row = {q: i for i, q in enumerate(query_texts)}
     passage_row = {p: i for i, p in enumerate(passage_texts)}
-    queries = model.encode([spec.query_prefix + q for q in query_texts], **kwargs)
-    passages = model.encode([spec.passage_prefix + p for p in passage_texts], **kwargs)
+    queries = encode_reusing(encode, "query", query_texts, reused)
+    passages = encode_reusing(encode, "passage", passage_texts, reused)
     return cosines(
         queries[[query_row[q] for q, _ in pairs]], passages[[passage_row[p] for _, p in pairs]]
     ).astype(np.float64)
@@ -147,9 +154,11 @@ def teacher_scores(
     batch_size: int = 32,
     meta_out: str | os.PathLike | None = None,
     triplets_meta: str | os.PathLike | None = None,
+    reuse: str | os.PathLike | None = None,
 ) -> pl.DataFrame:
     """The triplets with the teacher's pos_score, neg_score and margin = pos_score - neg_score (GPL's
-    MarginMSE target); each distinct (query, passage) pair is scored once."""
+    MarginMSE target); each distinct (query, passage) pair is scored once. `reuse`: the miner's
+    embeddings, read when the teacher is a bi-encoder and the miner's encoder (encoders/reuse.py)."""
     started = time.perf_counter()
     spec = _spec(teacher)
     frame = pl.read_parquet(triplets)
@@ -159,8 +168,9 @@ def teacher_scores(
         )
     )
     device = pick_device(device)
+    reused = EncodedTexts.read(reuse, spec) if spec.encoder_type == "bi-encoder" else None
     encode_started = time.perf_counter()
-    score_of = dict(zip(pairs, pair_scores(spec, pairs, device, batch_size), strict=True))
+    score_of = dict(zip(pairs, pair_scores(spec, pairs, device, batch_size, reused), strict=True))
     encode_s = time.perf_counter() - encode_started
     pos = [score_of[p] for p in frame.select("anchor", "positive").rows()]
     neg = [score_of[p] for p in frame.select("anchor", "negative").rows()]
@@ -184,6 +194,7 @@ def teacher_scores(
             "teacher": spec.name,
             "teacher_type": spec.encoder_type,
             "encode_s": round(encode_s, 3),
+            "reused_embeddings": reused.reused if reused else 0,
             "hardware": hardware(device),
             "upstream": {"triplets": upstream} if upstream else {},
         }
