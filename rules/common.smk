@@ -301,10 +301,13 @@ def model_job_gpus(wildcards):
 
 def teacher_job_gpus(wildcards):
     """model_job_gpus, but none for a bi-encoder teacher that is the miner's encoder: it reads the
-    miner's embeddings (encoders/reuse.py) and encodes at most a few random negatives."""
+    miner's embeddings (encoders/reuse.py) and encodes at most a few random negatives.
+    """
     teacher = aec.model_spec(config, wildcards.teacher)
     miner = aec.reference_model(config, config["datasets"].get("miner_model"))
-    reads_the_miners = teacher.encoder_type == "bi-encoder" and teacher.encoding() == miner.encoding()
+    reads_the_miners = (
+        teacher.encoder_type == "bi-encoder" and teacher.encoding() == miner.encoding()
+    )
     return 0 if reads_the_miners else model_job_gpus(wildcards)
 
 
