@@ -58,12 +58,11 @@ def write_encoded(
 
 
 class EncodedTexts:
-    """A reuse file's rows by (role, text); counts what it answered."""
+    """A reuse file's rows by (role, text), read through encode_reusing, which counts what it answered."""
 
-    def __init__(self, keys: Sequence[tuple[str, str]], embeddings: np.ndarray, source: str = "") -> None:
+    def __init__(self, keys: Sequence[tuple[str, str]], embeddings: np.ndarray) -> None:
         self.row = {key: i for i, key in enumerate(keys)}
         self.embeddings = embeddings
-        self.source = source
         self.reused = 0  # texts answered from the file
 
     @classmethod
@@ -84,14 +83,7 @@ class EncodedTexts:
             return None
         frame = pl.read_parquet(path)
         embeddings = frame["embedding"].to_numpy().astype(np.float32, copy=False)
-        return cls(list(zip(frame["role"], frame["text"], strict=True)), embeddings, str(path))
-
-    def encode(
-        self, encode: Callable[[str, list[str]], np.ndarray], role: str, texts: Sequence[str]
-    ) -> np.ndarray:
-        """Embeddings of `texts` in order: the file's rows where it has the (role, text), the rest by
-        `encode(role, missing texts)`."""
-        return encode_reusing(encode, role, texts, self)
+        return cls(list(zip(frame["role"], frame["text"], strict=True)), embeddings)
 
 
 def encode_reusing(
