@@ -301,7 +301,7 @@ def model_job_gpus(wildcards):
 
 def teacher_job_gpus(wildcards):
     """model_job_gpus, but none for a bi-encoder teacher that is the miner's encoder: it reads the
-    miner's embeddings (encoders/reuse.py) and encodes at most a few random negatives.
+    miner's embeddings (datasets/reuse.py) and encodes at most a few random negatives.
     """
     teacher = aec.model_spec(config, wildcards.teacher)
     miner = aec.reference_model(config, config["datasets"].get("miner_model"))

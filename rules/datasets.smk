@@ -57,7 +57,7 @@ rule mine_triplets:
         triplets=ensure(paths.TRIPLETS, non_empty=True),
         # rows per query kind, the share of random negatives per kind, mining time and hardware
         meta=paths.DATASET_META["triplets"],
-        # what the miner encoded, for a teacher that is the same encoder (encoders/reuse.py)
+        # what the miner encoded, for a teacher that is the same encoder (datasets/reuse.py)
         embeddings=paths.MINER_EMBEDDINGS,
     log:
         paths.log("datasets", "mine_triplets"),

@@ -59,7 +59,7 @@ class ModelSpec:
     def encoding(self) -> dict[str, Any]:
         """What decides a text's embedding under sentence-transformers: the weights (the resolved folder
         or hub id, not the config's name for them), the sequence length and each role's prefix. Two
-        specs with the same encoding give the same embeddings (encoders/reuse.py)."""
+        specs with the same encoding give the same embeddings (datasets/reuse.py)."""
         try:
             path = resolve_model_path(self.path)
         except ConfigError:  # a package not installed: the path as written still names the weights

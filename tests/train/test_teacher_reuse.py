@@ -1,4 +1,4 @@
-"""A teacher that is the miner's encoder reads the miner's embeddings (encoders/reuse.py) and gets what it
+"""A teacher that is the miner's encoder reads the miner's embeddings (datasets/reuse.py) and gets what it
 would have encoded itself; another teacher encodes everything."""
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def test_one_evaluation_by_its_output_path(tmp_path):
 
 
 def test_a_teacher_that_is_the_miner_s_encoder_asks_for_no_gpu(tmp_path):
-    """It reads the miner's embeddings (encoders/reuse.py); a teacher with another encoding still gets one."""
+    """It reads the miner's embeddings (datasets/reuse.py); a teacher with another encoding still gets one."""
     minilm = CONFIG["models"][0]["path"]
     config = {
         **CONFIG,

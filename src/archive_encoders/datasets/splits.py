@@ -117,7 +117,7 @@ def chunks_in_split(chunks: pl.DataFrame, splits: pl.DataFrame, names: Iterable[
 def train_sample(train: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     """Up to n train chunks (chunks_in_split rows), seeded, in order: the chunks negatives are mined
     from and a distillation teacher embeds. One sample for both, so a teacher that is the miner's encoder
-    finds every one of them in the miner's embeddings (encoders/reuse.py)."""
+    finds every one of them in the miner's embeddings (datasets/reuse.py)."""
     import numpy as np
 
     from archive_encoders.sampling import sample_in_order

@@ -438,9 +438,9 @@ def mine_with(
 ) -> tuple[list, dict[str, Any]]:
     """mine_encoded with the miner model on the configured device; returns the mined negatives and what
     the mining cost (miner, encode_s, hardware) for the dataset JSON. What it encoded (the queries and the
-    pool) goes to `embeddings_out` for a teacher that is the same encoder (encoders/reuse.py)."""
+    pool) goes to `embeddings_out` for a teacher that is the same encoder (datasets/reuse.py)."""
     from archive_encoders.config import ModelSpec
-    from archive_encoders.encoders.reuse import LazyModel, write_encoded
+    from archive_encoders.datasets.reuse import LazyModel, write_encoded
     from archive_encoders.system import hardware, pick_device
 
     spec = ModelSpec.from_config(settings.miner)

@@ -24,8 +24,8 @@ import polars as pl
 from archive_encoders.config import ModelSpec, default_seed
 from archive_encoders.corpus.manifest import count_chunks, read_chunks
 from archive_encoders.datasets.meta import dataset_meta
+from archive_encoders.datasets.reuse import EncodedTexts, LazyModel, encode_reusing
 from archive_encoders.datasets.splits import chunks_in_split, train_sample
-from archive_encoders.encoders.reuse import EncodedTexts, LazyModel, encode_reusing
 from archive_encoders.io import read_json, write_json, write_parquet
 from archive_encoders.sampling import sample_in_order
 from archive_encoders.system import hardware, pick_device
@@ -56,7 +56,7 @@ def teacher_embeddings(
     """text, role (passage | query), kind (a query's pseudo-query kind), embedding (list[float32]): up to
     max_pairs train chunks (the miner's sample: splits.train_sample) and up to max_pairs distinct
     pseudo-queries of the triplets (seeded), each with the teacher's prefix of its role. `reuse`: the
-    miner's embeddings, read when the teacher is the miner's encoder (encoders/reuse.py)."""
+    miner's embeddings, read when the teacher is the miner's encoder (datasets/reuse.py)."""
     seed = default_seed(seed)
     started = time.perf_counter()
     spec = _spec(teacher)
@@ -158,7 +158,7 @@ def teacher_scores(
 ) -> pl.DataFrame:
     """The triplets with the teacher's pos_score, neg_score and margin = pos_score - neg_score (GPL's
     MarginMSE target); each distinct (query, passage) pair is scored once. `reuse`: the miner's
-    embeddings, read when the teacher is a bi-encoder and the miner's encoder (encoders/reuse.py)."""
+    embeddings, read when the teacher is a bi-encoder and the miner's encoder (datasets/reuse.py)."""
     started = time.perf_counter()
     spec = _spec(teacher)
     frame = pl.read_parquet(triplets)

@@ -1,4 +1,4 @@
-"""Embeddings reused across jobs (encoders/reuse.py): a file answers only its own encoder, and a text it
+"""Embeddings reused across jobs (datasets/reuse.py): a file answers only its own encoder, and a text it
 holds comes back as written while the rest are encoded in one call."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archive_encoders.config import ModelSpec
-from archive_encoders.encoders.reuse import EncodedTexts, encode_reusing, write_encoded
+from archive_encoders.datasets.reuse import EncodedTexts, encode_reusing, write_encoded
 
 SPEC = ModelSpec(
     name="m", path="/models/m", query_prefix="query: ", passage_prefix="passage: ", max_seq_length=64
