@@ -1,5 +1,6 @@
-"""The errors of a search index, in a module of their own so that search.py and metadata.py (which
-search.py imports) can both raise them; archive_encoders.index.search re-exports them."""
+"""The errors of a search index, and read_part, which turns a damaged file's error into one; in a module
+of their own so that search.py and metadata.py (which search.py imports) can both use them;
+archive_encoders.index.search re-exports the errors."""
 
 from __future__ import annotations
 
@@ -14,3 +15,15 @@ class IndexMismatchError(SearchError):
 
 class BrokenIndex(SearchError):
     """An index folder whose files are damaged, incomplete or disagree with each other; names the file."""
+
+
+def read_part(path, load):
+    """`load()`, a damaged file's error turned into BrokenIndex naming `path` (pyarrow, the runtimes and
+    usearch raise their own types: ValueError, OSError, RuntimeError, ONNX Runtime's, ...)."""
+    try:
+        return load()
+    except SearchError:
+        raise
+    except Exception as err:
+        message = f"{path}: cannot be read ({type(err).__name__}: {err}); rebuild the index"
+        raise BrokenIndex(message) from None

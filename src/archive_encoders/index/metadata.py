@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from archive_encoders.index.errors import BrokenIndex
+from archive_encoders.index.errors import BrokenIndex, read_part
 from archive_encoders.io import atomic_path
 
 # A hit's fetch decodes its whole row group; a reader holds the parsed footer, ~4 KB per row group.
@@ -179,9 +179,9 @@ class ChunkMetadata:
         if not self.path.is_file():
             raise BrokenIndex(f"{self.path}: missing; rebuild the index")
         # read with pread, not memory-mapped: hashing every id must not leave the file's pages in RSS
-        self.source = self.read(lambda: pa.OSFile(str(self.path)))
+        self.source = read_part(self.path, lambda: pa.OSFile(str(self.path)))
         try:
-            self.file = self.read(lambda: pq.ParquetFile(self.source))
+            self.file = read_part(self.path, lambda: pq.ParquetFile(self.source))
             self.check(recorded_in, chunk_ids_sha256)
         except BaseException:
             self.source.close()
@@ -190,16 +190,6 @@ class ChunkMetadata:
         self.row_group_starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         self.cache: OrderedDict[int, Any] = OrderedDict()  # row group -> its decoded table, LRU first
         self.lock = threading.Lock()  # one reader of the file and the cache at a time
-
-    def read(self, load):
-        """`load()`, pyarrow's error for a damaged file turned into BrokenIndex naming the file."""
-        try:
-            return load()
-        except BrokenIndex:
-            raise
-        except Exception as err:
-            message = f"{self.path}: cannot be read ({type(err).__name__}: {err}); rebuild the index"
-            raise BrokenIndex(message) from None
 
     def check(self, recorded_in: str, chunk_ids_sha256: str) -> None:
         """The columns, the row count and the chunk ids' hash, streamed: HASH_BATCH_ROWS ids at a time."""
@@ -224,7 +214,7 @@ class ChunkMetadata:
         fingerprint = IdFingerprint()
         # the ids only, a batch at a time across row groups (fewer reads than one per small row group)
         batches = self.file.iter_batches(HASH_BATCH_ROWS, columns=["chunk_id"], use_threads=False)
-        while (batch := self.read(lambda: next(batches, None))) is not None:
+        while (batch := read_part(self.path, lambda: next(batches, None))) is not None:
             ids = batch.column(0)
             if ids.null_count:
                 raise wrong_ids
@@ -256,8 +246,9 @@ class ChunkMetadata:
             self.cache.move_to_end(group)
             return self.cache[group]
         # one thread: pyarrow's pool would add ~50 MB of RSS, and is slower on one small group
-        table = self.read(
-            lambda: self.file.read_row_group(group, columns=list(METADATA_COLUMNS), use_threads=False)
+        table = read_part(
+            self.path,
+            lambda: self.file.read_row_group(group, columns=list(METADATA_COLUMNS), use_threads=False),
         )
         self.cache[group] = table
         while len(self.cache) > 1 and self.held_rows > self.cached_rows:

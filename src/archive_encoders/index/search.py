@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from archive_encoders.encoders.graph import CONFIG_FILE
-from archive_encoders.index.errors import BrokenIndex, IndexMismatchError, SearchError
+from archive_encoders.index.errors import BrokenIndex, IndexMismatchError, SearchError, read_part
 from archive_encoders.index.metadata import ChunkMetadata
 from archive_encoders.index.metadata import sha256_of_ids as sha256_of_ids  # callers import it from here
 from archive_encoders.index.storage import DTYPES, RESCORE_VECTORS, RescoreStore, search_graph
@@ -185,7 +185,7 @@ class SearchIndex:
         encoder_dir = Path(encoder_dir) if encoder_dir is not None else self.folder / ENCODER_DIR
         if encoder_dir != self.folder / ENCODER_DIR:
             self.check_encoder(encoder_dir)
-        self.encoder = self.load_part(encoder_dir, lambda: open_encoder(self.variant, encoder_dir, threads))
+        self.encoder = read_part(encoder_dir, lambda: open_encoder(self.variant, encoder_dir, threads))
         if int(self.encoder.dimension) != self.manifest["dimension"]:
             raise IndexMismatchError(
                 f"{encoder_dir}: encoder gives {self.encoder.dimension}-d vectors, the index holds "
@@ -208,7 +208,7 @@ class SearchIndex:
         if (self.folder / BM25_DIR).is_dir():
             from archive_encoders.evaluate.lexical import BM25Index
 
-            self.bm25 = self.load_part(self.folder / BM25_DIR, lambda: BM25Index.load(self.folder / BM25_DIR))
+            self.bm25 = read_part(self.folder / BM25_DIR, lambda: BM25Index.load(self.folder / BM25_DIR))
             if self.bm25.size != self.count:
                 raise BrokenIndex(f"{self.folder / BM25_DIR}: {self.bm25.size} passages, not {self.count}")
         elif self.retriever != "dense":
@@ -248,17 +248,6 @@ class SearchIndex:
             raise BrokenIndex(f"{path}: fusion {fusion!r} is not {{method, weight}}; rebuild the index")
         return manifest
 
-    def load_part(self, path: Path, load):
-        """`load()`, a damaged file's error turned into BrokenIndex naming `path` (the runtimes and
-        usearch raise their own types: ValueError, RuntimeError, ONNX Runtime's, ...)."""
-        try:
-            return load()
-        except SearchError:
-            raise
-        except Exception as err:
-            message = f"{path}: cannot be read ({type(err).__name__}: {err}); rebuild the index"
-            raise BrokenIndex(message) from None
-
     def open_graph(self):
         """The HNSW graph, memory-mapped, checked against index.json's dimension and count."""
         from usearch.index import Index
@@ -266,7 +255,7 @@ class SearchIndex:
         path = self.folder / VECTORS
         if not path.is_file():
             raise BrokenIndex(f"{path}: missing; rebuild the index")
-        graph = self.load_part(path, lambda: Index.restore(str(path), view=True))
+        graph = read_part(path, lambda: Index.restore(str(path), view=True))
         if graph is None:
             raise BrokenIndex(f"{path}: not a usearch index; rebuild the index")
         if int(graph.ndim) != self.manifest["dimension"]:
@@ -361,7 +350,7 @@ class SearchIndex:
 
     def open_rescore_store(self):
         """A b1 index's int8 copies of its vectors (memory-mapped), one per row."""
-        store = self.load_part(self.folder / RESCORE_VECTORS, lambda: RescoreStore(self.folder))
+        store = read_part(self.folder / RESCORE_VECTORS, lambda: RescoreStore(self.folder))
         if store.count != self.count or store.dimension != self.manifest["dimension"]:
             raise BrokenIndex(
                 f"{self.folder / RESCORE_VECTORS}: {store.count} x {store.dimension}, but {MANIFEST} says "
