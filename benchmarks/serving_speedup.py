@@ -91,10 +91,11 @@ def paragraphs(lang: str) -> list[str]:
     return out
 
 
-def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]], list[str]]:
-    """n (first sentence, rest) evaluation pairs split over languages, and every other paragraph."""
+def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """n (first sentence, rest) evaluation pairs split over languages, every other paragraph, and each
+    pair's language."""
     rng = random.Random(seed)
-    pairs, rest = [], []
+    pairs, rest, pair_languages = [], [], []
     for lang in languages:
         paras = paragraphs(lang)
         rng.shuffle(paras)
@@ -108,11 +109,12 @@ def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]]
                 and len(head[1]) >= 200
             ):
                 pairs.append((head[0], head[1]))
+                pair_languages.append(lang)
                 found += 1
             else:
                 rest.append(para)
     rng.shuffle(rest)
-    return pairs, rest
+    return pairs, rest, pair_languages
 
 
 def ndcg_at_10(queries: np.ndarray, passages: np.ndarray) -> float:
@@ -269,13 +271,20 @@ def distilled_student(model_dir, spec, other, calibration, args, work: Path) -> 
     return student, onnx
 
 
-def quality(folders, spec, pairs, train_texts) -> dict:
+def quality(folders, spec, pairs, pair_languages, train_texts) -> dict:
+    """NDCG@10 on all pairs and, with several languages, on each language's pairs alone (its queries
+    against its passages), with the cosine to torch and the % of torch's NDCG@10 kept."""
     queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
+    by_language = {
+        lang: np.flatnonzero(np.array(pair_languages) == lang) for lang in dict.fromkeys(pair_languages)
+    }
     out, ref = {}, None
     for name, (variant, kind) in VARIANTS.items():
         enc = load_encoder(variant, folders[kind], spec.as_dict(), threads=2)
         q, p = enc.encode_queries(queries), enc.encode_passages(passages)
         row = {"ndcg@10": ndcg_at_10(q, p)}
+        if len(by_language) > 1:
+            row["ndcg@10_by_language"] = {lang: ndcg_at_10(q[i], p[i]) for lang, i in by_language.items()}
         if name == "torch":
             ref = (q, p)
             train = enc.encode_passages(train_texts)
@@ -285,7 +294,13 @@ def quality(folders, spec, pairs, train_texts) -> dict:
         if name not in OWN_SPACE:
             cos = np.concatenate([cosines(ref[0], q), cosines(ref[1], p)])
             row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()))
-        row["ndcg_kept_pct"] = 100 * row["ndcg@10"] / out["torch"]["ndcg@10"] if name != "torch" else 100.0
+        torch_row = out.get("torch", row)
+        row["ndcg_kept_pct"] = 100 * row["ndcg@10"] / torch_row["ndcg@10"]
+        if len(by_language) > 1:
+            row["ndcg_kept_pct_by_language"] = {
+                lang: 100 * value / torch_row["ndcg@10_by_language"][lang]
+                for lang, value in row["ndcg@10_by_language"].items()
+            }
         out[name] = row
     return out
 
@@ -346,6 +361,8 @@ def summarize(name, q, runs, tokens) -> list[dict]:
                 "min_cosine": q[variant].get("min_cosine"),
                 "ndcg@10": q[variant]["ndcg@10"],
                 "ndcg_kept_pct": q[variant]["ndcg_kept_pct"],
+                "ndcg@10_by_language": q[variant].get("ndcg@10_by_language"),
+                "ndcg_kept_pct_by_language": q[variant].get("ndcg_kept_pct_by_language"),
                 "size_mb": runs[0][variant]["size_mb"],
                 "query_tokens": tokens,
             }
@@ -393,6 +410,13 @@ def print_tables(rows, compression, index_reports):
         cells += [fmt(r["mean_cosine"], 4), fmt(r["min_cosine"], 4), fmt(r["ndcg@10"], 4)]
         cells += [fmt(r["ndcg_kept_pct"], 1), fmt(r["size_mb"], 1)]
         print(table_line(cells))
+    by_language = [r for r in rows if r["ndcg@10_by_language"]]
+    if by_language:
+        print("\n| model | variant | language | NDCG@10 | kept % |\n|---|---|---|---|---|")
+        for r in by_language:
+            for lang, value in r["ndcg@10_by_language"].items():
+                kept = r["ndcg_kept_pct_by_language"][lang]
+                print(table_line([r["model"], r["variant"], lang, fmt(value, 4), fmt(kept, 1)]))
     print("\n| model | encoding | dim | bytes/vector | compression | NDCG@10 | kept % |")
     print("|---|---|---|---|---|---|---|")
     for model, table in compression.items():
@@ -538,10 +562,10 @@ def main() -> None:
         for name, path, qp, pp, languages in models:
             print(f"\n== {name}: {path} (texts: {'+'.join(languages)})", flush=True)
             spec = ModelSpec(name=name, path=path, query_prefix=qp, passage_prefix=pp, max_seq_length=256)
-            pairs, other = split_pairs(args.pairs, languages)
+            pairs, other, pair_languages = split_pairs(args.pairs, languages)
             work = Path(tmp) / name
             folders = build_exports(name, path, spec, other, args, work)
-            q = quality(folders, spec, pairs, other[: args.calibration])
+            q = quality(folders, spec, pairs, pair_languages, other[: args.calibration])
             compression[name] = q.pop("_compression")
             print(f"  quality: {json.dumps(q)}", flush=True)
             tokenizer = load_encoder("onnx-fp32", folders["onnx"], spec.as_dict()).tokenizer

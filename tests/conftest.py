@@ -26,8 +26,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Snakemake loads its SLURM plugin for every command, and the plugin runs `scontrol show config`: with
 # SLURM installed but no controller up (before or after test_slurm.py), each snakemake call waited 10 s.
 # Runs here are local, so they see no cluster configuration; test_slurm.py gives its own commands
-# CLUSTER_ENV, the machine's.
-CLUSTER_ENV = dict(os.environ)
+# CLUSTER_ENV: the default configuration, where slurm_up.sh writes the test cluster's.
+CLUSTER_ENV = {name: value for name, value in os.environ.items() if name != "SLURM_CONF"}
 os.environ["SLURM_CONF"] = "/dev/null"  # an empty configuration: scontrol fails at once
 
 # Property-based tests: a fixed, small example budget in CI; `--hypothesis-profile=long` (or
