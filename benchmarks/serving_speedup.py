@@ -545,6 +545,7 @@ def main() -> None:
     parser.add_argument("--accuracy-control", action="store_true", help="NNCF accuracy control (slow)")
     parser.add_argument("--index-chunks", type=int, default=3000, help="paragraphs in the index test")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--models", nargs="+", default=["minilm", "e5-small"], help="which of the two to run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("nncf", "openvino"):
@@ -557,6 +558,7 @@ def main() -> None:
     models = [("minilm", minilm, "", "", ("en",))]
     if args.e5 and Path(args.e5).is_dir():
         models.append(("e5-small", args.e5, "query: ", "passage: ", ("en", "ru")))
+    models = [model for model in models if model[0] in args.models]
     results, compression, indexes = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="serving-bench.") as tmp:
         for name, path, qp, pp, languages in models:
