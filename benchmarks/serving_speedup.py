@@ -545,7 +545,13 @@ def main() -> None:
     parser.add_argument("--accuracy-control", action="store_true", help="NNCF accuracy control (slow)")
     parser.add_argument("--index-chunks", type=int, default=3000, help="paragraphs in the index test")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--models", nargs="+", default=["minilm", "e5-small"], help="which of the two to run")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=("minilm", "e5-small"),
+        default=["minilm", "e5-small"],
+        help="which to run",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("nncf", "openvino"):
