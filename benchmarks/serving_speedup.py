@@ -46,6 +46,7 @@ import numpy as np
 from archive_encoders.config import ModelSpec, resolve_model_path
 from archive_encoders.corpus.manifest import manifest_of_tables
 from archive_encoders.encoders.loader import load_encoder
+from archive_encoders.encoders.shard_embeddings import encode_corpus_shards
 from archive_encoders.evaluate.compression import compression_table
 from archive_encoders.evaluate.latency import run_interleaved
 from archive_encoders.export.onnx import export
@@ -77,7 +78,8 @@ VARIANTS = {
 OWN_SPACE = {"static", "static-trained", "student-torch", "student-onnx-int8"}
 
 
-def paragraphs(lang: str) -> list[str]:
+def paragraphs(lang: str) -> list[tuple[str, str]]:
+    """(paragraph, its book) of one language's texts."""
     folders = ["ru_lit", "ru_ocr"] if lang == "ru" else ["en_ia_djvu"]
     out = []
     for folder in folders:
@@ -87,20 +89,20 @@ def paragraphs(lang: str) -> list[str]:
             for part in text.split("\n") if lang == "ru" else re.split(r"\n\s*\n", text):
                 part = " ".join(part.split())
                 if 300 <= len(part) <= 1500:
-                    out.append(part)
+                    out.append((part, path.stem))
     return out
 
 
-def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]], list[str], list[dict]]:
     """n (first sentence, rest) evaluation pairs split over languages, every other paragraph, and each
-    pair's language."""
+    pair's language and book."""
     rng = random.Random(seed)
-    pairs, rest, pair_languages = [], [], []
+    pairs, rest, origins = [], [], []
     for lang in languages:
         paras = paragraphs(lang)
         rng.shuffle(paras)
         found = 0
-        for para in paras:
+        for para, book in paras:
             head = re.split(r"(?<=[.!?…])\s+", para, maxsplit=1)
             if (
                 found < n // len(languages)
@@ -109,20 +111,52 @@ def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]]
                 and len(head[1]) >= 200
             ):
                 pairs.append((head[0], head[1]))
-                pair_languages.append(lang)
+                origins.append({"language": lang, "book": book})
                 found += 1
             else:
                 rest.append(para)
     rng.shuffle(rest)
-    return pairs, rest, pair_languages
+    return pairs, rest, origins
 
 
-def ndcg_at_10(queries: np.ndarray, passages: np.ndarray) -> float:
+def query_sets(pairs, other, origins) -> dict[str, list[tuple[str, int]]]:
+    """(query, index of its relevant passage) per set, over the pairs' passages:
+    - ict: the paragraph's first sentence (the kind of pair static-trained and the student train on);
+    - keyword: 2-5 of the passage's most distinctive words (the workflow's KeywordQueries, IDF over these
+      and the other paragraphs), a kind neither trains on: the check that training on ict pairs did not
+      buy the ict score alone."""
+    from archive_encoders.datasets.generators import KeywordQueries
+    from archive_encoders.datasets.text_analysis import Analyzer
+
+    passages = [p for _, p in pairs]
+    languages = sorted({o["language"] for o in origins})
+    texts = passages + other
+    keywords = KeywordQueries(texts, [str(i) for i in range(len(texts))], Analyzer(languages))
+    rng = np.random.default_rng(0)
+    made = [keywords.make(p, rng) for p in passages]
+    return {
+        "ict": [(q, i) for i, (q, _) in enumerate(pairs)],
+        "keyword": [(m[0], i) for i, m in enumerate(made) if m],
+    }
+
+
+def ndcg_at_10(queries: np.ndarray, passages: np.ndarray, relevant=None) -> float:
+    """Mean NDCG@10 by the workflow's metric code (ranx); query i's relevant passage is relevant[i]."""
     from archive_encoders.evaluate.compression import ndcg_at_10 as ndcg
     from archive_encoders.evaluate.compression import rank
 
-    ids = [str(i) for i in range(len(queries))]
-    return ndcg({i: {i: 1} for i in ids}, ids, ids, rank(queries @ passages.T))
+    relevant = np.arange(len(queries)) if relevant is None else np.asarray(relevant)
+    query_ids, passage_ids = [f"q{i}" for i in range(len(queries))], [str(j) for j in range(len(passages))]
+    qrels = {q: {str(j): 1} for q, j in zip(query_ids, relevant, strict=True)}
+    return ndcg(qrels, query_ids, passage_ids, rank(queries @ passages.T))
+
+
+def ndcg_per_query(queries: np.ndarray, passages: np.ndarray, relevant) -> np.ndarray:
+    """NDCG@10 of each query with one relevant passage: 1 / log2(rank + 2) in the top 10, else 0."""
+    scores = queries @ passages.T
+    own = scores[np.arange(len(queries)), relevant]
+    rank = (scores > own[:, None]).sum(axis=1)
+    return np.where(rank < 10, 1 / np.log2(rank + 2), 0.0)
 
 
 def build_exports(name, model_dir, spec, other, args, work: Path) -> dict[str, Path]:
@@ -210,8 +244,9 @@ def ict_pairs(paragraphs_: list[str]) -> list[tuple[str, str]]:
 
 
 def ict_triplets(other: list[str], path: Path) -> Path:
-    """Training triplets for static-trained from the non-evaluation paragraphs (the workflow mines its
-    own from the train split): the next pair's passage is the negative."""
+    """Training triplets for static-trained and the student's MNRL phase from the non-evaluation
+    paragraphs (the workflow mines its own from the train split): the next pair's passage is the
+    negative."""
     import polars as pl
 
     pairs = ict_pairs(other)
@@ -220,6 +255,10 @@ def ict_triplets(other: list[str], path: Path) -> Path:
             "anchor": [q for q, _ in pairs],
             "positive": [p for _, p in pairs],
             "negative": [pairs[(i + 1) % len(pairs)][1] for i in range(len(pairs))],
+            "kind": ["ict"] * len(pairs),
+            "doc_id": [f"p{i}" for i in range(len(pairs))],  # each paragraph its own source (batching)
+            "cluster_id": [f"p{i}" for i in range(len(pairs))],
+            "chunk_index": [0] * len(pairs),
         }
     ).write_parquet(path)
     return path
@@ -252,56 +291,98 @@ def distilled_student(model_dir, spec, other, calibration, args, work: Path) -> 
         },
         schema=EMBEDDING_SCHEMA,
     ).write_parquet(work / "teacher.parquet")
+    steps = {"batch_size": 32, "mini_batch_size": 32, "eval_steps": 0}
     params = {
         "type": "distill",
         "teacher": spec.name,
         "teacher_model": spec.as_dict(),
         "student_layers": args.student_layers,
+        "freeze_embeddings": not args.student_trains_embeddings,
         "max_steps": args.student_steps,
-        "batch_size": 32,
-        "mini_batch_size": 32,
         "learning_rate": 1e-4,
-        "eval_steps": 0,
+        **steps,
+        "then_mnrl": args.student_mnrl_steps > 0,
+        "mnrl": {"max_steps": args.student_mnrl_steps, "learning_rate": 5e-5, **steps},
     }
     student = work / "student"
-    train(spec, params, {"teacher_embeddings": work / "teacher.parquet"}, student, device="cpu")
+    inputs = {"teacher_embeddings": work / "teacher.parquet", "triplets": work / "triplets.parquet"}
+    started = time.perf_counter()
+    metrics = train(spec, params, inputs, student, device="cpu")
+    phases = {p["phase"]: (p["steps"], p["train_time_s"]) for p in metrics["phases"]}
+    print(f"  student: {time.perf_counter() - started:.0f} s; (steps, s) by phase {json.dumps(phases)}")
     onnx = work / "student_onnx"
     student_spec = {**spec.as_dict(), "path": str(student)}
     export(student, onnx, student_spec, {"fidelity_samples": 64}, sample_texts=calibration, method="distill")
     return student, onnx
 
 
-def quality(folders, spec, pairs, pair_languages, train_texts) -> dict:
-    """NDCG@10 on all pairs and, with several languages, on each language's pairs alone (its queries
-    against its passages), with the cosine to torch and the % of torch's NDCG@10 kept."""
-    queries, passages = [q for q, _ in pairs], [p for _, p in pairs]
-    by_language = {
-        lang: np.flatnonzero(np.array(pair_languages) == lang) for lang in dict.fromkeys(pair_languages)
-    }
+def set_scores(q: np.ndarray, p: np.ndarray, items, origins) -> dict:
+    """NDCG@10 of one query set: per query, overall, and per language (its queries against its own
+    language's passages)."""
+    relevant = np.array([j for _, j in items])
+    languages = np.array([origins[j]["language"] for j in relevant])
+    out = {"per_query": ndcg_per_query(q, p, relevant)}
+    out["ndcg@10"] = float(out["per_query"].mean())
+    if len(set(languages)) > 1:
+        by_language = {}
+        for lang in dict.fromkeys(languages):
+            mine = np.flatnonzero([o["language"] == lang for o in origins])  # this language's passages
+            where = {int(j): k for k, j in enumerate(mine)}
+            rows = np.flatnonzero(languages == lang)
+            by_language[lang] = ndcg_at_10(q[rows], p[mine], [where[int(j)] for j in relevant[rows]])
+        out["by_language"] = by_language
+    return out
+
+
+def quality(folders, spec, pairs, sets, origins, train_texts) -> dict:
+    """Per variant and query set: NDCG@10 (all, and per language), the % of torch's kept, and the paired
+    difference to torch with its 95 % bootstrap interval over books; the cosine to torch."""
+    from archive_encoders.evaluate.stats import paired_difference
+
+    passages = [p for _, p in pairs]
     out, ref = {}, None
     for name, (variant, kind) in VARIANTS.items():
         enc = load_encoder(variant, folders[kind], spec.as_dict(), threads=2)
-        q, p = enc.encode_queries(queries), enc.encode_passages(passages)
-        row = {"ndcg@10": ndcg_at_10(q, p)}
-        if len(by_language) > 1:
-            row["ndcg@10_by_language"] = {lang: ndcg_at_10(q[i], p[i]) for lang, i in by_language.items()}
+        p = enc.encode_passages(passages)
+        encoded = {s: enc.encode_queries([t for t, _ in items]) for s, items in sets.items()}
+        scored = {s: set_scores(encoded[s], p, items, origins) for s, items in sets.items()}
+        row = {"sets": {}}
         if name == "torch":
-            ref = (q, p)
+            ref = (encoded, p)
+            ict_q = encoded["ict"]
+            check = ndcg_at_10(ict_q, p)  # the per-query figures against the workflow's metric code
+            assert abs(check - scored["ict"]["ndcg@10"]) < 1e-9, (check, scored["ict"]["ndcg@10"])
             train = enc.encode_passages(train_texts)
-            qrels = {str(i): {str(i): 1} for i in range(len(queries))}
-            ids = [str(i) for i in range(len(queries))]
-            out["_compression"] = compression_table(q, p, train, qrels, ids, ids)
+            qrels = {str(i): {str(i): 1} for i in range(len(passages))}
+            ids = [str(i) for i in range(len(passages))]
+            out["_compression"] = compression_table(ict_q, p, train, qrels, ids, ids)
         if name not in OWN_SPACE:
-            cos = np.concatenate([cosines(ref[0], q), cosines(ref[1], p)])
+            cos = np.concatenate([cosines(ref[0][s], q) for s, q in encoded.items()] + [cosines(ref[1], p)])
             row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()))
-        torch_row = out.get("torch", row)
-        row["ndcg_kept_pct"] = 100 * row["ndcg@10"] / torch_row["ndcg@10"]
-        if len(by_language) > 1:
-            row["ndcg_kept_pct_by_language"] = {
-                lang: 100 * value / torch_row["ndcg@10_by_language"][lang]
-                for lang, value in row["ndcg@10_by_language"].items()
+        for s, items in sets.items():
+            torch_set = out["torch"]["sets"][s] if "torch" in out else scored[s]
+            books = [origins[j]["book"] for _, j in items]
+            diff = paired_difference(scored[s]["per_query"], torch_set["per_query"], books, 2000, 0)
+            cell = {
+                "per_query": scored[s]["per_query"],
+                "ndcg@10": scored[s]["ndcg@10"],
+                "ndcg_kept_pct": 100 * scored[s]["ndcg@10"] / torch_set["ndcg@10"],
+                "delta_vs_torch": diff.as_dict(),
+                "queries": len(items),
             }
+            if "by_language" in scored[s]:
+                cell["ndcg@10_by_language"] = scored[s]["by_language"]
+                cell["ndcg_kept_pct_by_language"] = {
+                    lang: 100 * v / torch_set["ndcg@10_by_language"][lang]
+                    for lang, v in scored[s]["by_language"].items()
+                }
+            row["sets"][s] = cell
+        row["ndcg@10"] = row["sets"]["ict"]["ndcg@10"]
+        row["ndcg_kept_pct"] = row["sets"]["ict"]["ndcg_kept_pct"]
         out[name] = row
+    for name in VARIANTS:
+        for cell in out[name]["sets"].values():
+            cell.pop("per_query")
     return out
 
 
@@ -361,8 +442,7 @@ def summarize(name, q, runs, tokens) -> list[dict]:
                 "min_cosine": q[variant].get("min_cosine"),
                 "ndcg@10": q[variant]["ndcg@10"],
                 "ndcg_kept_pct": q[variant]["ndcg_kept_pct"],
-                "ndcg@10_by_language": q[variant].get("ndcg@10_by_language"),
-                "ndcg_kept_pct_by_language": q[variant].get("ndcg_kept_pct_by_language"),
+                "sets": q[variant]["sets"],
                 "size_mb": runs[0][variant]["size_mb"],
                 "query_tokens": tokens,
             }
@@ -396,6 +476,31 @@ HEADER = (
 )
 
 
+def verdict(rows) -> str:
+    """The fastest variant (batch 1) whose NDCG@10 is within 1 point of torch on every set, by the point
+    estimate and by the interval (its low end above -1 point: non-inferior)."""
+    within = [r for r in rows if all(c["delta_vs_torch"]["value"] >= -0.01 for c in r["sets"].values())]
+
+    def low(cell):
+        d = cell["delta_vs_torch"]
+        return d["value"] if d["ci_low"] is None else d["ci_low"]
+
+    shown = [r for r in within if all(low(c) > -0.01 for c in r["sets"].values())]
+    lines = []
+    for label, group in (("within 1 point", within), ("non-inferior at 1 point (CI)", shown)):
+        best = max(group, key=lambda r: r["speedup_b1_vs_torch"], default=None)
+        lines.append(
+            f"{rows[0]['model']}: fastest {label}: "
+            + (
+                f"{best['variant']} {best['speedup_b1_vs_torch']:.1f}x at batch 1, "
+                f"{best['speedup_b32_vs_torch']:.1f}x at batch 32"
+                if best
+                else "none"
+            )
+        )
+    return "\n".join(lines)
+
+
 def table_line(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -410,13 +515,20 @@ def print_tables(rows, compression, index_reports):
         cells += [fmt(r["mean_cosine"], 4), fmt(r["min_cosine"], 4), fmt(r["ndcg@10"], 4)]
         cells += [fmt(r["ndcg_kept_pct"], 1), fmt(r["size_mb"], 1)]
         print(table_line(cells))
-    by_language = [r for r in rows if r["ndcg@10_by_language"]]
-    if by_language:
-        print("\n| model | variant | language | NDCG@10 | kept % |\n|---|---|---|---|---|")
-        for r in by_language:
-            for lang, value in r["ndcg@10_by_language"].items():
-                kept = r["ndcg_kept_pct_by_language"][lang]
-                print(table_line([r["model"], r["variant"], lang, fmt(value, 4), fmt(kept, 1)]))
+    header = ("model", "variant", "set", "queries", "NDCG@10", "kept %", "Δ vs torch [95% CI]", "by language")
+    print("\n" + table_line(header))
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        for name, cell in r["sets"].items():
+            d = cell["delta_vs_torch"]
+            ci = f"{d['value']:+.4f} [{fmt(d['ci_low'], 4)}, {fmt(d['ci_high'], 4)}]"
+            langs = cell.get("ndcg@10_by_language") or {}
+            kept = cell.get("ndcg_kept_pct_by_language") or {}
+            by_lang = ", ".join(f"{lang} {v:.4f} ({kept[lang]:.1f} %)" for lang, v in langs.items()) or "–"
+            cells = [r["model"], r["variant"], name, cell["queries"], fmt(cell["ndcg@10"], 4)]
+            print(table_line([*cells, fmt(cell["ndcg_kept_pct"], 1), ci, by_lang]))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        print(verdict([r for r in rows if r["model"] == model]))
     print("\n| model | encoding | dim | bytes/vector | compression | NDCG@10 | kept % |")
     print("|---|---|---|---|---|---|---|")
     for model, table in compression.items():
@@ -425,7 +537,7 @@ def print_tables(rows, compression, index_reports):
             print(table_line([*cells, f"{r['ndcg@10']:.4f}", fmt(r["ndcg@10_kept_pct"], 2)]))
     keys = ("variant", "dtype", "count", "measured", "per_million_chunks", "ann", "query_latency_ms")
     for model, rep in index_reports.items():
-        print(f"\nindex ({model}): {json.dumps({k: rep[k] for k in keys})}")
+        print(f"\nindex ({model}): {json.dumps({k: rep.get(k) for k in keys}, default=str)}")
         if rep.get("ann_sweep"):
             from archive_encoders.config import with_defaults
 
@@ -459,9 +571,16 @@ def index_figures(name, folders, other, spec, args, work: Path) -> dict:
     record = {**row, "retriever": "dense", "index": row, "artefact": str(folders["openvino"])}
     rec.write_text(json.dumps(record))
     manifest_of_tables(work / "corpus.json", documents, chunks)
+    # the corpus's shard embeddings, as the encode_shard jobs write them
+    options = {"threads": args.threads, "device": "cpu"}
+    embeddings = encode_corpus_shards(
+        work / "corpus.json", work / "embeddings", row["variant"], folders["openvino"], spec.as_dict(),
+        row["method"], **options,
+    )  # fmt: skip
     return build_index(
         rec,
         work / "corpus.json",
+        embeddings,
         work / "index",
         work / "index_report.json",
         {"recall_queries": 200},
@@ -483,7 +602,8 @@ def ann_sweep(index_dir: Path, texts, args) -> list[dict]:
 
     settings = with_defaults("index", None)
     index = SearchIndex(index_dir, threads=args.threads)
-    queries = index.encoder.encode_queries(recall_queries(texts, 200, default_seed(None)))
+    sample = random.Random(default_seed(None)).sample(list(texts), min(200, len(texts)))
+    queries = index.encoder.encode_queries(recall_queries(sample, 200))
     keys = np.arange(index.count, dtype=np.uint64)
     vectors = np.vstack(index.graph.get(keys, dtype=np.float32))
     rows = []
@@ -542,6 +662,12 @@ def main() -> None:
     parser.add_argument("--student-layers", type=int, default=3, help="layers the distilled student keeps")
     parser.add_argument("--student-steps", type=int, default=200, help="distillation steps (batch 32)")
     parser.add_argument("--student-texts", type=int, default=2000, help="paragraphs (and first sentences)")
+    parser.add_argument(
+        "--student-mnrl-steps", type=int, default=0, help="then MNRL steps on static-trained's ict triplets"
+    )
+    parser.add_argument(
+        "--student-trains-embeddings", action="store_true", help="train its token embeddings (default: fixed)"
+    )
     parser.add_argument("--accuracy-control", action="store_true", help="NNCF accuracy control (slow)")
     parser.add_argument("--index-chunks", type=int, default=3000, help="paragraphs in the index test")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -570,10 +696,12 @@ def main() -> None:
         for name, path, qp, pp, languages in models:
             print(f"\n== {name}: {path} (texts: {'+'.join(languages)})", flush=True)
             spec = ModelSpec(name=name, path=path, query_prefix=qp, passage_prefix=pp, max_seq_length=256)
-            pairs, other, pair_languages = split_pairs(args.pairs, languages)
+            pairs, other, origins = split_pairs(args.pairs, languages)
+            sets = query_sets(pairs, other, origins)
+            print(f"  query sets: {json.dumps({s: len(items) for s, items in sets.items()})}", flush=True)
             work = Path(tmp) / name
             folders = build_exports(name, path, spec, other, args, work)
-            q = quality(folders, spec, pairs, pair_languages, other[: args.calibration])
+            q = quality(folders, spec, pairs, sets, origins, other[: args.calibration])
             compression[name] = q.pop("_compression")
             print(f"  quality: {json.dumps(q)}", flush=True)
             tokenizer = load_encoder("onnx-fp32", folders["onnx"], spec.as_dict()).tokenizer
@@ -584,12 +712,12 @@ def main() -> None:
                 indexes[name] = index_figures(name, folders, other, spec, args, work)
                 indexes[name]["ann_sweep"] = ann_sweep(work / "index", other[: args.index_chunks], args)
     print(f"\n/proc/loadavg at the end: {loadavg()}")
-    print_tables(results, compression, indexes)
-    print(f"targets: {TARGETS}")
     if args.json:
         args.json.write_text(
             json.dumps({"rows": results, "compression": compression, "index": indexes}, indent=2, default=str)
         )
+    print_tables(results, compression, indexes)
+    print(f"targets: {TARGETS}")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ METHOD_TYPES: dict[str, MethodType] = {
             "layers, optionally followed by MNRL on the triplets",
             trains="all weights",
             phases=("distill",),
-            keys=(*COMMON_KEYS, "teacher", "student_layers", "then_mnrl", "mnrl"),
+            keys=(*COMMON_KEYS, "teacher", "student_layers", "freeze_embeddings", "then_mnrl", "mnrl"),
             mem_mb=16000,
             uses_gpu=True,
             optional={"then_mnrl": ("mnrl", "mnrl")},

@@ -102,3 +102,28 @@ print(json.dumps(out))
     assert served["torch"] is False
     assert np.asarray(served["onnx-int8"]).shape == reference.shape
     assert cosines(np.asarray(served["onnx-fp32"]), reference).min() > 0.999
+
+
+def test_a_student_with_frozen_embeddings_trains_its_layers_but_keeps_its_teacher_s_vocabulary(
+    student, tiny_model, tmp_path
+):
+    from safetensors.numpy import load_file
+
+    out, _ = student
+    params = {
+        "type": "distill", **STEPS, "max_steps": 2, "teacher": "tiny", "student_layers": 1,
+        "freeze_embeddings": True, "teacher_model": _spec(tiny_model),
+    }  # fmt: skip
+    frozen = tmp_path / "frozen"
+    metrics = tr.train(
+        _spec(tiny_model), params, {"teacher_embeddings": out.parent / "teacher.parquet"}, frozen,
+        seed=13, device="cpu", method_name="distill",
+    )  # fmt: skip
+    teacher, trained = load_file(tiny_model / "model.safetensors"), load_file(frozen / "model.safetensors")
+    vocabulary = next(name for name in trained if name.endswith("word_embeddings.weight"))
+    np.testing.assert_array_equal(trained[vocabulary], teacher[vocabulary])
+    moved = [n for n in trained if n in teacher and not np.array_equal(trained[n], teacher[n])]
+    assert vocabulary not in moved and any(".layer.0." in n for n in moved)  # the kept layer learned
+    phase = metrics["phases"][0]
+    assert phase["total_params"] - phase["trainable_params"] == trained[vocabulary].size
+    assert metrics["hyperparameters"]["freeze_embeddings"] is True

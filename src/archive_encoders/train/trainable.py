@@ -109,13 +109,15 @@ def check_pair(model, spec: ModelSpec, kind: str, params: dict[str, Any]) -> Non
 
 def load_model(spec: ModelSpec, kind: str, params: dict[str, Any], device: str):
     """The model to train, once the model x method rules hold for it: 4-bit for qlora, LoRA-wrapped for
-    lora/qlora, fewer layers for distill."""
+    lora/qlora, fewer layers (and optionally a fixed token embedding matrix) for distill."""
     model = load_4bit(spec, device) if kind == "qlora" else load_sentence_transformer(spec, device=device)
     check_pair(model, spec, kind, params)
     if METHOD_TYPES[kind].trains == "adapters":
         add_lora(model, params)
     if kind == "distill" and params.get("student_layers"):
         keep_layers(model, params["student_layers"])
+    if kind == "distill" and params.get("freeze_embeddings"):
+        model[0].model.get_input_embeddings().weight.requires_grad_(False)
     return model
 
 
