@@ -19,7 +19,7 @@ paragraphs than the evaluation's (the workflow uses the train split).
 Timing: latency.run_interleaved (one worker process per variant, blocks alternating, passive OpenMP waits,
 ORT spinning off). Batch 1 = median per-text latency over short queries (and passages); batch 32 =
 texts/s encoding passages 32 at a time. Speedups are medians over runs.
-Index: the index report, then recall@10 against exact search and search-only latency over a
+Index (onnx-int8): the index report, then recall@10 against exact search and search-only latency over a
 connectivity x expansion_search grid rebuilt from the index's own vectors (the default marked).
 Session settings (spinning, threads, optimisation level, fusions): benchmarks/ort_session_settings.py.
 Targets: the fastest variant within 1 NDCG@10 point of torch >= 8x at batch 1 and >= 2.5x at batch 32;
@@ -545,7 +545,8 @@ def print_tables(rows, compression, index_reports):
 
 
 def index_figures(name, folders, other, spec, args, work: Path) -> dict:
-    """The index of the openvino-int8 variant over the non-evaluation paragraphs (i8 vectors)."""
+    """The index of the onnx-int8 variant (the demo's verdict) over the non-evaluation paragraphs (i8
+    vectors)."""
     import polars as pl
 
     from archive_encoders.index.build import build_index
@@ -566,15 +567,15 @@ def index_figures(name, folders, other, spec, args, work: Path) -> dict:
         }
     ).write_parquet(documents)
     rec = work / "recommendation.json"
-    row = {"model": name, "method": "baseline", "variant": "openvino-int8"}
+    row = {"model": name, "method": "baseline", "variant": "onnx-int8"}
     # the report's recommendation format: the dense row to index under "index"
-    record = {**row, "retriever": "dense", "index": row, "artefact": str(folders["openvino"])}
+    record = {**row, "retriever": "dense", "index": row, "artefact": str(folders["onnx"])}
     rec.write_text(json.dumps(record))
     manifest_of_tables(work / "corpus.json", documents, chunks)
     # the corpus's shard embeddings, as the encode_shard jobs write them
     options = {"threads": args.threads, "device": "cpu"}
     embeddings = encode_corpus_shards(
-        work / "corpus.json", work / "embeddings", row["variant"], folders["openvino"], spec.as_dict(),
+        work / "corpus.json", work / "embeddings", row["variant"], folders["onnx"], spec.as_dict(),
         row["method"], **options,
     )  # fmt: skip
     return build_index(
