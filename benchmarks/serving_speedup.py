@@ -335,7 +335,7 @@ def set_scores(q: np.ndarray, p: np.ndarray, items, origins) -> dict:
             mine = np.flatnonzero([o["language"] == lang for o in origins])  # this language's passages
             where = {int(j): k for k, j in enumerate(mine)}
             rows = np.flatnonzero(languages == lang)
-            by_language[lang] = ndcg_at_10(q[rows], p[mine], [where[int(j)] for j in relevant[rows]])
+            by_language[str(lang)] = ndcg_at_10(q[rows], p[mine], [where[int(j)] for j in relevant[rows]])
         out["by_language"] = by_language
     return out
 
@@ -346,7 +346,7 @@ def quality(folders, spec, pairs, sets, origins, train_texts) -> dict:
     from archive_encoders.evaluate.stats import paired_difference
 
     passages = [p for _, p in pairs]
-    out, ref = {}, None
+    out, ref, reference = {}, None, None
     for name, (variant, kind) in VARIANTS.items():
         enc = load_encoder(variant, folders[kind], spec.as_dict(), threads=2)
         p = enc.encode_passages(passages)
@@ -354,7 +354,7 @@ def quality(folders, spec, pairs, sets, origins, train_texts) -> dict:
         scored = {s: set_scores(encoded[s], p, items, origins) for s, items in sets.items()}
         row = {"sets": {}}
         if name == "torch":
-            ref = (encoded, p)
+            ref, reference = (encoded, p), scored
             ict_q = encoded["ict"]
             check = ndcg_at_10(ict_q, p)  # the per-query figures against the workflow's metric code
             assert abs(check - scored["ict"]["ndcg@10"]) < 1e-9, (check, scored["ict"]["ndcg@10"])
@@ -366,7 +366,7 @@ def quality(folders, spec, pairs, sets, origins, train_texts) -> dict:
             cos = np.concatenate([cosines(ref[0][s], q) for s, q in encoded.items()] + [cosines(ref[1], p)])
             row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()))
         for s, items in sets.items():
-            torch_set = out["torch"]["sets"][s] if "torch" in out else scored[s]
+            torch_set = reference[s]
             books = [origins[j]["book"] for _, j in items]
             diff = paired_difference(scored[s]["per_query"], torch_set["per_query"], books, 2000, 0)
             cell = {
@@ -379,7 +379,7 @@ def quality(folders, spec, pairs, sets, origins, train_texts) -> dict:
             if "by_language" in scored[s]:
                 cell["ndcg@10_by_language"] = scored[s]["by_language"]
                 cell["ndcg_kept_pct_by_language"] = {
-                    lang: 100 * v / torch_set["ndcg@10_by_language"][lang]
+                    lang: 100 * v / torch_set["by_language"][lang]
                     for lang, v in scored[s]["by_language"].items()
                 }
             row["sets"][s] = cell
@@ -714,6 +714,8 @@ def main() -> None:
             tokenizer = load_encoder("onnx-fp32", folders["onnx"], spec.as_dict()).tokenizer
             tokens = float(np.mean([len(tokenizer.encode(qp + x).ids) for x, _ in pairs[: args.repeats]]))
             print(f"  mean query tokens {tokens:.1f}", flush=True)
+            if not args.runs:  # quality only
+                continue
             results += summarize(name, q, speed(folders, spec, pairs, args), tokens)
             if name == models[-1][0]:
                 indexes[name] = index_figures(name, folders, other, spec, args, work)
