@@ -150,3 +150,21 @@ def test_search_command_finds_the_source_passage_without_torch(static_index, tmp
         "", tmp_path, "-m", "archive_encoders.index.cli", "search", "--index", str(tmp_path), "x"
     )
     assert missing.returncode == 2 and "not a search index" in missing.stderr
+
+
+def test_a_unigram_vocabulary_s_unknown_token_is_found_and_refuses_an_unknown_only_query():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from archive_encoders.encoders.static import unknown_token_id
+    from archive_encoders.index.search import unknown_only
+
+    pieces = [("<pad>", 0.0), ("<unk>", 0.0), ("▁", -2.0), ("▁river", -1.0), ("▁snow", -1.0)]
+    pieces += [(c, -4.0) for c in "rivesnow"]
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=1, byte_fallback=False))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    unk = unknown_token_id(tokenizer)  # XLM-R's kind: the id is in the model's JSON, not an attribute
+    assert unk == 1
+    assert tokenizer.encode("☃☃ ☃").ids == [2, 1, 2, 1]  # boundary, unknown, boundary, unknown
+    assert unknown_only(tokenizer, "☃☃ ☃", unk)  # word boundaries and unknown pieces only
+    assert not unknown_only(tokenizer, "river ☃", unk)
+    assert not unknown_only(tokenizer, "☃", None)  # no unknown token: nothing is unknown-only

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from archive_encoders.encoders.graph import CONFIG_FILE
+from archive_encoders.encoders.static import unknown_token_id
 from archive_encoders.index.errors import BrokenIndex, IndexMismatchError, SearchError, read_part
 from archive_encoders.index.metadata import ChunkMetadata
 from archive_encoders.index.metadata import sha256_of_ids as sha256_of_ids  # callers import it from here
@@ -132,13 +133,14 @@ def script_of(char: str) -> str | None:
     return name.split(" ", 1)[0] if name else None
 
 
-def unknown_only(tokenizer, text: str) -> bool:
-    """True when every token of `text` is the tokenizer's unknown token (or there is none)."""
-    from archive_encoders.encoders.static import unknown_token_id
+# a word-boundary piece alone (SentencePiece's, byte-level BPE's) carries no word
+BOUNDARY_PIECES = frozenset({"▁", "Ġ"})
 
-    unk = unknown_token_id(tokenizer)
-    ids = tokenizer.encode(text, add_special_tokens=False).ids
-    return not ids or all(i == unk for i in ids)
+
+def unknown_only(tokenizer, text: str, unk: int | None) -> bool:
+    """True when `text` has no token but the unknown token `unk` and bare word boundaries."""
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    return all(i == unk or t in BOUNDARY_PIECES for i, t in zip(encoding.ids, encoding.tokens, strict=True))
 
 
 def open_encoder(variant: str, folder: str | os.PathLike, threads: int | None = None):
@@ -191,6 +193,8 @@ class SearchIndex:
                 f"{encoder_dir}: encoder gives {self.encoder.dimension}-d vectors, the index holds "
                 f"{self.manifest['dimension']}-d"
             )
+        # found once: for a Unigram vocabulary (XLM-R's 250 k) it means serialising the whole tokenizer
+        self.unknown_id = unknown_token_id(self.encoder.tokenizer)
         self.graph = self.open_graph()
         # usearch's file keeps connectivity but not expansion_search (a restored graph searches at 64)
         settings = self.manifest.get("settings")
@@ -295,7 +299,7 @@ class SearchIndex:
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding; a clear error for an empty query or one the model cannot read."""
         text = normalise_query(query)
-        if unknown_only(self.encoder.tokenizer, text):
+        if unknown_only(self.encoder.tokenizer, text, self.unknown_id):
             raise SearchError(
                 f"the query {text!r} has no word the model ({self.manifest['model']}) knows: every token is "
                 f"unknown to its vocabulary. Scripts in this index: {self.scripts_line()}"
