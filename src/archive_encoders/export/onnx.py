@@ -14,6 +14,8 @@ The route (optimum-onnx needs transformers < 5, so it cannot be installed beside
    x86 CPUs without VNNI (255 x 127 x 2 > 32767) once activations use their full range, which is
    exactly what step 3 makes them do, so they get 7-bit weights (`reduce_range`, 255 x 64 x 2 < 32767).
    On MiniLM here (AVX2, no VNNI) that route was no faster than U8U8 and kept less fidelity.
+   `export.keep_float` leaves fused layers in FP32, e.g. the attention's query/key/value projection, whose
+   QAttention quantizes the unsplit residual stream per tensor: the largest single loss of mean cosine.
 5. The gate: every variant is compared with the PyTorch SentenceTransformer on a fixed sample of chunks.
 
 Everything is written into a temporary folder that replaces `out_dir` only when the export succeeded.
@@ -50,6 +52,12 @@ INPUT_NAMES = ["input_ids", "attention_mask"]
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room to spare
 
 MAX_EXTRA_CHANNELS = 0.25  # outlier splitting may widen an input by at most this fraction
+# the dynamic quantizer's operator types, by the layer kind export.keep_float names
+DYNAMIC_INT8_OPS = {
+    "matmul": ("MatMul",),
+    "attention": ("Attention",),
+    "embeddings": ("EmbedLayerNormalization", "Gather"),
+}
 
 
 def export(
@@ -396,6 +404,7 @@ def quantize_int8(
         "per_channel": bool(settings["per_channel"]),
         "weight_type": settings["weight_type"],
         "reduce_range": resolve_reduce_range(settings),
+        "keep_float": sorted(settings["keep_float"]),
     }
     ratio = float(settings["outlier_ratio"])
     prepared = source
@@ -418,6 +427,7 @@ def quantize_int8(
         prepared = work / "typed.onnx"
         save_onnx(inferred, prepared)
         info["weight_type"] = "int8"  # the QDQ route's u8*s8 kernels want signed weights
+        info["keep_float"] = sorted(DYNAMIC_INT8_OPS.keys() - {"matmul"})  # it quantizes MatMuls only
         quantize_static(
             str(prepared),
             str(out_path),
@@ -441,11 +451,20 @@ def quantize_int8(
             per_channel=info["per_channel"],
             reduce_range=info["reduce_range"],
             weight_type=weight_type,
+            op_types_to_quantize=dynamic_op_types(settings["keep_float"]),
             nodes_to_exclude=exclude,
             use_external_data_format=large,
             extra_options=extra,
         )
     return info
+
+
+def dynamic_op_types(keep_float: Sequence[str]) -> list[str]:
+    """The operator types dynamic quantization rewrites: every kind but those export.keep_float keeps."""
+    unknown = set(keep_float) - DYNAMIC_INT8_OPS.keys()
+    if unknown:
+        raise ValueError(f"export.keep_float: unknown layer kinds {sorted(unknown)}")
+    return [op for kind, ops in DYNAMIC_INT8_OPS.items() if kind not in keep_float for op in ops]
 
 
 def resolve_reduce_range(settings: Mapping[str, Any]) -> bool:
