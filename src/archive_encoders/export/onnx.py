@@ -52,12 +52,9 @@ INPUT_NAMES = ["input_ids", "attention_mask"]
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room to spare
 
 MAX_EXTRA_CHANNELS = 0.25  # outlier splitting may widen an input by at most this fraction
-# the dynamic quantizer's operator types, by the layer kind export.keep_float names
-DYNAMIC_INT8_OPS = {
-    "matmul": ("MatMul",),
-    "attention": ("Attention",),
-    "embeddings": ("EmbedLayerNormalization", "Gather"),
-}
+# the dynamic quantizer's operator types: MatMuls always, the fused layers unless export.keep_float names them
+ALWAYS_QUANTIZED = ("MatMul",)
+KEEP_FLOAT_OPS = {"attention": ("Attention",), "embeddings": ("EmbedLayerNormalization", "Gather")}
 
 
 def export(
@@ -427,7 +424,7 @@ def quantize_int8(
         prepared = work / "typed.onnx"
         save_onnx(inferred, prepared)
         info["weight_type"] = "int8"  # the QDQ route's u8*s8 kernels want signed weights
-        info["keep_float"] = sorted(DYNAMIC_INT8_OPS.keys() - {"matmul"})  # it quantizes MatMuls only
+        info["keep_float"] = sorted(KEEP_FLOAT_OPS)  # it quantizes MatMuls only
         quantize_static(
             str(prepared),
             str(out_path),
@@ -461,10 +458,11 @@ def quantize_int8(
 
 def dynamic_op_types(keep_float: Sequence[str]) -> list[str]:
     """The operator types dynamic quantization rewrites: every kind but those export.keep_float keeps."""
-    unknown = set(keep_float) - DYNAMIC_INT8_OPS.keys()
+    unknown = set(keep_float) - KEEP_FLOAT_OPS.keys()
     if unknown:
         raise ValueError(f"export.keep_float: unknown layer kinds {sorted(unknown)}")
-    return [op for kind, ops in DYNAMIC_INT8_OPS.items() if kind not in keep_float for op in ops]
+    kept = [op for kind, ops in KEEP_FLOAT_OPS.items() if kind not in keep_float for op in ops]
+    return [*ALWAYS_QUANTIZED, *kept]
 
 
 def resolve_reduce_range(settings: Mapping[str, Any]) -> bool:
